@@ -1,0 +1,26 @@
+"""The one exception type for mistakes a user can cause (bad file, bad flag, bad input).
+
+CLIs catch it and print one line; anything else is a bug and keeps its traceback.
+"""
+
+
+class UserError(Exception):
+    """A user-caused error; its message is a complete one-line explanation."""
+
+
+def run_cli(main, argv=None) -> int:
+    """Run a subcommand's `main(argv)`; a UserError becomes one stderr line and exit code 2.
+
+    Every CLI module ends with `sys.exit(run_cli(main))` so `python -m part.module` behaves
+    like `scratchpad ...`.
+    """
+    import sys
+
+    try:
+        return int(main(sys.argv[1:] if argv is None else argv) or 0)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
