@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from kernels.scan_ref import diagonal_scan_ref
+from kernels.step_ref import diagonal_step_ref, scratch_step_ref
 
 
 def diagonal_scan(a, b, initial_state=None):
@@ -12,4 +13,14 @@ def diagonal_scan(a, b, initial_state=None):
     return diagonal_scan_ref(a, b, initial_state)
 
 
-__all__ = ["diagonal_scan", "diagonal_scan_ref"]
+def diagonal_step(a, b, state_pool, slot_index):
+    """In-place commit step through a row -> slot index; returns the new states [N, D]."""
+    return diagonal_step_ref(a, b, state_pool, slot_index)
+
+
+def scratch_step(a, b, states):
+    """Transient step a * states + b; writes nothing."""
+    return scratch_step_ref(a, b, states)
+
+
+__all__ = ["diagonal_scan", "diagonal_scan_ref", "diagonal_step", "diagonal_step_ref", "scratch_step", "scratch_step_ref"]
