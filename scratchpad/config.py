@@ -1,0 +1,171 @@
+"""ModelConfig: every architectural choice of a model, JSON round trip, presets, validation."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+
+from scratchpad.errors import UserError
+
+PATCHERS = ("fixed", "whitespace", "entropy", "entropy-monotonic", "router", "soft")
+POOLINGS = ("mean", "attn", "xattn", "gru", "soft")
+DECODERS = ("residual", "patch-ar")
+MIXERS = ("ssm", "attn")
+
+
+@dataclass
+class ModelConfig:
+    name: str = "custom"
+    # local byte models
+    d_local: int = 128
+    n_enc_layers: int = 1
+    n_aux_layers: int = 2
+    n_dec_layers: int = 1
+    local_mixer: str = "ssm"
+    local_window: int = 128          # attention span / ring size when local_mixer == "attn"
+    # trunk
+    d_model: int = 256
+    trunk_mixers: list = field(default_factory=lambda: ["ssm", "ssm", "ssm", "ssm"])
+    n_heads: int = 4
+    ssm_expand: int = 1
+    mlp_mult: float = 2.0
+    # patching
+    patcher: str = "fixed"
+    patch_size: int = 4              # fixed P; target mean size for router / soft
+    max_patch_len: int = 16          # bound on every variable patcher (fixed uses patch_size)
+    entropy_boundary: float = 2.0    # nats; entropy patcher threshold (monotonic: on the increase)
+    soft_sigma: float = 0.5
+    router_ratio_weight: float = 0.03
+    pooling: str = "xattn"
+    decoder: str = "residual"
+    # scratchpads
+    scratchpad: bool = True
+    train_threshold_min: float = 0.0
+    train_threshold_max: float = 4.0
+    train_no_scratchpad_prob: float = 0.25
+    aux_loss_weight: float = 1.0
+    max_seq_len: int = 4096
+
+    @property
+    def window(self) -> int:
+        """Longest possible patch: the pooling window."""
+        return self.patch_size if self.patcher == "fixed" else self.max_patch_len
+
+    def validate(self) -> "ModelConfig":
+        def bad(name, why):
+            raise UserError(f"config {self.name!r}: field '{name}' {why}")
+
+        for name in ("d_local", "d_model", "n_heads", "ssm_expand", "patch_size", "max_patch_len", "max_seq_len", "local_window"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                bad(name, f"must be a positive integer, got {v!r}")
+        for name in ("n_enc_layers", "n_aux_layers", "n_dec_layers"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 0:
+                bad(name, f"must be an integer >= 0, got {v!r}")
+        if self.n_aux_layers < 1 and (self.scratchpad or self.patcher.startswith("entropy")):
+            bad("n_aux_layers", "must be >= 1 when scratchpads or entropy patching use the aux head")
+        if self.patcher not in PATCHERS:
+            bad("patcher", f"must be one of {', '.join(PATCHERS)}, got {self.patcher!r}")
+        if self.pooling not in POOLINGS:
+            bad("pooling", f"must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
+        if (self.pooling == "soft") != (self.patcher == "soft"):
+            bad("pooling", "'soft' pooling goes with the 'soft' patcher and only with it")
+        if self.decoder not in DECODERS:
+            bad("decoder", f"must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
+        if self.local_mixer not in MIXERS:
+            bad("local_mixer", f"must be one of {', '.join(MIXERS)}, got {self.local_mixer!r}")
+        if self.decoder == "patch-ar" and self.local_mixer != "ssm":
+            bad("decoder", "'patch-ar' resets state per patch and needs local_mixer 'ssm'")
+        if not isinstance(self.trunk_mixers, (list, tuple)) or not self.trunk_mixers:
+            bad("trunk_mixers", "must be a non-empty list of 'ssm'/'attn'")
+        for m in self.trunk_mixers:
+            if m not in MIXERS:
+                bad("trunk_mixers", f"has unknown mixer {m!r}")
+        for name, d in (("d_model", self.d_model), ("d_local", self.d_local)):
+            if d % self.n_heads:
+                bad(name, f"({d}) must be divisible by n_heads ({self.n_heads})")
+        if self.patcher != "fixed" and self.max_patch_len < 2:
+            bad("max_patch_len", "must be >= 2 for variable patchers")
+        if self.patcher in ("router", "soft") and self.patch_size < 2:
+            bad("patch_size", "(the target size) must be >= 2 for learned patchers")
+        lo, hi = self.train_threshold_min, self.train_threshold_max
+        if not (0 <= lo <= hi) or math.isnan(hi):
+            bad("train_threshold_min", f"and train_threshold_max must satisfy 0 <= min <= max, got {lo}, {hi}")
+        if not 0 <= self.train_no_scratchpad_prob <= 1:
+            bad("train_no_scratchpad_prob", "must be in [0, 1]")
+        if self.soft_sigma <= 0:
+            bad("soft_sigma", "must be > 0")
+        return self
+
+    # JSON round trip ---------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "config") -> "ModelConfig":
+        if not isinstance(d, dict):
+            raise UserError(f"{source}: expected a JSON object")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise UserError(f"{source}: unknown field(s) {', '.join(unknown)}")
+        return cls(**d).validate()
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "config") -> "ModelConfig":
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{source}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        return cls.from_dict(d, source)
+
+    # presets -----------------------------------------------------------------------------
+    @staticmethod
+    def presets() -> list[str]:
+        return list(_PRESETS) + [f"tiny-{n}" for n in _PRESETS]
+
+    @classmethod
+    def preset(cls, name: str) -> "ModelConfig":
+        base = name[len("tiny-") :] if name.startswith("tiny-") else name
+        if base not in _PRESETS:
+            raise UserError(f"unknown preset {name!r}; known: {', '.join(cls.presets())}")
+        cfg = cls(name=base, **_PRESETS[base])
+        return (tiny(cfg) if name.startswith("tiny-") else cfg).validate()
+
+
+def tiny(cfg: ModelConfig) -> ModelConfig:
+    """The same variant at test size: widths 32/16, two trunk layers keeping the mixer kinds."""
+    kinds = sorted(set(cfg.trunk_mixers), key=cfg.trunk_mixers.index)
+    trunk = (kinds * 2)[:2]
+    return dataclasses.replace(
+        cfg, name=f"tiny-{cfg.name}", d_local=16, d_model=32, n_heads=2, trunk_mixers=trunk,
+        n_enc_layers=1, n_dec_layers=1, n_aux_layers=min(cfg.n_aux_layers, 2), local_window=32,
+        max_seq_len=512,
+    )
+
+
+_SP_TRUNK = ["ssm", "attn", "ssm", "attn"]
+_STUDY = dict(d_model=256, d_local=128, trunk_mixers=["ssm"] * 4, max_seq_len=1024, scratchpad=False)
+
+_PRESETS: dict[str, dict] = {
+    # byte-level baseline with the SP trunk: every byte is a patch
+    "byte": dict(patcher="fixed", patch_size=1, pooling="mean", trunk_mixers=_SP_TRUNK, scratchpad=False),
+    # the residual byte patching study's six variants (d=256, 4 SSM layers, seq 1024)
+    "study-A-fixed-mean": dict(_STUDY, patcher="fixed", patch_size=4, pooling="mean"),
+    "study-B-attn-pool": dict(_STUDY, patcher="fixed", patch_size=4, pooling="attn"),
+    "study-C-soft-boundary": dict(_STUDY, patcher="soft", patch_size=4, max_patch_len=16, pooling="soft"),
+    "study-D-entropy": dict(_STUDY, patcher="entropy", patch_size=4, max_patch_len=16, pooling="mean"),
+    "study-E-full-bytes": dict(_STUDY, patcher="fixed", patch_size=1, pooling="mean"),
+    "study-F-gru-local-dec": dict(_STUDY, patcher="fixed", patch_size=4, pooling="gru", decoder="patch-ar"),
+    # learned causal router (H-Net style)
+    "sp-router-p8": dict(patcher="router", patch_size=8, max_patch_len=16, trunk_mixers=_SP_TRUNK),
+}
+for _p in (4, 8, 16):
+    _PRESETS[f"sp-fixed-p{_p}"] = dict(patcher="fixed", patch_size=_p, trunk_mixers=_SP_TRUNK)
+    _PRESETS[f"sp-whitespace-p{_p}"] = dict(patcher="whitespace", patch_size=_p, max_patch_len=_p, trunk_mixers=_SP_TRUNK)
+    _PRESETS[f"sp-entropy-p{_p}"] = dict(patcher="entropy", patch_size=_p, max_patch_len=_p, trunk_mixers=_SP_TRUNK)

@@ -1,0 +1,68 @@
+"""Pooling a span of encoder states h[s..e] (a committed patch or a scratchpad's partial patch)
+into one trunk input vector.
+
+Every span is read through the same window: the `window` bytes ending at e, with a mask for
+bytes before s. Commits and scratchpads therefore share one code path, and decode (which keeps
+the last `window` encoder states per row) reproduces it exactly.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from scratchpad.layers import RMSNorm
+
+
+def gather_windows(h, end, window):
+    """h [B, T, d], end [B, Q] -> windows [B, Q, W, d] of h[end-W+1 .. end] (index < 0 -> zeros),
+    and their absolute byte positions [B, Q, W]."""
+    pos = end.unsqueeze(-1) - (window - 1) + torch.arange(window, device=h.device)
+    idx = pos.clamp(min=0)
+    B, Q, W = idx.shape
+    win = torch.gather(h, 1, idx.reshape(B, Q * W, 1).expand(-1, -1, h.shape[-1])).view(B, Q, W, -1)
+    return win * (pos >= 0).unsqueeze(-1).to(h.dtype), pos
+
+
+class Pooling(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.kind, self.window, self.sigma = cfg.pooling, cfg.window, cfg.soft_sigma
+        d = cfg.d_local
+        self.norm = RMSNorm(d)
+        if self.kind in ("attn", "xattn"):
+            self.query = nn.Parameter(torch.randn(d) / math.sqrt(d))
+            self.q = nn.Linear(d, d, bias=False)
+            self.kv = nn.Linear(d, 2 * d, bias=False)
+        if self.kind == "gru":
+            self.cell = nn.GRUCell(d, d)
+        self.proj = nn.Linear(d, cfg.d_model, bias=False)
+
+    def forward(self, win, valid, weight_coord=None, centre=None):
+        """win [N, W, d] encoder states (oldest first), valid [N, W] bool (at least the last one);
+        soft pooling also takes coordinates weight_coord [N, W] and the span's centre [N].
+        Returns [N, d_model]."""
+        win = self.norm(win)
+        m = valid.unsqueeze(-1).to(win.dtype)
+        if self.kind == "mean":
+            pooled = (win * m).sum(1) / m.sum(1)
+        elif self.kind == "soft":
+            logw = -((weight_coord - centre.unsqueeze(-1)) ** 2) / (2 * self.sigma**2)
+            w = torch.softmax(logw.masked_fill(~valid, float("-inf")), dim=-1)
+            pooled = (w.unsqueeze(-1) * win).sum(1)
+        elif self.kind in ("attn", "xattn"):
+            k, v = self.kv(win).chunk(2, dim=-1)
+            if self.kind == "attn":
+                q = self.query.expand(win.shape[0], -1)
+            else:
+                q = self.q((win * m).sum(1) / m.sum(1))
+            scores = (k @ q.unsqueeze(-1)).squeeze(-1) / math.sqrt(q.shape[-1])
+            w = torch.softmax(scores.masked_fill(~valid, float("-inf")), dim=-1)
+            pooled = (w.unsqueeze(-1) * v).sum(1)
+        else:  # gru: run over the span in order; masked steps keep the state
+            state = win.new_zeros(win.shape[0], win.shape[-1])
+            for i in range(win.shape[1]):
+                state = torch.where(valid[:, i : i + 1], self.cell(win[:, i], state), state)
+            pooled = state
+        return self.proj(pooled)
