@@ -1,0 +1,108 @@
+import json
+import math
+
+import pytest
+import torch
+
+from conftest import TINY_PRESETS
+from scratchpad import ModelConfig, UserError, build_model, load_model, save_model
+
+
+@pytest.mark.parametrize("name", TINY_PRESETS)
+def test_preset_forward_backward(name):
+    model = build_model(ModelConfig.preset(name))
+    x = torch.randint(0, 256, (3, 37))
+    out = model(x, targets=torch.roll(x, -1, 1), threshold=torch.tensor([0.0, 1.5, math.inf]))
+    assert out.logits.shape == (3, 37, 256)
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert sum(g is not None and g.abs().sum() > 0 for g in grads) > len(grads) // 2
+    assert not out.scratch[2].any(), "tau = inf must not trigger scratchpads"
+    assert not (out.scratch & out.ends).any(), "never a scratchpad at a patch's last byte"
+
+
+def test_every_preset_has_a_tiny_form_and_the_study_variants_exist():
+    names = ModelConfig.presets()
+    full = [n for n in names if not n.startswith("tiny-")]
+    assert all(f"tiny-{n}" in names for n in full)
+    assert "byte" in full and sum(n.startswith("study-") for n in full) == 6
+    for p in (4, 8, 16):
+        for kind in ("fixed", "whitespace", "entropy"):
+            assert f"sp-{kind}-p{p}" in full
+    study = ModelConfig.preset("study-A-fixed-mean")
+    assert (study.d_model, len(study.trunk_mixers), study.max_seq_len) == (256, 4, 1024)
+
+
+def test_float64_forward():
+    model = build_model(ModelConfig.preset("tiny-sp-fixed-p4")).double()
+    out = model(torch.randint(0, 256, (1, 20)), threshold=1.0)
+    assert out.logits.dtype == torch.float64
+
+
+def test_scratchpad_refreshes_only_its_own_patch():
+    """A scratchpad at byte n refreshes the trunk context at n .. end of its patch only: it is
+    transient (never committed), so every later trunk output is unchanged. (Later logits may still
+    move through the byte-level decoder's own state, which did read the refreshed context.)"""
+    model = build_model(ModelConfig.preset("tiny-sp-fixed-p4")).double()
+    x = torch.randint(0, 256, (1, 16))
+    mask = torch.zeros(1, 16, dtype=torch.bool)
+    mask[0, 5] = True  # patch [4..7]
+    plain = model(x, keep_trace=True)
+    scr = model(x, scratchpad_mask=mask, keep_trace=True)
+    assert scr.scratchpads.item() == 1
+    ctx_diff = (scr.trace["ctx"] - plain.trace["ctx"]).abs().amax(-1)[0]
+    assert torch.all(ctx_diff[:5] == 0) and torch.all(ctx_diff[8:] == 0)
+    assert torch.all(ctx_diff[5:8] > 1e-6)
+    logit_diff = (scr.logits - plain.logits).abs().amax(-1)[0]
+    assert torch.all(logit_diff[:5] == 0) and torch.all(logit_diff[5:] > 0)
+
+
+def test_patch_lag_and_counts():
+    model = build_model(ModelConfig.preset("tiny-sp-fixed-p4"))
+    out = model(torch.randint(0, 256, (2, 18)))
+    assert out.commits.tolist() == [4, 4]
+    assert out.ends[0].nonzero().flatten().tolist() == [3, 7, 11, 15]
+
+
+def test_config_json_round_trip_and_validation():
+    cfg = ModelConfig.preset("sp-whitespace-p8")
+    assert ModelConfig.from_json(cfg.to_json()) == cfg
+    with pytest.raises(UserError, match="patcher"):
+        ModelConfig.from_dict({**cfg.to_dict(), "patcher": "nope"})
+    with pytest.raises(UserError, match="d_model"):
+        ModelConfig.from_dict({**cfg.to_dict(), "d_model": -3})
+    with pytest.raises(UserError, match="unknown field"):
+        ModelConfig.from_dict({**cfg.to_dict(), "bogus": 1})
+    with pytest.raises(UserError, match="unknown preset"):
+        ModelConfig.preset("nope")
+
+
+def test_bad_threshold_rejected():
+    model = build_model(ModelConfig.preset("tiny-sp-fixed-p4"))
+    for tau in (-1.0, float("nan")):
+        with pytest.raises(ValueError):
+            model(torch.randint(0, 256, (1, 8)), threshold=tau)
+
+
+def test_checkpoint_round_trip_and_corruption(tmp_path):
+    model = build_model(ModelConfig.preset("tiny-sp-entropy-p8"))
+    folder = save_model(model, tmp_path / "ck")
+    again = load_model(folder)
+    x = torch.randint(0, 256, (1, 30))
+    assert torch.equal(model.eval()(x, threshold=1.0).logits, again(x, threshold=1.0).logits)
+    assert not list(tmp_path.glob(".ck.tmp-*")), "no temporary folder left behind"
+
+    blob = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(UserError, match="model.safetensors"):
+        load_model(folder)
+    save_model(model, folder)
+    (folder / "config.json").write_text(json.dumps({**model.cfg.to_dict(), "d_model": 64}))
+    with pytest.raises(UserError, match="does not match|shape"):
+        load_model(folder)
+    (folder / "config.json").write_text("{not json")
+    with pytest.raises(UserError, match="config.json"):
+        load_model(folder)
+    with pytest.raises(UserError, match="no such model folder"):
+        load_model(tmp_path / "missing")
