@@ -1,20 +1,165 @@
 """Pure-torch diagonal scan: h_t = a_t * h_{t-1} + b_t over [B, T, D].
 
-Parallel (Hillis-Steele) prefix over the affine maps (a, b): log2(T) vectorised steps, no
-division or logarithm, so a_t = 0 (a state reset) is exact. Autograd differentiates it directly.
+`diagonal_scan_ref` is the torch path of `kernels.diagonal_scan` and the reference the Triton kernel
+is tested against. It is chunked: T is cut into chunks of L positions (L ~ sqrt(T)) and
+
+  1. a sweep over the L positions of every chunk at once (tensors [B, C, D]) gives each chunk's
+     end value from a zero state, E_c, and `prod` gives its decay product P_c;
+  2. a sweep over the C chunks carries the state across chunks: s_{c+1} = P_c * s_c + E_c;
+  3. a second sweep over the L positions, started from s_c, writes h.
+
+That is about L + C + L small vectorised steps (~100 at T=1024) instead of log2(T) full-length
+passes, and about 6 passes over memory in all. Only multiplications and additions: no division or
+logarithm, so a_t = 0 (a state reset) is exact -- everything after a reset is bitwise independent
+of everything before it (for finite values). fp64 inputs are computed in fp64; fp16/bf16/fp32
+accumulate in fp32.
+
+Autograd: a torch.autograd.Function whose backward is the same scan run in reverse,
+    g_t = dh_t + a_{t+1} g_{t+1},  g_{T-1} = dh_{T-1} + d_final,
+    db_t = g_t,  da_t = g_t * h_{t-1},  d_initial = a_0 * g_0,
+written with differentiable operations, so double backward works as well.
+
+`diagonal_scan_loop` is the recurrence as a plain loop (fp64): the slow ground truth.
+`diagonal_scan_hillis_steele` is the previous reference (log2(T) full-length passes), kept for the
+benchmark's before/after comparison.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
+from kernels._validate import acc_dtype, check_scan
 
-def diagonal_scan_ref(a: torch.Tensor, b: torch.Tensor, initial_state: torch.Tensor | None = None):
-    """a, b: [B, T, D]; initial_state: [B, D] or None. Returns (h [B, T, D], final_state [B, D]).
 
-    Accumulates in fp32 (or fp64 if the inputs are fp64) and returns h in the input dtype.
+def default_chunk(T: int) -> int:
+    """Chunk length ~ sqrt(T), a power of two in [16, 256]: balances the L- and C-sweeps."""
+    if T <= 16:
+        return 16
+    return int(min(256, max(16, 2 ** round(math.log2(math.sqrt(T))))))
+
+
+@torch.no_grad()
+def _scan_core(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None, reverse: bool, chunk: int):
+    """Forward (reverse=False): h_t = a_t h_{t-1} + b_t from h_{-1} = h0.
+    Reverse (reverse=True):     h_t = a_t h_{t+1} + b_t from h_T = h0.
+    a, b: contiguous [B, T, D] of one dtype (the compute dtype); h0 [B, D] of it or None.
+    Returns (h [B, T, D], final [B, D]) -- final is h_{T-1} (forward) or h_0 (reverse)."""
+    B, T, D = b.shape
+    h = torch.empty_like(b)
+    carry = h0.clone() if h0 is not None else b.new_zeros(B, D)
+    L = chunk
+    C = T // L
+    M = C * L
+    # the main part: C whole chunks; forward it covers [0, M), reverse it covers [T - M, T).
+    # The ragged rest (< L positions) is swept one position at a time after it.
+    lo = T - M if reverse else 0
+    tail = range(T - M - 1, -1, -1) if reverse else range(M, T)
+    if C > 0:
+        a4 = a[:, lo:lo + M].view(B, C, L, D)
+        b4 = b[:, lo:lo + M].view(B, C, L, D)
+        h4 = h[:, lo:lo + M].view(B, C, L, D)
+        ls = range(L - 1, -1, -1) if reverse else range(L)
+        if C > 1:
+            # 1. per-chunk end value from a zero state, and the chunk's decay product
+            it = iter(ls)
+            e = b4[:, :, next(it)].clone()
+            for l in it:
+                e = torch.addcmul(b4[:, :, l], a4[:, :, l], e)
+            p = a4.prod(dim=2)
+            # 2. carry across chunks: starts[:, c] is the state entering chunk c
+            starts = b.new_empty(B, C, D)
+            cs = range(C - 1, -1, -1) if reverse else range(C)
+            prev = None
+            for c in cs:
+                if prev is None:
+                    starts[:, c] = carry
+                else:
+                    torch.addcmul(e[:, prev], p[:, prev], starts[:, prev], out=starts[:, c])
+                prev = c
+            x = starts
+        else:
+            x = carry.unsqueeze(1)
+        # 3. the sweep that writes h, every chunk started from its carried state
+        for l in ls:
+            torch.addcmul(b4[:, :, l], a4[:, :, l], x, out=h4[:, :, l])
+            x = h4[:, :, l]
+        carry = h4[:, 0, 0] if reverse else h4[:, C - 1, L - 1]
+    for t in tail:
+        torch.addcmul(b[:, t], a[:, t], carry, out=h[:, t])
+        carry = h[:, t]
+    return h, carry.clone()
+
+
+class _ChunkedScan(torch.autograd.Function):
+    """(a, b, h0) -> (h, final) in one compute dtype; `reverse` runs the recurrence backwards in time."""
+
+    @staticmethod
+    def forward(ctx, a, b, h0, reverse: bool, chunk: int):
+        h, final = _scan_core(a, b, h0, reverse, chunk)
+        ctx.reverse = reverse
+        ctx.chunk = chunk
+        ctx.has_h0 = h0 is not None
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(a, h, h0)
+        return h, final
+
+    @staticmethod
+    def backward(ctx, dh, dfinal):
+        a, h, h0 = ctx.saved_tensors
+        rev = ctx.reverse
+        if dh is None and dfinal is None:
+            return None, None, None, None, None
+        if dh is None:
+            dh = torch.zeros_like(h)
+        B, T, D = h.shape
+        one = a.new_ones(B, 1, D)
+        start = (h0 if ctx.has_h0 else a.new_zeros(B, D)).unsqueeze(1)
+        if not rev:
+            # g_t = dh_t + a_{t+1} g_{t+1}: a reverse scan with coefficients shifted left by one
+            coef = torch.cat([a[:, 1:], one], dim=1)
+            g, g0 = _ChunkedScan.apply(coef, dh, dfinal, True, ctx.chunk)
+            prev = torch.cat([start, h[:, :-1]], dim=1)  # h_{t-1}
+            d0 = a[:, 0] * g0
+        else:
+            # h_t = a_t h_{t+1} + b_t: g_t = dh_t + a_{t-1} g_{t-1}, a forward scan shifted right
+            coef = torch.cat([one, a[:, :-1]], dim=1)
+            g, g0 = _ChunkedScan.apply(coef, dh, dfinal, False, ctx.chunk)
+            prev = torch.cat([h[:, 1:], start], dim=1)  # h_{t+1}
+            d0 = a[:, -1] * g0
+        da = g * prev
+        return da, g, (d0 if ctx.has_h0 else None), None, None
+
+
+def diagonal_scan_ref(a: torch.Tensor, b: torch.Tensor, initial_state: torch.Tensor | None = None, *, chunk_size: int | None = None):
+    """h_t = a_t * h_{t-1} + b_t. a, b: [B, T, D]; initial_state: [B, D] or None.
+
+    Returns (h [B, T, D] in b's dtype, final_state [B, D] in initial_state's dtype, or b's when
+    None). Accumulates in fp32 (fp64 for fp64 inputs). Differentiable in a, b and initial_state.
+    T = 0 gives an empty h and the initial state (or zeros) as the final state.
     """
+    a, b, initial_state = check_scan(a, b, initial_state)
+    B, T, D = b.shape
     out_dtype = b.dtype
-    acc = torch.float64 if b.dtype == torch.float64 else torch.float32
+    state_dtype = initial_state.dtype if initial_state is not None else out_dtype
+    acc = acc_dtype(b.dtype)
+    if T == 0:
+        final = initial_state.clone() if initial_state is not None else b.new_zeros(B, D, dtype=state_dtype)
+        return b.new_empty(B, 0, D), final
+    h0 = initial_state.to(acc) if initial_state is not None else None
+    chunk = int(chunk_size) if chunk_size else default_chunk(T)
+    if chunk < 1:
+        raise ValueError(f"diagonal_scan: chunk_size must be >= 1, got {chunk_size}")
+    h, final = _ChunkedScan.apply(a.to(acc), b.to(acc), h0, False, chunk)
+    return h.to(out_dtype), final.to(state_dtype)
+
+
+def diagonal_scan_hillis_steele(a: torch.Tensor, b: torch.Tensor, initial_state: torch.Tensor | None = None):
+    """The previous reference: Hillis-Steele prefix over the affine maps, log2(T) full-length
+    passes, differentiated by autograd. Kept for the benchmark's before/after comparison."""
+    a, b, initial_state = check_scan(a, b, initial_state)
+    out_dtype = b.dtype
+    acc = acc_dtype(b.dtype)
     a = a.to(acc)
     b = b.to(acc)
     if initial_state is not None:
@@ -22,7 +167,6 @@ def diagonal_scan_ref(a: torch.Tensor, b: torch.Tensor, initial_state: torch.Ten
     T = b.shape[1]
     step = 1
     while step < T:
-        # combine (a_prev, b_prev) then (a, b): a <- a * a_prev, b <- a * b_prev + b
         b = torch.cat([b[:, :step], b[:, step:] + a[:, step:] * b[:, :-step]], dim=1)
         a = torch.cat([a[:, :step], a[:, step:] * a[:, :-step]], dim=1)
         step *= 2
@@ -34,11 +178,12 @@ def diagonal_scan_ref(a: torch.Tensor, b: torch.Tensor, initial_state: torch.Ten
 
 
 def diagonal_scan_loop(a: torch.Tensor, b: torch.Tensor, initial_state: torch.Tensor | None = None):
-    """The recurrence written as a loop: the slow ground truth the parallel forms are tested against."""
+    """The recurrence written as a loop, in fp64: the slow ground truth the parallel forms are tested against."""
     h = initial_state.to(torch.float64) if initial_state is not None else a.new_zeros(a.shape[0], a.shape[2], dtype=torch.float64)
     outs = []
     for t in range(a.shape[1]):
         h = a[:, t].double() * h + b[:, t].double()
         outs.append(h)
     hs = torch.stack(outs, 1) if outs else a.new_zeros(a.shape, dtype=torch.float64)
-    return hs.to(b.dtype), h.to(b.dtype)
+    state_dtype = initial_state.dtype if initial_state is not None else b.dtype
+    return hs.to(b.dtype), h.to(state_dtype)
