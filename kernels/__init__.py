@@ -1,26 +1,109 @@
 """Kernels with one dispatch point: Triton on CUDA, the pure-torch reference elsewhere.
 
-`SCRATCHPAD_KERNELS=auto|triton|torch` overrides the choice (auto = Triton on CUDA tensors).
+`SCRATCHPAD_KERNELS=auto|triton|torch` (read at every call) picks the implementation:
+  auto   (default) Triton when the tensors are on CUDA and triton imports, torch otherwise;
+  triton always Triton -- on CPU tensors that works only under the Triton interpreter
+         (TRITON_INTERPRET=1 set before triton is first imported), otherwise a RuntimeError says so;
+  torch  always the pure-torch path.
+fp64 inputs always take the torch path: the Triton kernels accumulate in fp32, and fp64 is what the
+causality audits use for exact comparisons.
+
+triton is imported lazily, on the first call that needs it: importing `kernels` never needs triton.
+
+Public API (each Triton op has a torch reference of the identical signature beside it):
+  diagonal_scan(a, b, initial_state=None) -> (h, final_state)     h_t = a_t * h_{t-1} + b_t
+  diagonal_step(a, b, state_pool, slot_index) -> new_states       in-place decode commit
+  scratch_step(a, b, states) -> a * states + b                    transient, writes nothing
 """
 from __future__ import annotations
 
-from kernels.scan_ref import diagonal_scan_ref
+import os
+import warnings
+
+import torch
+
+from kernels.scan_ref import diagonal_scan_loop, diagonal_scan_ref
 from kernels.step_ref import diagonal_step_ref, scratch_step_ref
+
+MODES = ("auto", "triton", "torch")
+_warned_no_triton = False
+
+
+def kernel_mode() -> str:
+    """The SCRATCHPAD_KERNELS setting, validated (default 'auto')."""
+    mode = os.environ.get("SCRATCHPAD_KERNELS", "auto").strip().lower() or "auto"
+    if mode not in MODES:
+        raise ValueError(f"SCRATCHPAD_KERNELS must be one of {'|'.join(MODES)}, got {mode!r}")
+    return mode
+
+
+def _triton_module(name: str):
+    """kernels.scan_triton or kernels.step_triton, imported on first use."""
+    import importlib
+
+    return importlib.import_module(f"kernels.{name}")
+
+
+def backend_for(x: torch.Tensor) -> str:
+    """'triton' or 'torch': what a call with this (first) input tensor dispatches to."""
+    mode = kernel_mode()
+    if mode == "torch" or (isinstance(x, torch.Tensor) and x.dtype == torch.float64):
+        return "torch"
+    if mode == "triton":
+        return "triton"
+    if not (isinstance(x, torch.Tensor) and x.is_cuda):
+        return "torch"
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        global _warned_no_triton
+        if not _warned_no_triton:
+            warnings.warn("triton is not importable: the CUDA scan kernels fall back to the torch path", stacklevel=3)
+            _warned_no_triton = True
+        return "torch"
+    return "triton"
+
+
+def _triton_fn(module: str, fn: str):
+    try:
+        return getattr(_triton_module(module), fn)
+    except ImportError as e:
+        raise RuntimeError(f"SCRATCHPAD_KERNELS=triton but triton cannot be imported: {e}") from e
 
 
 def diagonal_scan(a, b, initial_state=None):
-    """h_t = a_t * h_{t-1} + b_t. a, b: [B, T, D]; initial_state: [B, D] | None -> (h, final_state)."""
+    """h_t = a_t * h_{t-1} + b_t. a, b: [B, T, D]; initial_state: [B, D] | None.
+    Returns (h [B, T, D] in b's dtype, final_state [B, D] in initial_state's dtype, or b's)."""
+    if backend_for(a) == "triton":
+        return _triton_fn("scan_triton", "diagonal_scan_triton")(a, b, initial_state)
     return diagonal_scan_ref(a, b, initial_state)
 
 
 def diagonal_step(a, b, state_pool, slot_index):
-    """In-place commit step through a row -> slot index; returns the new states [N, D]."""
+    """In-place decode commit: state_pool[slot[i]] = a[i] * state_pool[slot[i]] + b[i]
+    (negative slot = padding row). a, b: [N, D]; state_pool: [S, D]; slot_index: [N].
+    Returns the new states [N, D] in b's dtype. Inference only."""
+    if backend_for(a) == "triton":
+        return _triton_fn("step_triton", "diagonal_step_triton")(a, b, state_pool, slot_index)
     return diagonal_step_ref(a, b, state_pool, slot_index)
 
 
 def scratch_step(a, b, states):
-    """Transient step a * states + b; writes nothing."""
+    """Transient step a * states + b (any shape, all three alike); writes nothing; differentiable."""
+    if backend_for(a) == "triton":
+        return _triton_fn("step_triton", "scratch_step_triton")(a, b, states)
     return scratch_step_ref(a, b, states)
 
 
-__all__ = ["diagonal_scan", "diagonal_scan_ref", "diagonal_step", "diagonal_step_ref", "scratch_step", "scratch_step_ref"]
+__all__ = [
+    "MODES",
+    "backend_for",
+    "diagonal_scan",
+    "diagonal_scan_loop",
+    "diagonal_scan_ref",
+    "diagonal_step",
+    "diagonal_step_ref",
+    "kernel_mode",
+    "scratch_step",
+    "scratch_step_ref",
+]
