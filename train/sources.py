@@ -563,7 +563,7 @@ class Installer:
         self.tried: set[str] = set()
 
     def _run(self, cmd: list[str], env=None) -> subprocess.CompletedProcess | None:
-        self.ctx.log("installing: " + " ".join(cmd))
+        self.ctx.log("running: " + " ".join(cmd))
         try:
             return subprocess.run(cmd, capture_output=True, text=True, env=env)
         except OSError as e:
