@@ -1,0 +1,166 @@
+"""`scratchpad bench train`: training throughput of the presets (bytes/s, ms/step, parameters).
+
+Each preset runs the trainer's step (forward with per-row sampled training thresholds, backward,
+gradient clipping, AdamW) on the same batch shape: by default the study's shape, seq 1024 and
+batch 4. A few untimed warm-up steps come first; the table reports the median of the timed steps.
+The last line of output is one JSON object with every number.
+
+    scratchpad bench train                       # byte, the six study-* presets, sp-fixed-p16
+    scratchpad bench train --quick               # seq 256, 1 warm-up + 3 timed steps
+    scratchpad bench train --presets byte,sp-fixed-p4 --batch-size 8 --steps 10
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+import torch
+
+from scratchpad import ModelConfig, UserError, build_model
+from train.trainer import autocast, make_optimizer
+
+DEFAULT_PRESETS = ["byte", "study-A-fixed-mean", "study-B-attn-pool", "study-C-soft-boundary", "study-D-entropy",
+                   "study-E-full-bytes", "study-F-gru-local-dec", "sp-fixed-p16"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UserError(f"scratchpad bench train: {message}")
+
+
+def synthetic_text(n: int, seed: int = 0) -> np.ndarray:
+    """Word-like ASCII bytes (Zipf-distributed words, spaces, punctuation, newlines): the patchers
+    and entropy triggers see text-shaped input without any download."""
+    rng = np.random.default_rng(seed)
+    letters = np.frombuffer(b"etaoinshrdlcumwfgypbvkjxqz", np.uint8)
+    lp = 1.0 / np.arange(1, 27) ** 0.9
+    lp /= lp.sum()
+    vocab = [bytes(rng.choice(letters, size=rng.integers(1, 10), p=lp)) for _ in range(2000)]
+    wp = 1.0 / np.arange(1, len(vocab) + 1)
+    wp /= wp.sum()
+    out = bytearray()
+    while len(out) < n:
+        for w in rng.choice(len(vocab), size=256, p=wp):
+            out += vocab[w]
+            r = rng.random()
+            out += b". " if r < 0.05 else b",\n" if r < 0.07 else b" "
+    return np.frombuffer(bytes(out[:n]), np.uint8)
+
+
+def load_bytes(data_dir: str | None, n: int) -> np.ndarray:
+    if not data_dir:
+        return synthetic_text(n)
+    from train.data import ByteFile
+
+    f = ByteFile(os.path.join(data_dir, "train.bin"), n)
+    return np.asarray(f.data[:n])
+
+
+def bench_preset(name: str, data: np.ndarray, batch: int, seq_len: int, warmup: int, steps: int, device) -> dict:
+    cfg = ModelConfig.preset(name)
+    T = min(seq_len, cfg.max_seq_len)
+    torch.manual_seed(0)
+    model = build_model(cfg).to(device).train()
+    opt = make_optimizer(model, 1e-3, 0.1, device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    rng = np.random.default_rng(1)
+    times, scratch, commits = [], 0, 0
+    for i in range(warmup + steps):
+        offs = rng.integers(0, len(data) - T - 1, size=batch)
+        w = torch.from_numpy(np.stack([data[o : o + T + 1] for o in offs]).astype(np.int64)).to(device)
+        tau = model.sample_thresholds(batch, torch.Generator().manual_seed(i)).to(device)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        with autocast(device):
+            out = model(w[:, :-1], targets=w[:, 1:], threshold=tau)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        dt = time.perf_counter() - t0
+        if not math.isfinite(float(out.loss.detach())):
+            raise RuntimeError(f"{name}: non-finite loss in the benchmark")
+        if i >= warmup:
+            times.append(dt)
+            scratch += int(out.scratch.sum())
+            commits += int(out.ends.sum())
+    n_params = sum(p.numel() for p in model.parameters())
+    del model, opt
+    gc.collect()
+    med = statistics.median(times)
+    return dict(preset=name, params=n_params, seq_len=T, batch=batch, ms_per_step=round(1000 * med, 2),
+                ms_per_step_mean=round(1000 * statistics.fmean(times), 2), ms_per_step_min=round(1000 * min(times), 2),
+                bytes_per_s=round(batch * T / med, 1), bytes_per_patch=round(steps * batch * T / max(1, commits), 3),
+                scratch_rate=round(scratch / (steps * batch * T), 4))
+
+
+def main(argv=None) -> int:
+    p = _Parser(prog="scratchpad bench train", description="Training throughput of the presets.")
+    p.add_argument("--presets", default=",".join(DEFAULT_PRESETS), help="comma-separated preset names")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--seq-len", type=int, default=None, help="default 1024 (256 with --quick)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed steps per preset (default 2, 1 with --quick)")
+    p.add_argument("--steps", type=int, default=None, help="timed steps per preset (default 5, 3 with --quick)")
+    p.add_argument("--quick", action="store_true", help="shorter sequences and fewer steps")
+    p.add_argument("--data", default=None, help="corpus folder to read train.bin from (default: synthetic text)")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    a = p.parse_args(sys.argv[1:] if argv is None else argv)
+    seq_len = a.seq_len or (256 if a.quick else 1024)
+    warmup = a.warmup if a.warmup is not None else (1 if a.quick else 2)
+    steps = a.steps if a.steps is not None else (3 if a.quick else 5)
+    for flag, v, lo in (("--batch-size", a.batch_size, 1), ("--seq-len", seq_len, 2), ("--warmup", warmup, 0),
+                        ("--steps", steps, 1), ("--threads", a.threads or 1, 1)):
+        if v < lo:
+            raise UserError(f"{flag} {v}: must be >= {lo}")
+    names = [n.strip() for n in a.presets.split(",") if n.strip()]
+    for n in names:
+        ModelConfig.preset(n)  # unknown names fail before anything runs
+    kind = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available")
+    device = torch.device(kind)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+    data = load_bytes(a.data, max(1 << 20, 4 * a.batch_size * (seq_len + 1)))
+
+    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or platform.machine()} CPU"
+    print(f"training throughput on {dev_name}, {torch.get_num_threads()} threads, batch {a.batch_size} x {seq_len} bytes, "
+          f"{warmup} warm-up + {steps} timed steps (median), AdamW + clipping"
+          + (", bf16 autocast" if device.type == "cuda" else ", fp32"), flush=True)
+    hdr = f"{'preset':<24}{'params':>9}{'seq':>6}{'ms/step':>10}{'bytes/s':>11}{'vs byte':>9}{'B/patch':>9}{'scratch':>9}"
+    print(hdr)
+    print("-" * len(hdr), flush=True)
+    results = []
+    for n in names:
+        r = bench_preset(n, data, a.batch_size, seq_len, warmup, steps, device)
+        results.append(r)
+        base = next((x for x in results if x["preset"] == "byte"), None)
+        rel = f"{r['bytes_per_s'] / base['bytes_per_s']:.2f}x" if base else "-"
+        print(f"{n:<24}{r['params'] / 1e6:>8.2f}M{r['seq_len']:>6}{r['ms_per_step']:>10.1f}{r['bytes_per_s']:>11,.0f}"
+              f"{rel:>9}{r['bytes_per_patch']:>9.2f}{100 * r['scratch_rate']:>8.1f}%", flush=True)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    print(json.dumps(dict(bench="train", date=datetime.now(timezone.utc).isoformat(timespec="seconds"), device=str(device),
+                          device_name=dev_name, threads=torch.get_num_threads(), batch=a.batch_size, seq_len=seq_len,
+                          warmup=warmup, steps=steps, torch=torch.__version__, load_avg_1m=load, results=results)))
+    return 0
+
+
+if __name__ == "__main__":
+    from scratchpad.errors import run_cli
+
+    sys.exit(run_cli(main))
