@@ -154,7 +154,7 @@ class ScratchpadLM(nn.Module):
         end_pos, end_ok = compact(ends)
         scr_pos, scr_ok = compact(scratch)
         patch_of = ends.long().cumsum(1) - ends.long()          # patch index of each byte
-        start_of_patch = torch.cat([torch.zeros_like(end_pos[:, :1]), end_pos + 1], 1)  # [B, N+1]
+        start_of_patch = torch.cat([end_pos.new_zeros(B, 1), end_pos + 1], 1)  # [B, N+1]
         N = end_pos.shape[1]
         scr_patch = take(patch_of, scr_pos)
         span_end = torch.cat([end_pos, scr_pos], 1)
@@ -171,9 +171,8 @@ class ScratchpadLM(nn.Module):
         # per byte: the latest usable trunk output (commit at e_j or scratchpad at n)
         D = y.shape[-1]
         events = x.new_zeros(B, T + 1, D, dtype=y.dtype)
-        dump = torch.full_like(end_pos, T)
-        events = events.scatter(1, torch.where(end_ok, end_pos, dump).unsqueeze(-1).expand(-1, -1, D), y)
-        events = events.scatter(1, torch.where(scr_ok, scr_pos, dump[:, :1].expand_as(scr_pos)).unsqueeze(-1).expand(-1, -1, D), ys)
+        for pos, ok, val in ((end_pos, end_ok, y), (scr_pos, scr_ok, ys)):  # padding goes to slot T
+            events = events.scatter(1, pos.masked_fill(~ok, T).unsqueeze(-1).expand(-1, -1, D), val)
         t = torch.arange(T, device=x.device)
         latest = torch.where(ends | scratch, t, torch.full_like(t, -1)).cummax(1).values
         ctx = torch.where((latest >= 0).unsqueeze(-1), take(events, latest.clamp(min=0)), self.start.to(y.dtype))
@@ -193,7 +192,7 @@ class ScratchpadLM(nn.Module):
                 out.loss = out.loss + self.cfg.router_ratio_weight * bnd.aux_loss
         if keep_trace:
             out.trace = dict(h=h, encoder=enc_tr, aux=aux_tr, trunk=trunk_tr, decoder=dec_tr, ctx=ctx,
-                             coord=bnd.coord, prob=bnd.prob)
+                             boundaries=bnd)
         return out
 
     def pool_spans(self, h, start, end, patch_index, coord):
@@ -205,12 +204,12 @@ class ScratchpadLM(nn.Module):
         if self.cfg.pooling == "soft":
             valid = (pos >= 0) | last
             cwin = torch.gather(coord, 1, pos.clamp(min=0).view(B, Q * W)).view(B, Q, W)
-            out = self.pooling(win.view(B * Q, W, -1), valid.view(B * Q, W), cwin.view(B * Q, W),
+            out = self.pooling(win.view(B * Q, W, h.shape[-1]), valid.view(B * Q, W), cwin.view(B * Q, W),
                                (patch_index.to(h.dtype) + 0.5).view(-1))
         else:
             valid = (pos >= start.unsqueeze(-1)) | last
-            out = self.pooling(win.view(B * Q, W, -1), valid.view(B * Q, W))
-        return out.view(B, Q, -1)
+            out = self.pooling(win.view(B * Q, W, h.shape[-1]), valid.view(B * Q, W))
+        return out.view(B, Q, out.shape[-1])
 
 
 def build_model(cfg: ModelConfig) -> ScratchpadLM:

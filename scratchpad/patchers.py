@@ -18,6 +18,8 @@ class Boundaries:
     prob: torch.Tensor | None = None      # [B, T] router boundary probability (straight-through)
     coord: torch.Tensor | None = None     # [B, T] soft patcher coordinate (patch index + fraction)
     aux_loss: torch.Tensor | None = None  # router compression loss
+    z: torch.Tensor | None = None         # [B, T] float64 soft: running sum of probabilities
+    forced: torch.Tensor | None = None    # [B, T] bool soft: ends forced by the length bound
 
 
 @dataclass
@@ -90,8 +92,9 @@ class Patcher(nn.Module):
         zprev = torch.cat([torch.zeros_like(z[:, :1]), z[:, :-1]], 1)
         natural = torch.floor(z) > torch.floor(zprev)
         ends = bound_length(natural, self.max_len)
-        forced_before = (ends & ~natural).long().cumsum(1) - (ends & ~natural).long()
-        return Boundaries(ends, coord=(z + forced_before).to(h.dtype))
+        forced = ends & ~natural
+        forced_before = forced.long().cumsum(1) - forced.long()
+        return Boundaries(ends, coord=(z + forced_before).to(h.dtype), z=z, forced=forced)
 
     def router_prob(self, h, prev):
         cos = F.cosine_similarity(self.q(h), self.k(prev), dim=-1, eps=1e-6)

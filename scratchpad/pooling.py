@@ -21,7 +21,7 @@ def gather_windows(h, end, window):
     pos = end.unsqueeze(-1) - (window - 1) + torch.arange(window, device=h.device)
     idx = pos.clamp(min=0)
     B, Q, W = idx.shape
-    win = torch.gather(h, 1, idx.reshape(B, Q * W, 1).expand(-1, -1, h.shape[-1])).view(B, Q, W, -1)
+    win = torch.gather(h, 1, idx.reshape(B, Q * W, 1).expand(-1, -1, h.shape[-1])).view(B, Q, W, h.shape[-1])
     return win * (pos >= 0).unsqueeze(-1).to(h.dtype), pos
 
 

@@ -32,6 +32,8 @@ class AttentionCache:
 def attend(q, K, V, key_mask, k_self=None, v_self=None):
     """Softmax attention of q [N, H, Lq, dh] over K, V [N, H, Lk, dh] where key_mask [N, 1|H, Lq, Lk],
     plus (optionally) each query's own key/value [N, H, Lq, dh] that is not in K."""
+    if K.shape[-2] == 0:
+        return v_self
     scale = 1.0 / math.sqrt(q.shape[-1])
     scores = (q @ K.transpose(-1, -2)) * scale
     scores = scores.masked_fill(~key_mask, float("-inf"))

@@ -58,8 +58,11 @@ class DiagonalSSM(nn.Module):
     def scratch(self, x, trace, parent):
         """Transient step. x [B, Q, d]; trace h [B, N, E]; parent [B, Q] index into N (-1: zero state)."""
         a, b, g = self.coefficients(x)
-        idx = parent.clamp(min=0).unsqueeze(-1).expand(-1, -1, self.inner)
-        prev = torch.gather(trace, 1, idx) * (parent >= 0).unsqueeze(-1).to(trace.dtype)
+        if trace.shape[1] == 0:  # nothing committed yet anywhere in the batch
+            prev = a.new_zeros(a.shape)
+        else:
+            idx = parent.clamp(min=0).unsqueeze(-1).expand(-1, -1, self.inner)
+            prev = torch.gather(trace, 1, idx) * (parent >= 0).unsqueeze(-1).to(trace.dtype)
         return self.output(scratch_step(a, b, prev), g)
 
     def allocate(self, batch: int, capacity: int, device, dtype) -> SSMState:
