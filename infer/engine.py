@@ -28,6 +28,8 @@ class Generation:
     bytes: int
     commits: int
     scratchpads: int
+    keys: int                   # trunk entries read over all trunk steps
+    aux_steps: int
 
 
 def check_threshold(threshold) -> float:
@@ -88,7 +90,9 @@ class Engine:
             state.coord_window[row, W - k :] = bnd.coord[0, n - k :]
         state.ctx[row] = tr["ctx"][0, -1]
         c = state.counts
-        c.bytes[row], c.commits[row], c.scratchpads[row] = n, commits, int(out.scratch.sum())
+        c.bytes[row], c.commits[row], c.scratchpads[row], c.aux[row] = n, commits, int(out.scratch.sum()), n
+        patch_of = out.ends[0].long().cumsum(0) - out.ends[0].long()
+        c.keys[row] = commits * (commits + 1) // 2 + int((patch_of[out.scratch[0]] + 1).sum())
         return out.logits[0, -1]
 
     @torch.no_grad()
@@ -98,6 +102,7 @@ class Engine:
         h = m.encoder.step(m.embed(x), state.encoder, rows)
         if self.entropy_patcher or (math.isfinite(threshold) and not self.every_byte_commits):
             entropy = entropy_nats(m.aux_logits(m.aux.step(h, state.aux, rows)))
+            state.counts.aux[rows] += 1
         else:
             entropy = torch.zeros(len(rows), device=x.device, dtype=h.dtype)
         ps = state.patcher
@@ -128,6 +133,7 @@ class Engine:
         c.bytes[rows] += 1
         c.commits[rows] += ends.long()
         c.scratchpads[rows] += scratch.long()
+        c.keys[rows] += (ends | scratch).long() * (patch_index + 1)
         return m.head_logits(d)
 
     def _pool(self, state, rows, idx, open_len, seen, patch_index, dtype):
@@ -212,4 +218,4 @@ class Engine:
             active = active_next
         c = state.counts
         return [Generation(prompts[b], bytes(outputs[b]), reasons[b], int(c.bytes[b]), int(c.commits[b]),
-                           int(c.scratchpads[b])) for b in range(B)]
+                           int(c.scratchpads[b]), int(c.keys[b]), int(c.aux[b])) for b in range(B)]

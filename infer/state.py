@@ -15,6 +15,8 @@ class Counters:
     bytes: torch.Tensor        # encoder/decoder steps
     commits: torch.Tensor      # committed trunk steps (one per closed patch)
     scratchpads: torch.Tensor  # transient trunk steps
+    keys: torch.Tensor         # trunk entries read, summed over trunk steps (self included)
+    aux: torch.Tensor          # aux-head steps (skipped when nothing needs the entropy)
 
 
 @dataclass
@@ -50,6 +52,6 @@ def allocate_state(model, batch: int, max_bytes: int, device, dtype) -> DecodeSt
         window=torch.zeros(batch, cfg.window, cfg.d_local, device=device, dtype=dtype),
         coord_window=torch.zeros(batch, cfg.window, device=device, dtype=dtype),
         ctx=model.start.detach().to(device, dtype).expand(batch, -1).clone(),
-        counts=Counters(z.clone(), z.clone(), z.clone()),
+        counts=Counters(z.clone(), z.clone(), z.clone(), z.clone(), z.clone()),
         patch_capacity=patches,
     )
