@@ -351,7 +351,7 @@ def make_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="scratchpad data build",
         description="Build a byte corpus (train.bin, val.bin, manifest.json) from installed sources.",
-        epilog=f"text sources: {names['text']}. code sources: {names['code']}. "
+        epilog=f"text sources: {names['text']}. code sources: {names['code']}. mix: all of them. "
                "Documents are separated by a 0x00 byte. --max-mb is shared between sources by "
                "water-filling (equal caps, small sources keep everything).",
     )

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-KINDS = ("text", "code")
+KINDS = ("text", "code", "mix")  # mix = every text and code source together
 
 # Files bigger than this are data tables or generated code, not prose or hand-written source.
 MAX_CODE_FILE_BYTES = 256 * 1024
@@ -551,7 +551,7 @@ SOURCES: list[Source] = [
 
 
 def sources_for(kind: str) -> list[Source]:
-    return [s for s in SOURCES if s.kind == kind]
+    return [s for s in SOURCES if kind in (s.kind, "mix")]
 
 
 class Installer:
