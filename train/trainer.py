@@ -333,10 +333,13 @@ class Trainer:
                     raise UserError(f"{flag} {getattr(a, k)} differs from the run being resumed ({v}); "
                                     f"resume continues a run exactly, use a new --out to change it")
             merged = dict(saved)
+            # the checkpoint's own config.json defines the model; --preset/--config, if given, are
+            # only checked against it (a --config file of the original run need not exist any more)
+            merged["preset"] = merged["config"] = None
             for k in RESUME_MAY_CHANGE | {"preset", "config"}:
                 if k in self.given:
                     merged[k] = getattr(a, k)
-            merged["resume"], merged["out"], merged["init_from"] = True, a.out, None
+            merged["resume"], merged["out"] = True, a.out
             self.args = a = TrainArgs.from_dict(merged)
             resume_state = last
         elif out.is_dir() and ((out / LAST).exists() or (out / LOG_FILE).exists()):
@@ -390,6 +393,7 @@ class Trainer:
                 raise UserError(f"--out {out}: not writable ({e.strerror or e})") from None
 
         state = None
+        torch.manual_seed(a.seed)
         if source is not None:
             model = load_model(source)
             if resume_state is not None:
@@ -398,7 +402,6 @@ class Trainer:
                     if k not in state:
                         raise UserError(f"{resume_state / STATE_FILE}: corrupted (no '{k}')")
         else:
-            torch.manual_seed(a.seed)
             model = build_model(cfg)
         return corpus, model, state
 
