@@ -84,7 +84,7 @@ class Engine:
         W = self.cfg.window
         k = min(W, n)
         state.window[row].zero_()
-        state.window[row, W - k :] = tr["h"][0, n - k :]
+        state.window[row, W - k :] = m.pooling.features(tr["h"][0, n - k :])
         state.coord_window[row].zero_()
         if bnd.coord is not None:
             state.coord_window[row, W - k :] = bnd.coord[0, n - k :]
@@ -110,7 +110,7 @@ class Engine:
         seen = state.counts.bytes[rows] + 1
         patch_index = state.counts.commits[rows]
         ends, coord, prob = m.patcher.step(x, h, entropy, ps, rows)
-        state.window[rows] = torch.cat([state.window[rows, 1:], h.unsqueeze(1)], 1)
+        state.window[rows] = torch.cat([state.window[rows, 1:], m.pooling.features(h).unsqueeze(1)], 1)
         if coord is not None:
             state.coord_window[rows] = torch.cat([state.coord_window[rows, 1:], coord.unsqueeze(1)], 1)
         scratch = ~ends & (entropy > threshold) if math.isfinite(threshold) else torch.zeros_like(ends)

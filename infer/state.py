@@ -26,7 +26,7 @@ class DecodeState:
     decoder: list
     trunk: list                # per-layer SSMState / patch-granular AttentionCache
     patcher: PatcherState
-    window: torch.Tensor       # [B, W, d_local] last W encoder states, oldest first
+    window: torch.Tensor       # [B, W, F] pooling features of the last W bytes, oldest first
     coord_window: torch.Tensor  # [B, W] soft patcher coordinates of those bytes
     ctx: torch.Tensor          # [B, d_model] latest usable trunk output (start vector at first)
     counts: Counters
@@ -49,7 +49,8 @@ def allocate_state(model, batch: int, max_bytes: int, device, dtype) -> DecodeSt
         decoder=model.decoder.allocate(batch, max_bytes, device, dtype),
         trunk=model.trunk.allocate(batch, patches, device, dtype),
         patcher=model.patcher.allocate(batch, cfg.d_local, device, dtype),
-        window=torch.zeros(batch, cfg.window, cfg.d_local, device=device, dtype=dtype),
+        window=torch.zeros(batch, cfg.window, model.pooling.feature_dim,
+                           device=device, dtype=dtype),
         coord_window=torch.zeros(batch, cfg.window, device=device, dtype=dtype),
         ctx=model.start.detach().to(device, dtype).expand(batch, -1).clone(),
         counts=Counters(z.clone(), z.clone(), z.clone(), z.clone(), z.clone()),

@@ -44,6 +44,7 @@ class ModelConfig:
     train_threshold_min: float = 0.0
     train_threshold_max: float = 4.0
     train_no_scratchpad_prob: float = 0.25
+    train_scratch_keep: float = 0.3  # training keeps this random fraction of triggered scratchpads
     aux_loss_weight: float = 1.0
     max_seq_len: int = 4096
 
@@ -55,6 +56,12 @@ class ModelConfig:
     def validate(self) -> "ModelConfig":
         def bad(name, why):
             raise UserError(f"config {self.name!r}: field '{name}' {why}")
+
+        for f in dataclasses.fields(self):
+            v, default = getattr(self, f.name), f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            want = (int, float) if isinstance(default, float) else type(default)
+            if not isinstance(v, want) or (isinstance(v, bool) and not isinstance(default, bool)):
+                bad(f.name, f"must be of type {type(default).__name__}, got {v!r}")
 
         for name in ("d_local", "d_model", "n_heads", "ssm_expand", "patch_size", "max_patch_len", "max_seq_len", "local_window"):
             v = getattr(self, name)
@@ -95,6 +102,8 @@ class ModelConfig:
             bad("train_threshold_min", f"and train_threshold_max must satisfy 0 <= min <= max, got {lo}, {hi}")
         if not 0 <= self.train_no_scratchpad_prob <= 1:
             bad("train_no_scratchpad_prob", "must be in [0, 1]")
+        if not 0 < self.train_scratch_keep <= 1:
+            bad("train_scratch_keep", "must be in (0, 1]")
         if self.soft_sigma <= 0:
             bad("soft_sigma", "must be > 0")
         return self

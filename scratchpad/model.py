@@ -149,6 +149,10 @@ class ScratchpadLM(nn.Module):
         bnd: Boundaries = self.patcher(x, h, entropy)
         ends = bnd.ends
         scratch = self.scratch_mask(entropy, ends, threshold, scratchpad_mask)
+        if self.training and scratchpad_mask is None and self.cfg.train_scratch_keep < 1:
+            # Train on a random subset of the triggered bytes: the same per-byte function at a
+            # fraction of the trunk cost (the choice is data-independent, so it cannot leak).
+            scratch = scratch & (torch.rand(scratch.shape, device=x.device) < self.cfg.train_scratch_keep)
 
         # spans: commits (s_j .. e_j) and scratchpads (s of the open patch .. n)
         end_pos, end_ok = compact(ends)
@@ -160,7 +164,7 @@ class ScratchpadLM(nn.Module):
         span_end = torch.cat([end_pos, scr_pos], 1)
         span_patch = torch.cat([torch.arange(N, device=x.device).expand(B, N), scr_patch], 1)
         span_start = take(start_of_patch, span_patch)
-        pooled = self.pool_spans(h, span_start, span_end, span_patch, bnd.coord)
+        pooled = self.pool_spans(self.pooling.features(h), span_start, span_end, span_patch, bnd.coord)
 
         y, ys, trunk_tr = self.trunk(pooled[:, :N], scratch_x=pooled[:, N:], scratch_parent=scr_patch - 1)
         y, ys = self.trunk_out(y), self.trunk_out(ys)
@@ -196,7 +200,8 @@ class ScratchpadLM(nn.Module):
         return out
 
     def pool_spans(self, h, start, end, patch_index, coord):
-        """Pool spans h[start..end] (all [B, Q]) through windows of cfg.window bytes -> [B, Q, d_model]."""
+        """Pool spans of byte features h[start..end] (h [B, T, F], the rest [B, Q]) through windows
+        of cfg.window bytes -> [B, Q, d_model]."""
         B, Q = end.shape
         W = self.cfg.window
         win, pos = gather_windows(h, end, W)

@@ -1,9 +1,10 @@
 """Pooling a span of encoder states h[s..e] (a committed patch or a scratchpad's partial patch)
 into one trunk input vector.
 
-Every span is read through the same window: the `window` bytes ending at e, with a mask for
-bytes before s. Commits and scratchpads therefore share one code path, and decode (which keeps
-the last `window` encoder states per row) reproduces it exactly.
+Per-byte features (norm, and keys/values for attention pooling) are computed once per byte by
+`features`; every span then reads the same window of features: the `window` bytes ending at e,
+with a mask for bytes before s. Commits and scratchpads share one code path, and decode (which
+keeps the last `window` feature vectors per row) reproduces it.
 """
 from __future__ import annotations
 
@@ -39,12 +40,23 @@ class Pooling(nn.Module):
             self.cell = nn.GRUCell(d, d)
         self.proj = nn.Linear(d, cfg.d_model, bias=False)
 
+    @property
+    def feature_dim(self) -> int:
+        d = self.norm.weight.shape[0]
+        return 3 * d if self.kind in ("attn", "xattn") else d
+
+    def features(self, h):
+        """Per-byte pooling features [..., F] of encoder states h [..., d]: the normed state,
+        followed by its key and value for attention pooling."""
+        n = self.norm(h)
+        return torch.cat([n, self.kv(n)], -1) if self.kind in ("attn", "xattn") else n
+
     def forward(self, win, valid, weight_coord=None, centre=None):
-        """win [N, W, d] encoder states (oldest first), valid [N, W] bool (at least the last one);
+        """win [N, W, F] byte features (oldest first), valid [N, W] bool (at least the last one);
         soft pooling also takes coordinates weight_coord [N, W] and the span's centre [N].
         Returns [N, d_model]."""
-        win = self.norm(win)
         m = valid.unsqueeze(-1).to(win.dtype)
+        d = self.norm.weight.shape[0]
         if self.kind == "mean":
             pooled = (win * m).sum(1) / m.sum(1)
         elif self.kind == "soft":
@@ -52,16 +64,16 @@ class Pooling(nn.Module):
             w = torch.softmax(logw.masked_fill(~valid, float("-inf")), dim=-1)
             pooled = (w.unsqueeze(-1) * win).sum(1)
         elif self.kind in ("attn", "xattn"):
-            k, v = self.kv(win).chunk(2, dim=-1)
+            x, k, v = win.split(d, dim=-1)
             if self.kind == "attn":
                 q = self.query.expand(win.shape[0], -1)
             else:
-                q = self.q((win * m).sum(1) / m.sum(1))
-            scores = (k @ q.unsqueeze(-1)).squeeze(-1) / math.sqrt(q.shape[-1])
+                q = self.q((x * m).sum(1) / m.sum(1))
+            scores = (k @ q.unsqueeze(-1)).squeeze(-1) / math.sqrt(d)
             w = torch.softmax(scores.masked_fill(~valid, float("-inf")), dim=-1)
             pooled = (w.unsqueeze(-1) * v).sum(1)
         else:  # gru: run over the span in order; masked steps keep the state
-            state = win.new_zeros(win.shape[0], win.shape[-1])
+            state = win.new_zeros(win.shape[0], d)
             for i in range(win.shape[1]):
                 state = torch.where(valid[:, i : i + 1], self.cell(win[:, i], state), state)
             pooled = state

@@ -16,7 +16,7 @@ class LeakySoftAssignment(ScratchpadLM):
     def pool_spans(self, h, start, end, patch_index, coord):
         centre = patch_index.to(h.dtype) + 0.5
         logw = -((coord.unsqueeze(1) - centre.unsqueeze(-1)) ** 2) / (2 * self.cfg.soft_sigma**2)
-        pooled = torch.softmax(logw, dim=-1) @ self.pooling.norm(h)
+        pooled = torch.softmax(logw, dim=-1) @ h
         return self.pooling.proj(pooled)
 
 

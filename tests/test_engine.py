@@ -13,7 +13,7 @@ from scratchpad.mixers import AttentionCache, SSMState
 
 
 def model_for(name, dtype=torch.float64):
-    model = build_model(ModelConfig.preset(name)).to(dtype)
+    model = build_model(ModelConfig.preset(name)).to(dtype).eval()
     calibrate_entropy_patcher(model, audit_bytes(40, torch.Generator().manual_seed(0)).to(torch.long))
     return model
 
