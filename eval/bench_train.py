@@ -3,7 +3,11 @@
 Each preset runs the trainer's step (forward with per-row sampled training thresholds, backward,
 gradient clipping, AdamW) on the same batch shape: by default the study's shape, seq 1024 and
 batch 4. A few untimed warm-up steps come first; the table reports the median of the timed steps.
-The last line of output is one JSON object with every number.
+The last line of output is one JSON object with every number. Scratchpad presets get a second
+row trained with tau = inf (no scratchpads): an untrained aux head has high entropy everywhere, so
+the sampled training thresholds fire scratchpads at most bytes and that row shows the patch-only
+cost. Step times of untrained models also reflect untrained patchers (the entropy patcher ends a
+patch at almost every byte until its aux head learns; see the B/patch column).
 
     scratchpad bench train                       # byte, the six study-* presets, sp-fixed-p16
     scratchpad bench train --quick               # seq 256, 1 warm-up + 3 timed steps
@@ -65,7 +69,9 @@ def load_bytes(data_dir: str | None, n: int) -> np.ndarray:
     return np.asarray(f.data[:n])
 
 
-def bench_preset(name: str, data: np.ndarray, batch: int, seq_len: int, warmup: int, steps: int, device) -> dict:
+def bench_preset(name: str, data: np.ndarray, batch: int, seq_len: int, warmup: int, steps: int, device,
+                 scratchpads: bool = True) -> dict:
+    """scratchpads=False trains with threshold None (plain patching) even for a scratchpad config."""
     cfg = ModelConfig.preset(name)
     T = min(seq_len, cfg.max_seq_len)
     torch.manual_seed(0)
@@ -77,7 +83,7 @@ def bench_preset(name: str, data: np.ndarray, batch: int, seq_len: int, warmup: 
     for i in range(warmup + steps):
         offs = rng.integers(0, len(data) - T - 1, size=batch)
         w = torch.from_numpy(np.stack([data[o : o + T + 1] for o in offs]).astype(np.int64)).to(device)
-        tau = model.sample_thresholds(batch, torch.Generator().manual_seed(i)).to(device)
+        tau = model.sample_thresholds(batch, torch.Generator().manual_seed(i)).to(device) if scratchpads else None
         if device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
@@ -100,7 +106,7 @@ def bench_preset(name: str, data: np.ndarray, batch: int, seq_len: int, warmup: 
     del model, opt
     gc.collect()
     med = statistics.median(times)
-    return dict(preset=name, params=n_params, seq_len=T, batch=batch, ms_per_step=round(1000 * med, 2),
+    return dict(preset=name, scratchpads=bool(cfg.scratchpad and scratchpads), params=n_params, seq_len=T, batch=batch, ms_per_step=round(1000 * med, 2),
                 ms_per_step_mean=round(1000 * statistics.fmean(times), 2), ms_per_step_min=round(1000 * min(times), 2),
                 bytes_per_s=round(batch * T / med, 1), bytes_per_patch=round(steps * batch * T / max(1, commits), 3),
                 scratch_rate=round(scratch / (steps * batch * T), 4))
@@ -114,6 +120,7 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=None, help="untimed steps per preset (default 2, 1 with --quick)")
     p.add_argument("--steps", type=int, default=None, help="timed steps per preset (default 5, 3 with --quick)")
     p.add_argument("--quick", action="store_true", help="shorter sequences and fewer steps")
+    p.add_argument("--no-plain", action="store_true", help="skip the extra tau=inf (no scratchpads) row of scratchpad presets")
     p.add_argument("--data", default=None, help="corpus folder to read train.bin from (default: synthetic text)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", choices=["cpu", "cuda"], default=None)
@@ -142,16 +149,20 @@ def main(argv=None) -> int:
     print(f"training throughput on {dev_name}, {torch.get_num_threads()} threads, batch {a.batch_size} x {seq_len} bytes, "
           f"{warmup} warm-up + {steps} timed steps (median), AdamW + clipping"
           + (", bf16 autocast" if device.type == "cuda" else ", fp32"), flush=True)
-    hdr = f"{'preset':<24}{'params':>9}{'seq':>6}{'ms/step':>10}{'bytes/s':>11}{'vs byte':>9}{'B/patch':>9}{'scratch':>9}"
+    hdr = f"{'preset':<26}{'params':>9}{'seq':>6}{'ms/step':>10}{'bytes/s':>11}{'vs byte':>9}{'B/patch':>9}{'scratch':>9}"
     print(hdr)
     print("-" * len(hdr), flush=True)
     results = []
-    for n in names:
-        r = bench_preset(n, data, a.batch_size, seq_len, warmup, steps, device)
+    runs = [(n, True) for n in names]
+    if not a.no_plain:  # scratchpad presets also without scratchpads: what the trunk costs alone
+        runs += [(n, False) for n in names if ModelConfig.preset(n).scratchpad]
+    for n, sp in runs:
+        r = bench_preset(n, data, a.batch_size, seq_len, warmup, steps, device, scratchpads=sp)
         results.append(r)
         base = next((x for x in results if x["preset"] == "byte"), None)
         rel = f"{r['bytes_per_s'] / base['bytes_per_s']:.2f}x" if base else "-"
-        print(f"{n:<24}{r['params'] / 1e6:>8.2f}M{r['seq_len']:>6}{r['ms_per_step']:>10.1f}{r['bytes_per_s']:>11,.0f}"
+        label = n if sp or not ModelConfig.preset(n).scratchpad else f"{n} tau=inf"
+        print(f"{label:<26}{r['params'] / 1e6:>8.2f}M{r['seq_len']:>6}{r['ms_per_step']:>10.1f}{r['bytes_per_s']:>11,.0f}"
               f"{rel:>9}{r['bytes_per_patch']:>9.2f}{100 * r['scratch_rate']:>8.1f}%", flush=True)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     print(json.dumps(dict(bench="train", date=datetime.now(timezone.utc).isoformat(timespec="seconds"), device=str(device),

@@ -19,7 +19,7 @@ from train.trainer import TrainArgs, train
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 
 
-def parse_duration(text: str) -> float:
+def parse_duration(text: str, flag: str = "--time-budget") -> float:
     """'20m', '90s', '1h30m', '1.5h', '45' (seconds) -> seconds (> 0)."""
     t = text.strip().lower().replace(" ", "")
     if re.fullmatch(r"\d+(\.\d+)?", t):
@@ -27,10 +27,10 @@ def parse_duration(text: str) -> float:
     else:
         parts = re.findall(r"(\d+(?:\.\d+)?)(sec|min|s|m|h|d)", t)
         if not parts or "".join(n + u for n, u in parts) != t:
-            raise UserError(f"--time-budget {text!r}: not a duration (examples: 20m, 90s, 1h30m, 1.5h)")
+            raise UserError(f"{flag} {text!r}: not a duration (examples: 20m, 90s, 1h30m, 1.5h)")
         total = sum(float(n) * _UNITS[u] for n, u in parts)
     if not math.isfinite(total) or total <= 0:
-        raise UserError(f"--time-budget {text!r}: must be positive")
+        raise UserError(f"{flag} {text!r}: must be positive")
     return total
 
 
@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     o = p.add_argument_group("evaluation, checkpoints, machine")
     o.add_argument("--eval-every", metavar="N", help=f"validate every N steps, 0 = only at the end (default {d.eval_every})")
     o.add_argument("--eval-windows", metavar="N", help=f"fixed validation windows of seq-len bytes (default {d.eval_windows})")
-    o.add_argument("--save-every", metavar="N", help=f"checkpoint every N steps, 0 = only at the end (default {d.save_every})")
+    o.add_argument("--save-every", metavar="N|DURATION", help=f"checkpoint every N steps (0 = only at the end) or every "
+                   f"DURATION of training time, e.g. 10m (default {d.save_every} steps)")
     o.add_argument("--log-every", metavar="N", help=f"progress line every N steps (default {d.log_every})")
     o.add_argument("--threads", metavar="N", help="CPU threads per process (default: torch's, or cores / processes under torchrun)")
     o.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
@@ -111,7 +112,13 @@ def parse_args(argv) -> tuple[TrainArgs | None, set[str]]:
     values = {}
     for k, v in ns.items():
         name = k.replace("_", "-")
-        if k in INTS:
+        if k == "save_every":  # steps, or a duration of training time
+            given.add("save_every_s")
+            if re.fullmatch(r"[+-]?\d+", v.strip()):
+                v, values["save_every_s"] = _int(name, v, 0), None
+            else:
+                v, values["save_every_s"] = 0, parse_duration(v, "--save-every")
+        elif k in INTS:
             v = _int(name, v, INTS[k])
         elif k in FLOATS:
             v = _float(name, v, *FLOATS[k])

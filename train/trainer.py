@@ -57,7 +57,7 @@ FORMAT = 1
 EVAL_TAU = 1.5  # the runtime default threshold, evaluated next to tau = None for scratchpad models
 
 # Arguments that may change when resuming; every other one must match the run being resumed.
-RESUME_MAY_CHANGE = {"steps", "time_budget", "eval_every", "save_every", "log_every", "threads", "data", "device", "resume", "out"}
+RESUME_MAY_CHANGE = {"steps", "time_budget", "eval_every", "save_every", "save_every_s", "log_every", "threads", "data", "device", "resume", "out"}
 
 
 @dataclass
@@ -81,6 +81,7 @@ class TrainArgs:
     eval_every: int = 500
     eval_windows: int = 32
     save_every: int = 500
+    save_every_s: float | None = None    # also checkpoint after this much training time
     log_every: int = 10
     seed: int = 0
     threads: int | None = None
@@ -433,7 +434,7 @@ class Trainer:
     def _save(self, step: int):
         """Write DIR/last atomically (rank 0), after a replica check across ranks."""
         hashes = self.dist.gather(params_hash(self.model)) if self.dist.enabled else None
-        self.saved_step = step  # on every rank: later collectives depend on it
+        self.saved_step, self.saved_elapsed = step, self.elapsed  # on every rank: later collectives depend on it
         if not self.dist.main:
             return
         if hashes and len(set(hashes)) > 1:
@@ -560,6 +561,7 @@ class Trainer:
         step, self.elapsed, self.bytes_seen = 0, 0.0, 0
         self.best_val, self.best_step, self.last_eval, self.saved_step = math.inf, -1, None, 0
         log_offset = None
+        self.saved_elapsed = 0.0
         if state is not None:
             load_optimizer_tensors(self.opt, model, state, self.out / LAST / STATE_FILE)
             step = int(state["step"][0])
@@ -573,7 +575,7 @@ class Trainer:
             torch.set_rng_state(state["rng_torch"])
             if dev.type == "cuda" and "rng_cuda" in state:
                 torch.cuda.set_rng_state(state["rng_cuda"], dev)
-            self.saved_step = step
+            self.saved_step, self.saved_elapsed = step, self.elapsed
         self.val_offsets = corpus.val_offsets(a.eval_windows)
 
         unused = unused_parameters(model, dev, a.seq_len) if dist.enabled else []
@@ -681,7 +683,9 @@ class Trainer:
                 window_bytes, window_time = 0, 0.0
             if a.eval_every > 0 and step % a.eval_every == 0:
                 self._eval_and_maybe_best(step)
-            if a.save_every > 0 and step % a.save_every == 0:
+            due = a.save_every > 0 and step % a.save_every == 0
+            due = due or bool(a.save_every_s and self.elapsed - self.saved_elapsed >= a.save_every_s)
+            if due:
                 self._check_finite(step)
                 self._save(step)
             if summary[4] > 0:

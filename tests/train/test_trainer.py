@@ -188,12 +188,14 @@ def test_init_from_mismatch_names_the_field(corpus, tmp_path, capsys):
 def test_time_budget(corpus, tmp_path, capsys):
     out = tmp_path / "run"
     t0 = time.time()
-    code, _, err = run(["--preset", "tiny-study-A-fixed-mean", "--data", corpus, "--out", out, "--time-budget", "1.5s", *FAST], capsys)
+    code, _, err = run(["--preset", "tiny-study-A-fixed-mean", "--data", corpus, "--out", out, "--time-budget", "1.5s",
+                        "--save-every", "0.4s", *FAST], capsys)
     assert code == 0, err
     end = events(out, "end")[0]
     assert end["reason"] == "time_budget" and end["elapsed"] >= 1.5 and time.time() - t0 < 30
     lrs = [e["lr"] for e in events(out, "step")]
     assert lrs[-1] < 0.5 * max(lrs)  # the cosine follows elapsed time
+    assert len(events(out, "checkpoint")) >= 3  # --save-every 0.4s: by training time, and at the end
 
 
 def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(corpus, tmp_path, capsys):
@@ -239,6 +241,7 @@ def _bad_cases(tmp: Path, corpus: Path):
         "zero steps": (["--preset", "tiny-byte", "--steps", 0, "--data", corpus, "--out", o], ["--steps 0"]),
         "steps not a number": (["--preset", "tiny-byte", "--steps", "ten", "--data", corpus, "--out", o], ["not an integer"]),
         "bad time budget": (["--preset", "tiny-byte", "--time-budget", "20x", "--data", corpus, "--out", o], ["not a duration"]),
+        "bad save-every": ([*ok, "--save-every", "often", "--data", corpus, "--out", o], ["--save-every", "not a duration"]),
         "negative time budget": (["--preset", "tiny-byte", "--time-budget", "-5m", "--data", corpus, "--out", o], ["--time-budget"]),
         "no length": (["--preset", "tiny-byte", "--data", corpus, "--out", o], ["--steps N or --time-budget"]),
         "no model": (["--steps", 2, "--data", corpus, "--out", o], ["--preset NAME"]),
@@ -296,9 +299,13 @@ def test_cli_subprocess_error_is_one_line(tmp_path):
 def test_bench_train_smoke(capsys):
     from eval.bench_train import main as bench_main
 
-    assert bench_main(["--presets", "tiny-sp-fixed-p4,tiny-byte", "--quick", "--steps", "1", "--warmup", "0", "--seq-len", "64"]) == 0
+    assert bench_main(["--presets", "tiny-sp-fixed-p4,tiny-byte", "--quick", "--steps", "1", "--warmup", "0", "--seq-len", "64",
+                       "--threads", "1"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     rec = json.loads(out[-1])
-    assert rec["bench"] == "train" and [r["preset"] for r in rec["results"]] == ["tiny-sp-fixed-p4", "tiny-byte"]
+    assert rec["bench"] == "train"
+    assert [(r["preset"], r["scratchpads"]) for r in rec["results"]] == [("tiny-sp-fixed-p4", True), ("tiny-byte", False),
+                                                                         ("tiny-sp-fixed-p4", False)]
+    assert rec["results"][2]["scratch_rate"] == 0
     assert all(r["bytes_per_s"] > 0 and r["params"] > 0 for r in rec["results"])
     assert any(line.startswith("tiny-byte") for line in out)
