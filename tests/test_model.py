@@ -106,3 +106,12 @@ def test_checkpoint_round_trip_and_corruption(tmp_path):
         load_model(folder)
     with pytest.raises(UserError, match="no such model folder"):
         load_model(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("name", [n for n in ModelConfig.presets() if not n.startswith("tiny-")])
+def test_full_size_presets_build_and_train_one_step(name):
+    model = build_model(ModelConfig.preset(name))
+    x = torch.randint(0, 256, (1, 48))
+    out = model(x, targets=torch.roll(x, -1, 1), threshold=model.sample_thresholds(1))
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and out.logits.shape == (1, 48, 256)
