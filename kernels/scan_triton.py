@@ -219,6 +219,11 @@ def _scan_bwd_kernel(
 # launch
 
 
+def _empty(shape, *, dtype, device) -> torch.Tensor:
+    """Every buffer a kernel writes comes from here (tests fill them with NaN to catch unwritten elements)."""
+    return torch.empty(shape, dtype=dtype, device=device)
+
+
 def _interpreting() -> bool:
     from triton.runtime.interpreter import InterpretedFunction
 
@@ -265,8 +270,8 @@ def pick_chunk(B: int, T: int, D: int, block_d: int, device: torch.device) -> in
 
 def _launch_summary(a, x, NC, chunk, reverse, BD, grid):
     B, T, D = a.shape
-    p = torch.empty(B, NC, D, device=a.device, dtype=torch.float32)
-    e = torch.empty(B, NC, D, device=a.device, dtype=torch.float32)
+    p = _empty((B, NC, D), device=a.device, dtype=torch.float32)
+    e = _empty((B, NC, D), device=a.device, dtype=torch.float32)
     _scan_summary_kernel[grid](a, x, p, e, T, D, chunk, NC, REVERSE=reverse, BLOCK_D=BD, num_warps=_num_warps(BD))
     return p, e
 
@@ -277,8 +282,8 @@ class _TritonScan(torch.autograd.Function):
         B, T, D = b.shape
         NC = triton.cdiv(T, chunk)
         grid = (triton.cdiv(D, block_d), NC, B)
-        h = torch.empty_like(b)
-        hT = torch.empty(B, D, device=b.device, dtype=h0.dtype if h0 is not None else b.dtype)
+        h = _empty(b.shape, dtype=b.dtype, device=b.device)
+        hT = _empty((B, D), device=b.device, dtype=h0.dtype if h0 is not None else b.dtype)
         if NC > 1:
             p, e = _launch_summary(a, b, NC, chunk, False, block_d, grid)
         else:
@@ -305,9 +310,9 @@ class _TritonScan(torch.autograd.Function):
             dhT = dhT.contiguous()
         NC = triton.cdiv(T, chunk)
         grid = (triton.cdiv(D, BD), NC, B)
-        da = torch.empty_like(a)
-        db = torch.empty_like(h)
-        dh0 = torch.empty_like(h0) if h0 is not None else None
+        da = _empty(a.shape, dtype=a.dtype, device=a.device)
+        db = _empty(h.shape, dtype=h.dtype, device=h.device)
+        dh0 = _empty(h0.shape, dtype=h0.dtype, device=h0.device) if h0 is not None else None
         if NC > 1:
             p, e = _launch_summary(a, dh, NC, chunk, True, BD, grid)
         else:

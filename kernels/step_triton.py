@@ -13,7 +13,7 @@ import triton
 import triton.language as tl
 
 from kernels._validate import check_scratch, check_step
-from kernels.scan_triton import check_device
+from kernels.scan_triton import _empty, check_device
 
 
 @triton.jit
@@ -72,7 +72,7 @@ def diagonal_step_triton(a, b, state_pool, slot_index):
     _no_fp64("diagonal_step", a)
     check_device(a)
     N, D = a.shape
-    out = torch.empty_like(b)
+    out = _empty(b.shape, dtype=b.dtype, device=b.device)
     if N == 0 or D == 0:
         return out
     BD = max(16, min(1024, triton.next_power_of_2(D)))
@@ -90,7 +90,7 @@ _SCRATCH_BLOCK = 1024
 class _ScratchStep(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a, b, states):
-        out = torch.empty_like(b)
+        out = _empty(b.shape, dtype=b.dtype, device=b.device)
         n = b.numel()
         if n:
             _scratch_fwd_kernel[(triton.cdiv(n, _SCRATCH_BLOCK),)](a, b, states, out, n, BLOCK=_SCRATCH_BLOCK, num_warps=4)
@@ -102,9 +102,9 @@ class _ScratchStep(torch.autograd.Function):
     def backward(ctx, g):
         a, states = ctx.saved_tensors
         g = g.contiguous()
-        da = torch.empty_like(a)
-        db = torch.empty_like(g, dtype=ctx.b_dtype)
-        ds = torch.empty_like(states)
+        da = _empty(a.shape, dtype=a.dtype, device=a.device)
+        db = _empty(g.shape, dtype=ctx.b_dtype, device=g.device)
+        ds = _empty(states.shape, dtype=states.dtype, device=states.device)
         n = g.numel()
         if n:
             _scratch_bwd_kernel[(triton.cdiv(n, _SCRATCH_BLOCK),)](g, a, states, da, db, ds, n, BLOCK=_SCRATCH_BLOCK, num_warps=4)
