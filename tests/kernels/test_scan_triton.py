@@ -49,17 +49,21 @@ def check(B, T, D, dtype, with_h0, chunk=None, h0_dtype=None):
         assert err < TOL[dtype], f"{name}: rel err {err:.2e} (T={T}, D={D}, {dtype}, h0={with_h0}, chunk={chunk})"
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 @pytest.mark.parametrize("with_h0", [False, True])
-@pytest.mark.parametrize("T,D,chunk", [(1, 5, None), (63, 37, None), (63, 37, 16), (63, 5, 7)])
+@pytest.mark.parametrize(
+    "T,D,chunk,dtype",
+    [
+        (1, 5, None, torch.float32), (1, 5, None, torch.float16),
+        (63, 37, None, torch.float32), (63, 37, None, torch.float16),
+        (63, 37, 16, torch.float32), (63, 37, 16, torch.float16),
+        (63, 5, 7, torch.float32),  # many small chunks, the last one ragged
+    ],
+)
 def test_short(poison, T, D, chunk, dtype, with_h0):
     check(2, T, D, dtype, with_h0, chunk)
 
 
-@pytest.mark.parametrize(
-    "dtype,with_h0,chunk,D",
-    [(torch.float32, False, None, 5), (torch.float32, True, 128, 37), (torch.float16, True, 100, 5)],
-)
+@pytest.mark.parametrize("dtype,with_h0,chunk,D", [(torch.float32, False, None, 5), (torch.float16, True, 128, 37)])
 def test_long(poison, dtype, with_h0, chunk, D):
     check(1, 500, D, dtype, with_h0, chunk)
 
@@ -72,7 +76,7 @@ def test_block_d_smaller_than_d(poison):
     """Several channel blocks per row (D=37 over blocks of 16), chunked."""
     from kernels.scan_triton import diagonal_scan_triton
 
-    a, b, h0, dh, dfinal = make(2, 30, 37, torch.float32, True)
+    a, b, h0, dh, dfinal = make(1, 22, 37, torch.float32, True)
     got = run(diagonal_scan_triton, a, b, h0, dh, dfinal, chunk_size=9, block_d=16)
     want = run(diagonal_scan_ref, a, b, h0, dh, dfinal)
     assert all(rel_err(x, y) < 1e-5 for x, y in zip(got, want))
