@@ -4,8 +4,9 @@ A corpus folder holds `train.bin` and `val.bin` (flat uint8, any byte value is l
 builders separate documents with 0x00) and optionally `manifest.json`.
 
 Sampling is counter-based: the windows of (seed, step, micro-batch, rank) come from a generator
-seeded with exactly those numbers, so the "data position" of a run is just its step counter. A
-resumed run therefore draws the same windows as an uninterrupted one, and no sampler state has to
+seeded with exactly those numbers, and so do the training thresholds and the global torch RNG that
+the model's training forward draws from. The "data position" of a run is therefore just its step
+counter: a resumed run draws the same windows as an uninterrupted one, and no sampler state has to
 be carried between processes or ranks.
 """
 from __future__ import annotations
@@ -61,10 +62,22 @@ def sample_offsets(seed: int, step: int, micro: int, rank: int, batch: int, n_po
     return rng.integers(0, n_positions, size=batch)
 
 
+def batch_seed(seed: int, step: int, micro: int, rank: int, purpose: int) -> int:
+    """A 63-bit seed for one micro-batch's draws of one kind; a pure function of its arguments."""
+    ss = np.random.SeedSequence([seed, step, micro, rank, purpose])
+    return int(ss.generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
 def batch_generator(seed: int, step: int, micro: int, rank: int) -> torch.Generator:
     """A torch generator for the same micro-batch's other draws (training thresholds)."""
-    ss = np.random.SeedSequence([seed, step, micro, rank, 0x7A0])
-    return torch.Generator().manual_seed(int(ss.generate_state(1, np.uint64)[0] >> np.uint64(1)))
+    return torch.Generator().manual_seed(batch_seed(seed, step, micro, rank, 0x7A0))
+
+
+def seed_model_rng(seed: int, step: int, micro: int, rank: int):
+    """Seed torch's global generators (CPU and CUDA) for the randomness inside the model's training
+    forward (e.g. the random subset of scratchpads it keeps): counter-based like the data, so resume
+    is exact without carrying generator state, and DDP ranks draw independently."""
+    torch.manual_seed(batch_seed(seed, step, micro, rank, 0x30D))
 
 
 class ByteCorpus:

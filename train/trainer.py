@@ -47,7 +47,7 @@ import torch.nn as nn
 
 from scratchpad import ModelConfig, UserError, build_model, load_model
 from scratchpad.checkpoint import CONFIG_FILE, atomic_folder, read_config, read_tensors, write_model_files
-from train.data import ByteCorpus, batch_generator
+from train.data import ByteCorpus, batch_generator, seed_model_rng
 
 LOG_FILE = "log.jsonl"
 LAST, BEST = "last", "best"
@@ -636,6 +636,7 @@ class Trainer:
             for micro in range(a.grad_accum):
                 x, y = corpus.batch(a.seed, step, micro, dist.rank, a.batch_size)
                 tau = model.sample_thresholds(a.batch_size, batch_generator(a.seed, step, micro, dist.rank))
+                seed_model_rng(a.seed, step, micro, dist.rank)
                 x, y, tau = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True), tau.to(dev)
                 sync = contextlib.nullcontext()
                 if dist.enabled and micro < a.grad_accum - 1:
