@@ -1,0 +1,270 @@
+"""Scan/step kernel benchmark: `scratchpad bench kernels [--quick] ...` (or `python -m kernels.bench`).
+
+For every shape [B, T, D] it times the diagonal scan forward, and forward+backward, for each
+implementation that runs here:
+  triton        kernels.scan_triton (CUDA only)
+  torch         the chunked torch path (kernels.scan_ref.diagonal_scan_ref)
+  torch.compile torch.compile of that reference
+  hillis-steele the previous reference (log2(T) full-length passes): the "before" of the torch path
+  fla-hgrn      fla-core's fused_recurrent_hgrn / chunk_hgrn (CUDA, and only if `fla` imports);
+                HGRN's recurrence is h = exp(g) * h + x, so it is fed g = log(a)
+and reports the median time, the bytes the op must move at least (fwd: read a, b, write h;
+fwd+bwd: that plus read a, h, dh and write da, db), the achieved bytes/s, and that as a fraction
+of the copy bandwidth measured in the same run (a large device-to-device copy, counted as read +
+write). Then the decode step (diagonal_step) and the scratch step latency at batch 1..64.
+
+Times: CUDA events on a GPU, time.perf_counter on CPU (where there is no Triton column). Prints a
+table, then one JSON line with every number.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import statistics
+import time
+
+import torch
+
+from kernels.scan_ref import diagonal_scan_hillis_steele, diagonal_scan_ref
+from kernels.step_ref import diagonal_step_ref, scratch_step_ref
+
+FULL_SHAPES = [(8, T, D) for T in (1024, 4096, 16384) for D in (512, 2048)]
+QUICK_SHAPES = [(8, 256, 128), (8, 1024, 512)]
+STEP_BATCHES = [1, 2, 4, 8, 16, 32, 64]
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def parse_shapes(text: str):
+    from scratchpad.errors import UserError
+
+    shapes = []
+    for part in text.split(","):
+        try:
+            B, T, D = (int(x) for x in part.lower().split("x"))
+        except ValueError:
+            raise UserError(f"--shapes: expected BxTxD[,BxTxD...], got {part!r}") from None
+        if min(B, T, D) < 1:
+            raise UserError(f"--shapes: sizes must be >= 1, got {part!r}")
+        shapes.append((B, T, D))
+    return shapes
+
+
+class Timer:
+    """Median wall time of fn(): CUDA events on a GPU, perf_counter on CPU."""
+
+    def __init__(self, device: torch.device, warmup: int, reps: int, budget_s: float):
+        self.device, self.warmup, self.reps, self.budget_s = device, warmup, reps, budget_s
+
+    def __call__(self, fn) -> float:
+        cuda = self.device.type == "cuda"
+        for _ in range(self.warmup):
+            fn()
+        if cuda:
+            torch.cuda.synchronize(self.device)
+        times = []
+        start_all = time.perf_counter()
+        for _ in range(self.reps):
+            if cuda:
+                s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                s.record()
+                fn()
+                e.record()
+                e.synchronize()
+                times.append(s.elapsed_time(e) / 1e3)
+            else:
+                t = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t)
+            if time.perf_counter() - start_all > self.budget_s and len(times) >= 3:
+                break
+        return statistics.median(times)
+
+
+def copy_bandwidth(device: torch.device, nbytes: int, timer: Timer) -> float:
+    """Bytes/s of a large copy, counting read + write."""
+    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).fill_(1.0)
+    dst = torch.empty_like(src)
+    t = timer(lambda: dst.copy_(src))
+    return 2 * src.numel() * 4 / t
+
+
+def _fla():
+    try:
+        from fla.ops.hgrn import chunk_hgrn, fused_recurrent_hgrn
+    except Exception:  # noqa: BLE001 -- any import failure means: no column
+        return None
+    return {"fla-hgrn-fused": fused_recurrent_hgrn, "fla-hgrn-chunk": chunk_hgrn}
+
+
+def scan_impls(device: torch.device, compile_ref: bool):
+    """name -> fn(a, b) returning h (and anything else)."""
+    impls = {}
+    if device.type == "cuda":
+        from kernels.scan_triton import diagonal_scan_triton
+
+        impls["triton"] = diagonal_scan_triton
+    impls["torch"] = diagonal_scan_ref
+    if compile_ref:
+        impls["torch.compile"] = torch.compile(diagonal_scan_ref)
+    impls["hillis-steele"] = diagonal_scan_hillis_steele
+    if device.type == "cuda":
+        fla = _fla()
+        if fla:
+            for name, fn in fla.items():
+                impls[name] = (lambda f: (lambda a, b: f(b, torch.log(a))))(fn)
+    return impls
+
+
+def bench_scan(shapes, dtype, device, timer, compile_ref, bandwidth, log):
+    rows = []
+    impls = scan_impls(device, compile_ref)
+    elt = torch.tensor([], dtype=dtype).element_size()
+    for B, T, D in shapes:
+        g = torch.Generator(device="cpu").manual_seed(0)
+        a = (torch.rand(B, T, D, generator=g) * 0.5 + 0.5).to(device=device, dtype=dtype)
+        b = torch.randn(B, T, D, generator=g).to(device=device, dtype=dtype)
+        dh = torch.randn(B, T, D, generator=g).to(device=device, dtype=dtype)
+        n = B * T * D
+        for name, fn in impls.items():
+            for op, min_bytes in (("fwd", 3 * n * elt), ("fwd+bwd", 8 * n * elt)):
+                rec = {"op": f"scan {op}", "impl": name, "B": B, "T": T, "D": D, "dtype": str(dtype).split(".")[-1]}
+                try:
+                    if op == "fwd":
+                        with torch.no_grad():
+                            t = timer(lambda: fn(a, b))
+                    else:
+                        ag = a.detach().requires_grad_()
+                        bg = b.detach().requires_grad_()
+
+                        def fwd_bwd():
+                            out = fn(ag, bg)
+                            h = out[0] if isinstance(out, tuple) else out
+                            torch.autograd.backward(h, dh)
+                            ag.grad = bg.grad = None
+
+                        t = timer(fwd_bwd)
+                    rec.update(ms=t * 1e3, min_bytes=min_bytes, gbps=min_bytes / t / 1e9, frac_of_copy=min_bytes / t / bandwidth)
+                except Exception as e:  # noqa: BLE001 -- a failing column is reported, not fatal
+                    rec.update(ms=None, error=f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
+                rows.append(rec)
+                log(rec)
+    return rows
+
+
+def step_impls(device):
+    impls = {}
+    if device.type == "cuda":
+        from kernels.step_triton import diagonal_step_triton, scratch_step_triton
+
+        impls["triton"] = (diagonal_step_triton, scratch_step_triton)
+    impls["torch"] = (diagonal_step_ref, scratch_step_ref)
+    return impls
+
+
+def bench_steps(D, dtype, device, timer, log):
+    rows = []
+    S = 2 * max(STEP_BATCHES)
+    for name, (step, scratch) in step_impls(device).items():
+        for N in STEP_BATCHES:
+            g = torch.Generator(device="cpu").manual_seed(N)
+            pool = torch.zeros(S, D, device=device, dtype=torch.float32)
+            slot = torch.randperm(S, generator=g)[:N].to(device)
+            a = torch.rand(N, D, generator=g).to(device=device, dtype=dtype)
+            b = torch.randn(N, D, generator=g).to(device=device, dtype=dtype)
+            states = torch.randn(N, D, generator=g).to(device=device, dtype=dtype)
+            for op, fn in (("diagonal_step", lambda: step(a, b, pool, slot)), ("scratch_step", lambda: scratch(a, b, states))):
+                rec = {"op": op, "impl": name, "N": N, "D": D, "dtype": str(dtype).split(".")[-1]}
+                with torch.no_grad():
+                    rec["us"] = timer(fn) * 1e6
+                rows.append(rec)
+                log(rec)
+    return rows
+
+
+def fmt_table(scan_rows, step_rows) -> str:
+    lines = []
+    if scan_rows:
+        lines.append(f"{'op':<13} {'impl':<15} {'B':>3} {'T':>6} {'D':>5} {'dtype':>8} {'ms':>10} {'GB/s':>8} {'of copy':>8}")
+        for r in scan_rows:
+            if r.get("ms") is None:
+                tail = f"{'failed':>10}  {r.get('error', '')[:60]}"
+            else:
+                tail = f"{r['ms']:>10.3f} {r['gbps']:>8.2f} {100 * r['frac_of_copy']:>7.1f}%"
+            lines.append(f"{r['op']:<13} {r['impl']:<15} {r['B']:>3} {r['T']:>6} {r['D']:>5} {r['dtype']:>8} {tail}")
+    if step_rows:
+        lines.append("")
+        impls = sorted({r["impl"] for r in step_rows}, reverse=True)
+        ops = ["diagonal_step", "scratch_step"]
+        head = f"{'N':>4} " + " ".join(f"{op + ' ' + i + ' us':>26}" for op in ops for i in impls)
+        lines.append(f"step latency, D={step_rows[0]['D']}, {step_rows[0]['dtype']}")
+        lines.append(head)
+        by = {(r["op"], r["impl"], r["N"]): r["us"] for r in step_rows}
+        for N in STEP_BATCHES:
+            lines.append(f"{N:>4} " + " ".join(f"{by.get((op, i, N), math.nan):>26.1f}" for op in ops for i in impls))
+    return "\n".join(lines)
+
+
+def main(argv) -> int:
+    from scratchpad.errors import UserError
+
+    p = argparse.ArgumentParser(prog="scratchpad bench kernels", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help=f"small shapes {QUICK_SHAPES}, few repetitions (for CPU)")
+    p.add_argument("--shapes", help="BxTxD[,BxTxD...] instead of the defaults")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="scan dtype (default bf16 on CUDA, fp32 on CPU)")
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
+    p.add_argument("--reps", type=int, default=None, help="timed repetitions (median is reported)")
+    p.add_argument("--warmup", type=int, default=None)
+    p.add_argument("--budget", type=float, default=None, help="seconds per timed cell before stopping early (min 3 reps)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--step-d", type=int, default=None, help="D for the step latency (default 2048, --quick 512)")
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
+    p.add_argument("--no-steps", action="store_true", help="skip the step latency table")
+    p.add_argument("--no-scan", action="store_true", help="skip the scan table")
+    args = p.parse_args(argv)
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: CUDA is not available here")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cuda = device.type == "cuda"
+    dtype = DTYPES[args.dtype or ("bf16" if cuda else "fp32")]
+    shapes = parse_shapes(args.shapes) if args.shapes else (QUICK_SHAPES if args.quick else FULL_SHAPES)
+    reps = args.reps or (5 if args.quick else (20 if cuda else 7))
+    warmup = args.warmup if args.warmup is not None else (1 if args.quick else 3)
+    budget = args.budget or (5.0 if args.quick else 30.0)
+    timer = Timer(device, warmup, reps, budget)
+    step_d = args.step_d or (512 if args.quick else 2048)
+
+    bw = copy_bandwidth(device, (1 << 30) if cuda else (256 << 20 if not args.quick else 64 << 20), Timer(device, 2, 5 if cuda else 3, 60))
+    dev_name = torch.cuda.get_device_name(device) if cuda else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    print(f"device: {dev_name}; copy bandwidth {bw / 1e9:.2f} GB/s (read + write); torch {torch.__version__}")
+    if not cuda:
+        print("no CUDA: no Triton column; times are time.perf_counter medians")
+    if cuda and _fla() is None:
+        print("fla-core not importable: no fla-hgrn column")
+
+    def log(rec):
+        pass
+
+    scan_rows = [] if args.no_scan else bench_scan(shapes, dtype, device, timer, not args.no_compile, bw, log)
+    step_rows = [] if args.no_steps else bench_steps(step_d, dtype, device, timer, log)
+    print(fmt_table(scan_rows, step_rows))
+    out = {
+        "bench": "kernels", "device": dev_name, "cuda": cuda, "torch": torch.__version__,
+        "copy_bandwidth_Bps": bw, "dtype": str(dtype).split(".")[-1], "quick": bool(args.quick),
+        "timing": "cuda events" if cuda else "perf_counter", "reps": reps,
+        "scan": scan_rows, "steps": step_rows,
+    }
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    from scratchpad.errors import run_cli
+
+    sys.exit(run_cli(main))
