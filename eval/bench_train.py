@@ -106,7 +106,8 @@ def bench_preset(name: str, data: np.ndarray, batch: int, seq_len: int, warmup: 
     del model, opt
     gc.collect()
     med = statistics.median(times)
-    return dict(preset=name, scratchpads=bool(cfg.scratchpad and scratchpads), params=n_params, seq_len=T, batch=batch, ms_per_step=round(1000 * med, 2),
+    return dict(preset=name, scratchpads=bool(cfg.scratchpad and scratchpads), params=n_params, seq_len=T, batch=batch,
+                ms_per_step=round(1000 * med, 2),
                 ms_per_step_mean=round(1000 * statistics.fmean(times), 2), ms_per_step_min=round(1000 * min(times), 2),
                 bytes_per_s=round(batch * T / med, 1), bytes_per_patch=round(steps * batch * T / max(1, commits), 3),
                 scratch_rate=round(scratch / (steps * batch * T), 4))

@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data", metavar="DIR", help="corpus folder with train.bin and val.bin (flat uint8)")
     r.add_argument("--out", metavar="DIR", help="output folder: log.jsonl, last/, best/")
     r.add_argument("--steps", metavar="N", help="optimizer steps to train")
-    r.add_argument("--time-budget", metavar="DURATION", help="train for this long (20m, 90s, 1h30m); counts training steps, not evaluation or checkpoint writes; the cosine LR schedule follows the elapsed fraction")
+    r.add_argument("--time-budget", metavar="DURATION", help="train for this long (20m, 90s, 1h30m); "
+                   "counts training steps, not evaluation or checkpoint writes; the cosine LR schedule follows the elapsed fraction")
     r.add_argument("--resume", action="store_true", help="continue the run in --out exactly where its last checkpoint left off")
     h = p.add_argument_group("hyperparameters")
     h.add_argument("--batch-size", metavar="B", help=f"sequences per micro-batch per process (default {d.batch_size})")

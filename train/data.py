@@ -38,7 +38,8 @@ class ByteFile:
         if size == 0:
             raise UserError(f"{self.path}: empty file")
         if size < window:
-            raise UserError(f"{self.path}: {size} bytes, smaller than one training window of {window} bytes (seq_len + 1); use a smaller --seq-len or more data")
+            raise UserError(f"{self.path}: {size} bytes, smaller than one training window of {window} bytes "
+                            f"(seq_len + 1); use a smaller --seq-len or more data")
         try:
             self.data = np.memmap(self.path, dtype=np.uint8, mode="r")
         except (OSError, ValueError) as e:

@@ -38,7 +38,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -57,7 +57,8 @@ FORMAT = 1
 EVAL_TAU = 1.5  # the runtime default threshold, evaluated next to tau = None for scratchpad models
 
 # Arguments that may change when resuming; every other one must match the run being resumed.
-RESUME_MAY_CHANGE = {"steps", "time_budget", "eval_every", "save_every", "save_every_s", "log_every", "threads", "data", "device", "resume", "out"}
+RESUME_MAY_CHANGE = {"steps", "time_budget", "eval_every", "save_every", "save_every_s", "log_every", "threads", "data",
+                     "device", "resume", "out"}
 
 
 @dataclass
@@ -287,7 +288,8 @@ def load_optimizer_tensors(opt, model, tensors: dict, source: Path):
         if st is not None and set(st) != {"step", "exp_avg", "exp_avg_sq"}:
             raise UserError(f"{source}: optimizer state for {name!r} is incomplete")
         if st is not None and st["exp_avg"].shape != named[name].shape:
-            raise UserError(f"{source}: optimizer state for {name!r} has shape {tuple(st['exp_avg'].shape)}, expected {tuple(named[name].shape)}")
+            raise UserError(f"{source}: optimizer state for {name!r} has shape {tuple(st['exp_avg'].shape)}, "
+                            f"expected {tuple(named[name].shape)}")
     sd["state"] = state
     opt.load_state_dict(sd)
 
@@ -298,6 +300,23 @@ def resolve_model_folder(path) -> Path:
     if not (p / CONFIG_FILE).is_file() and (p / LAST / CONFIG_FILE).is_file():
         return p / LAST
     return p
+
+
+def recover_checkpoint_folders(out: Path):
+    """Undo what a crash inside atomic_folder can leave behind: if DIR/last (or best) is missing
+    but its previous version was moved aside (`.last.old-PID`, between the two renames), put it
+    back; then drop leftover temporary folders (`.last.tmp-*`, never renamed into place)."""
+    import shutil
+
+    if not out.is_dir():
+        return
+    for name in (LAST, BEST):
+        olds = sorted(out.glob(f".{name}.old-*"), key=lambda p: p.stat().st_mtime)
+        if not (out / name).exists() and olds:
+            with contextlib.suppress(OSError):
+                os.replace(olds.pop(), out / name)
+        for junk in olds + list(out.glob(f".{name}.tmp-*")):
+            shutil.rmtree(junk, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -530,6 +549,9 @@ class Trainer:
                 torch.set_num_threads(a.threads)
             elif self.dist.enabled and self.dist.device.type == "cpu":
                 torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, self.dist.local_world)))
+            if self.args.resume and self.dist.main:
+                recover_checkpoint_folders(Path(self.args.out))
+            self.dist.gather(None)  # barrier: other ranks look at --out only after the recovery
             corpus, model, state = self.dist.agree(self._setup)
             a = self.args
             if a.threads:

@@ -160,6 +160,20 @@ def test_resume_rules(corpus, tmp_path, capsys):
     assert [e["step"] for e in events(out, "step")] == [1, 2, 3, 4, 5]
 
 
+def test_resume_recovers_from_a_crash_between_the_checkpoint_renames(corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run(["--preset", "tiny-byte", "--data", corpus, "--out", out, "--steps", 3, *FAST], capsys)[0] == 0
+    # atomic_folder moves the old folder aside, then renames the new one into place; a crash in
+    # between leaves .last.old-PID and a complete or partial .last.tmp-*
+    os.replace(out / "last", out / ".last.old-123")
+    (out / ".last.tmp-abc").mkdir()
+    (out / ".last.tmp-abc" / "model.safetensors").write_bytes(b"partial")
+    code, _, err = run(["--out", out, "--resume", "--steps", 4], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["best", "last", "log.jsonl"]
+    assert [e["step"] for e in events(out, "step")] == [1, 2, 3, 4]
+
+
 def test_fine_tune_from_checkpoint(corpus, tmp_path, capsys):
     base = tmp_path / "base"
     assert run(["--preset", "tiny-sp-fixed-p4", "--data", corpus, "--out", base, "--steps", 30, *FAST], capsys)[0] == 0
@@ -246,7 +260,8 @@ def _bad_cases(tmp: Path, corpus: Path):
         "no length": (["--preset", "tiny-byte", "--data", corpus, "--out", o], ["--steps N or --time-budget"]),
         "no model": (["--steps", 2, "--data", corpus, "--out", o], ["--preset NAME"]),
         "unknown preset": (["--preset", "nope", "--steps", 2, "--data", corpus, "--out", o], ["unknown preset"]),
-        "preset and config": (["--preset", "tiny-byte", "--config", tmp / "afile", "--steps", 2, "--data", corpus, "--out", o], ["not both"]),
+        "preset and config": (["--preset", "tiny-byte", "--config", tmp / "afile", "--steps", 2, "--data", corpus, "--out", o],
+                              ["not both"]),
         "config not json": (["--config", tmp / "afile", "--steps", 2, "--data", corpus, "--out", o], ["not valid JSON"]),
         "seq-len too long": ([*ok, "--seq-len", 4096, "--data", corpus, "--out", o], ["exceeds the model's max_seq_len"]),
         "bad lr": ([*ok, "--lr", "-1", "--data", corpus, "--out", o], ["--lr"]),
