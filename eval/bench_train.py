@@ -140,8 +140,16 @@ def main(argv=None) -> int:
     if kind == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is available")
     device = torch.device(kind)
+    old_threads = torch.get_num_threads()
     if a.threads:
         torch.set_num_threads(a.threads)
+    try:
+        return _run(a, names, device, seq_len, warmup, steps)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _run(a, names, device, seq_len, warmup, steps) -> int:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
     data = load_bytes(a.data, max(1 << 20, 4 * a.batch_size * (seq_len + 1)))

@@ -543,7 +543,7 @@ class Trainer:
         a = self.args
         self.dist = Dist(a.device)
         self.dist.start()
-        old_handlers = {}
+        old_handlers, old_threads = {}, torch.get_num_threads()
         try:
             if a.threads:
                 torch.set_num_threads(a.threads)
@@ -563,6 +563,7 @@ class Trainer:
         finally:
             for sig, h in old_handlers.items():
                 signal.signal(sig, h)
+            torch.set_num_threads(old_threads)  # for callers that run main() in-process
             if self.log_f is not None:
                 self.log_f.close()
                 self.log_f = None
