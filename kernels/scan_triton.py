@@ -25,6 +25,8 @@ This module imports triton at the top; `kernels/__init__.py` imports it lazily.
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import triton
 import triton.language as tl
@@ -219,6 +221,11 @@ def _scan_bwd_kernel(
 # launch
 
 
+def on_device(t: torch.Tensor):
+    """Launch on the tensor's GPU (Triton launches on the current device)."""
+    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
+
+
 def _empty(shape, *, dtype, device) -> torch.Tensor:
     """Every buffer a kernel writes comes from here (tests fill them with NaN to catch unwritten elements)."""
     return torch.empty(shape, dtype=dtype, device=device)
@@ -301,6 +308,11 @@ class _TritonScan(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dh, dhT):
         a, h, h0 = ctx.saved_tensors
+        with on_device(a):
+            return _TritonScan._backward(ctx, a, h, h0, dh, dhT)
+
+    @staticmethod
+    def _backward(ctx, a, h, h0, dh, dhT):
         chunk, BD = ctx.chunk, ctx.block_d
         B, T, D = h.shape
         if dh is None:
@@ -344,4 +356,5 @@ def diagonal_scan_triton(a, b, initial_state=None, *, chunk_size: int | None = N
     if chunk < 1:
         raise ValueError(f"diagonal_scan_triton: chunk_size must be >= 1, got {chunk_size}")
     chunk = min(chunk, T)
-    return _TritonScan.apply(a, b, initial_state, chunk, BD)
+    with on_device(a):
+        return _TritonScan.apply(a, b, initial_state, chunk, BD)

@@ -13,7 +13,7 @@ import triton
 import triton.language as tl
 
 from kernels._validate import check_scratch, check_step
-from kernels.scan_triton import _empty, check_device
+from kernels.scan_triton import _empty, check_device, on_device
 
 
 @triton.jit
@@ -77,10 +77,11 @@ def diagonal_step_triton(a, b, state_pool, slot_index):
         return out
     BD = max(16, min(1024, triton.next_power_of_2(D)))
     grid = (N, triton.cdiv(D, BD))
-    _diagonal_step_kernel[grid](
-        a, b, state_pool, slot_index, out, D, state_pool.shape[0], state_pool.stride(0), state_pool.stride(1),
-        BLOCK_D=BD, num_warps=max(1, min(4, BD // 256)),
-    )
+    with on_device(a):
+        _diagonal_step_kernel[grid](
+            a, b, state_pool, slot_index, out, D, state_pool.shape[0], state_pool.stride(0), state_pool.stride(1),
+            BLOCK_D=BD, num_warps=max(1, min(4, BD // 256)),
+        )
     return out
 
 
@@ -101,7 +102,11 @@ class _ScratchStep(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         a, states = ctx.saved_tensors
-        g = g.contiguous()
+        with on_device(a):
+            return _ScratchStep._backward(ctx, a, states, g.contiguous())
+
+    @staticmethod
+    def _backward(ctx, a, states, g):
         da = _empty(a.shape, dtype=a.dtype, device=a.device)
         db = _empty(g.shape, dtype=ctx.b_dtype, device=g.device)
         ds = _empty(states.shape, dtype=states.dtype, device=states.device)
@@ -116,4 +121,5 @@ def scratch_step_triton(a, b, states):
     a, b, states = check_scratch(a, b, states)
     _no_fp64("scratch_step", a)
     check_device(a)
-    return _ScratchStep.apply(a, b, states)
+    with on_device(a):
+        return _ScratchStep.apply(a, b, states)
