@@ -30,21 +30,28 @@ def diagonal_step_ref(a: torch.Tensor, b: torch.Tensor, state_pool: torch.Tensor
     a, b, state_pool, slot_index = check_step(a, b, state_pool, slot_index)
     S = state_pool.shape[0]
     slot = slot_index.long()
-    if slot.numel():
-        if int(slot.max()) >= S:
-            raise ValueError(f"diagonal_step: slot_index has {int(slot.max())}, but state_pool has only {S} slots")
-        real = slot[slot >= 0]
-        if real.numel() != torch.unique(real).numel():
-            raise ValueError("diagonal_step: slot_index has duplicate slots (each row must own a distinct slot)")
     acc = acc_dtype(b.dtype)
     with torch.no_grad():
-        valid = slot >= 0
-        idx = slot.clamp(min=0)
-        prev = state_pool.index_select(0, idx).to(acc)
-        prev = torch.where(valid.unsqueeze(1), prev, torch.zeros((), dtype=acc, device=prev.device))
+        if not slot.numel():
+            return b.clone()
+        lo, hi = (int(x) for x in torch.aminmax(slot))
+        if hi >= S:
+            raise ValueError(f"diagonal_step: slot_index has {hi}, but state_pool has only {S} slots")
+        if lo >= 0:  # the common case: no padding rows
+            real = slot
+            prev = state_pool.index_select(0, slot).to(acc)
+        else:
+            valid = slot >= 0
+            real = slot[valid]
+            prev = state_pool.index_select(0, slot.clamp(min=0)).to(acc)
+            prev = torch.where(valid.unsqueeze(1), prev, torch.zeros((), dtype=acc, device=prev.device))
+        if real.numel() > 1 and torch.unique(real).numel() != real.numel():
+            raise ValueError("diagonal_step: slot_index has duplicate slots (each row must own a distinct slot)")
         new = torch.addcmul(b.to(acc), a.to(acc), prev)
-        rows = valid.nonzero().squeeze(1)
-        state_pool.index_copy_(0, idx.index_select(0, rows), new.index_select(0, rows).to(state_pool.dtype))
+        if lo >= 0:
+            state_pool.index_copy_(0, slot, new.to(state_pool.dtype))
+        else:
+            state_pool.index_copy_(0, real, new[valid].to(state_pool.dtype))
     return new.to(b.dtype)
 
 
