@@ -143,9 +143,9 @@ def diagonal_scan_ref(a: torch.Tensor, b: torch.Tensor, initial_state: torch.Ten
     out_dtype = b.dtype
     state_dtype = initial_state.dtype if initial_state is not None else out_dtype
     acc = acc_dtype(b.dtype)
-    if T == 0:
+    if T == 0:  # empty h (still attached to b's graph) and the initial state, or zeros
         final = initial_state.clone() if initial_state is not None else b.new_zeros(B, D, dtype=state_dtype)
-        return b.new_empty(B, 0, D), final
+        return b[:, :0].clone(), final
     h0 = initial_state.to(acc) if initial_state is not None else None
     chunk = int(chunk_size) if chunk_size else default_chunk(T)
     if chunk < 1:

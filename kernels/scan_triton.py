@@ -346,9 +346,10 @@ def diagonal_scan_triton(a, b, initial_state=None, *, chunk_size: int | None = N
         raise ValueError("diagonal_scan_triton accumulates in fp32; use the torch path (diagonal_scan_ref) for fp64")
     check_device(a)
     B, T, D = b.shape
-    if T == 0:
-        final = initial_state.clone() if initial_state is not None else b.new_zeros(B, D)
-        return b.new_empty(B, 0, D), final
+    if T == 0 or B == 0 or D == 0:  # nothing to launch; the torch path handles it (and its autograd)
+        from kernels.scan_ref import diagonal_scan_ref
+
+        return diagonal_scan_ref(a, b, initial_state)
     if T * D >= 2**31:
         raise ValueError(f"diagonal_scan_triton: T * D = {T * D} must be < 2**31 (int32 row offsets)")
     BD = _block_d(D, block_d)

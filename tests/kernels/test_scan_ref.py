@@ -99,6 +99,15 @@ def test_empty_sequence():
     assert torch.equal(f, h0) and f is not h0
 
 
+@pytest.mark.parametrize("shape", [(0, 5, 3), (2, 5, 0), (2, 0, 3)])
+def test_empty_dims_differentiable(shape):
+    a = torch.rand(shape, requires_grad=True)
+    h0 = torch.rand(shape[0], shape[2], requires_grad=True)
+    h, f = diagonal_scan_ref(a, a, h0)
+    (h.sum() + f.sum()).backward()
+    assert h.shape == shape and a.grad.shape == shape and torch.equal(h0.grad, torch.ones_like(h0))
+
+
 def test_non_contiguous_inputs():
     a, b, h0 = inputs(2, 40, 6)
     at = a.transpose(0, 1).contiguous().transpose(0, 1)

@@ -102,6 +102,12 @@ def test_empty_and_errors():
     a = torch.zeros(2, 0, 3, device=DEVICE)
     h, f = diagonal_scan_triton(a, a)
     assert h.shape == (2, 0, 3) and f.shape == (2, 3) and not f.any()
+    for shape in [(0, 5, 3), (2, 5, 0)]:
+        x = torch.rand(shape, device=DEVICE, requires_grad=True)
+        h0 = torch.rand(shape[0], shape[2], device=DEVICE, requires_grad=True)
+        h, f = diagonal_scan_triton(x, x, h0)
+        (h.sum() + f.sum()).backward()
+        assert h.shape == shape and x.grad.shape == shape and h0.grad.shape == h0.shape
     with pytest.raises(ValueError, match="fp64"):
         diagonal_scan_triton(a.double(), a.double())
     with pytest.raises(ValueError, match="same shape"):
