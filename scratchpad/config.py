@@ -159,7 +159,9 @@ def tiny(cfg: ModelConfig) -> ModelConfig:
 
 
 _SP_TRUNK = ["ssm", "attn", "ssm", "attn"]
-_STUDY = dict(d_model=256, d_local=128, trunk_mixers=["ssm"] * 4, max_seq_len=1024, scratchpad=False)
+# The study's models had no aux head; only D (entropy boundaries) needs one.
+_STUDY = dict(d_model=256, d_local=128, trunk_mixers=["ssm"] * 4, max_seq_len=1024, scratchpad=False,
+              n_aux_layers=0, aux_loss_weight=0.0)
 
 _PRESETS: dict[str, dict] = {
     # byte-level baseline with the SP trunk: every byte is a patch
@@ -168,7 +170,8 @@ _PRESETS: dict[str, dict] = {
     "study-A-fixed-mean": dict(_STUDY, patcher="fixed", patch_size=4, pooling="mean"),
     "study-B-attn-pool": dict(_STUDY, patcher="fixed", patch_size=4, pooling="attn"),
     "study-C-soft-boundary": dict(_STUDY, patcher="soft", patch_size=4, max_patch_len=16, pooling="soft"),
-    "study-D-entropy": dict(_STUDY, patcher="entropy", patch_size=4, max_patch_len=16, pooling="mean"),
+    "study-D-entropy": dict(_STUDY, patcher="entropy", patch_size=4, max_patch_len=16, pooling="mean",
+                            n_aux_layers=2, aux_loss_weight=1.0),
     "study-E-full-bytes": dict(_STUDY, patcher="fixed", patch_size=1, pooling="mean"),
     "study-F-gru-local-dec": dict(_STUDY, patcher="fixed", patch_size=4, pooling="gru", decoder="patch-ar"),
     # learned causal router (H-Net style)

@@ -32,9 +32,11 @@ class Pooling(nn.Module):
         self.kind, self.window, self.sigma = cfg.pooling, cfg.window, cfg.soft_sigma
         d = cfg.d_local
         self.norm = RMSNorm(d)
-        if self.kind in ("attn", "xattn"):
+        if self.kind == "attn":  # a learned query
             self.query = nn.Parameter(torch.randn(d) / math.sqrt(d))
+        if self.kind == "xattn":  # the query is projected from the span's mean
             self.q = nn.Linear(d, d, bias=False)
+        if self.kind in ("attn", "xattn"):
             self.kv = nn.Linear(d, 2 * d, bias=False)
         if self.kind == "gru":
             self.cell = nn.GRUCell(d, d)
