@@ -1,0 +1,86 @@
+"""`scratchpad eval bpb`: bits per byte on held-out bytes, with the realised scratchpad rate,
+trunk calls per byte and FLOPs/KV per byte against the byte-level baseline of equal trunk.
+
+    scratchpad eval bpb --model runs/default --data /work/data/text --threshold 1.5 --out reports/bpb
+
+Long data is scored in non-overlapping windows of the model's length (or --window), each window
+fully and from an empty context; see eval/common.py. Writes bpb.md and bpb.json into --out.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+from eval.common import (
+    WINDOWING,
+    Parser,
+    accounting,
+    common_args,
+    default_window,
+    eval_bytes,
+    evaluate,
+    load_eval_model,
+    model_info,
+    parse_threshold,
+)
+from eval.report import fmt, out_folder, table, write_report
+from scratchpad.errors import run_cli
+
+
+def run_bpb(model, arr, window: int, threshold: float, batch_size: int) -> dict:
+    """BPB and accounting of one model at one tau over arr."""
+    t0 = time.perf_counter()
+    ev = evaluate(model, arr, window, threshold, batch_size)
+    res = dict(threshold=threshold, bpb=ev.bpb, bytes=ev.bytes, windows=ev.windows, nats=ev.nats,
+               commits=ev.commits, scratchpads=ev.scratchpads, keys=ev.keys, aux_steps=ev.aux)
+    res.update(accounting(model.cfg, ev))
+    res["seconds"] = time.perf_counter() - t0
+    return res
+
+
+def main(argv=None) -> int:
+    ap = Parser(prog="scratchpad eval bpb", description=__doc__.split("\n")[0])
+    common_args(ap)
+    ap.add_argument("--threshold", "-t", default="1.5", help="tau in nats; 'inf' = no scratchpads (default 1.5)")
+    a = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    tau = parse_threshold(a.threshold)
+    out = out_folder(a.out)
+    model, label = load_eval_model(a.model, a.threads)
+    W = default_window(model.cfg, a.window)
+    arr, data = eval_bytes(a.data, a.split, a.max_bytes, W)
+    if not model.cfg.scratchpad and math.isfinite(tau):
+        note = f"this model has no scratchpads (config scratchpad=false); --threshold {a.threshold} is ignored"
+        tau_eff = math.inf
+    else:
+        note, tau_eff = None, tau
+    r = run_bpb(model, arr, W, tau_eff, a.batch_size)
+    result = dict(command="bpb", model=model_info(model, label), data=data, window=W,
+                  method=WINDOWING.format(W=W), requested_threshold=tau, note=note, **r)
+
+    fs = r["flops_per_byte_split"]
+    sections = [
+        f"Model: `{label}` ({model.cfg.name}, patcher {model.cfg.patcher}, P={model.cfg.patch_size}, "
+        f"{model_info(model, label)['params']['total'] / 1e6:.2f}M parameters). "
+        f"Data: `{data['path']}`, {data['bytes_used']:,} bytes used of {data['file_bytes']:,}.",
+        f"Method: {WINDOWING.format(W=W)}; {r['windows']} windows, {r['bytes']:,} predicted bytes. "
+        f"BPB = summed next-byte cross-entropy (nats) / predicted bytes / ln 2."
+        + (f"\n\nNote: {note}." if note else ""),
+        table(["τ", "BPB", "scratchpad rate", "trunk calls / byte", "FLOPs / byte", "× byte baseline",
+               "KV bytes / byte", "KV × byte baseline"],
+              [[tau_eff, r["bpb"], r["scratchpad_rate"], r["trunk_calls_per_byte"], r["flops_per_byte"],
+                r["flops_ratio_vs_byte"], r["kv_bytes_per_byte"], r["kv_ratio_vs_byte"]]]),
+        "FLOPs per byte by part: " + ", ".join(f"{k} {fmt(v)}" for k, v in fs.items())
+        + f" (byte-level baseline of equal trunk: {fmt(r['byte_baseline_flops_per_byte'])} FLOPs/byte, "
+        f"{fmt(r['byte_baseline_kv_bytes_per_byte'])} KV bytes/byte). FLOPs are the config's accounting "
+        "(scratchpad/accounting.py) applied to the events of the parallel forward.",
+    ]
+    write_report(out, "bpb", "Bits per byte", sections, result)
+    print(f"bpb {r['bpb']:.4f} at tau {fmt(tau_eff)} over {r['bytes']:,} bytes ({r['windows']} windows of {W}); "
+          f"scratchpads at {100 * r['scratchpad_rate']:.1f}% of bytes, {r['trunk_calls_per_byte']:.3f} trunk calls/byte, "
+          f"{r['flops_ratio_vs_byte']:.3f}x the byte baseline's FLOPs -> {out / 'bpb.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,403 @@
+"""Shared pieces of the eval commands: argument parsing, model and data loading, windowed scoring
+with event counts, FLOP/KV accounting per byte against the byte-level baseline, and the check that
+the engine's counted events agree with the parallel forward's.
+
+How held-out bytes are scored (every command that reports BPB): the data is cut into
+non-overlapping windows of W bytes (W = the model's max_seq_len capped at 1024, or --window).
+Window i feeds bytes [iW, iW + W) and scores the next byte at every position, i.e. targets
+[iW + 1, iW + W + 1), so every byte after the first is predicted exactly once and each window
+starts from an empty context (no carry-over, no overlap). A final shorter window scores the rest.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from scratchpad import load_model
+from scratchpad.accounting import byte_baseline, costs, flops_for_events
+from scratchpad.checkpoint import CONFIG_FILE
+from scratchpad.errors import UserError
+
+LN2 = math.log(2)
+DEFAULT_WINDOW_CAP = 1024
+PARTS = ("encoder", "aux", "trunk", "decoder")
+WINDOWING = ("non-overlapping windows of {W} bytes, each scored fully from an empty context "
+             "(every byte after the first predicted exactly once; no overlap or state carried between windows)")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose mistakes are one-line UserErrors (exit code 2 through run_cli)."""
+
+    def error(self, message):
+        raise UserError(f"{self.prog}: {message}")
+
+
+# ----------------------------------------------------------------------------------------------
+# argument values
+
+
+def parse_threshold(text, flag: str = "--threshold") -> float:
+    """A tau: a number >= 0, or inf / none / off (no scratchpads)."""
+    s = str(text).strip().lower()
+    if s in ("inf", "+inf", "infinity", "none", "off", "∞"):
+        return math.inf
+    try:
+        v = float(s)
+    except ValueError:
+        raise UserError(f"{flag}: {text!r} is not a number (give a value >= 0 or 'inf')") from None
+    if math.isnan(v) or v < 0:
+        raise UserError(f"{flag}: {text!r} must be >= 0 or 'inf'")
+    return v
+
+
+def parse_list(text: str, flag: str, one) -> list:
+    items = [t.strip() for t in str(text).split(",")]
+    if not items or any(t == "" for t in items):
+        raise UserError(f"{flag}: {text!r} is not a comma-separated list (example: 0,0.5,1,inf)")
+    vals = [one(t, flag) for t in items]
+    if len(set(vals)) != len(vals):
+        raise UserError(f"{flag}: {text!r} repeats a value")
+    return vals
+
+
+def parse_thresholds(text: str, flag: str = "--thresholds") -> list[float]:
+    return parse_list(text, flag, parse_threshold)
+
+
+def parse_rate(text, flag: str = "--rates") -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise UserError(f"{flag}: {text!r} is not a number (rates are fractions of bytes in [0, 1])") from None
+    if not 0 <= v <= 1:
+        raise UserError(f"{flag}: {text!r} must be a fraction in [0, 1]")
+    return v
+
+
+def parse_rates(text: str, flag: str = "--rates") -> list[float]:
+    return parse_list(text, flag, parse_rate)
+
+
+def positive_int(flag: str, lo: int = 1):
+    def conv(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise UserError(f"{flag}: {text!r} is not an integer") from None
+        if v < lo:
+            raise UserError(f"{flag}: {v} must be >= {lo}")
+        return v
+
+    return conv
+
+
+def set_threads(n: int | None):
+    if n:
+        torch.set_num_threads(n)
+
+
+# ----------------------------------------------------------------------------------------------
+# model and data
+
+
+def model_folder(path) -> Path:
+    """A model folder, or a training --out folder (its best/, else last/ checkpoint)."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"--model {p}: no such folder")
+    if not p.is_dir():
+        raise UserError(f"--model {p}: not a folder (a model folder holds config.json and model.safetensors)")
+    if (p / CONFIG_FILE).is_file():
+        return p
+    for sub in ("best", "last"):
+        if (p / sub / CONFIG_FILE).is_file():
+            return p / sub
+    raise UserError(f"--model {p}: not a model folder (no config.json) nor a training run (no best/ or last/)")
+
+
+def load_eval_model(path, threads: int | None = None):
+    """(model in eval mode, label). path None = the packaged default model."""
+    set_threads(threads)
+    if path is None:
+        model = load_model(None)
+        label = "default model (scratchpad/default_model)"
+    else:
+        folder = model_folder(path)
+        model = load_model(folder)
+        label = str(folder)
+    return model.float().eval(), label
+
+
+def default_window(cfg, window: int | None) -> int:
+    W = window or min(cfg.max_seq_len, DEFAULT_WINDOW_CAP)
+    if W > cfg.max_seq_len:
+        raise UserError(f"--window {W} exceeds the model's max_seq_len {cfg.max_seq_len}")
+    if W < 2:
+        raise UserError(f"--window {W}: must be >= 2")
+    return W
+
+
+def data_file(data, split: str = "val") -> Path:
+    """--data FILE (a flat byte file) or DIR (a corpus folder: DIR/<split>.bin)."""
+    if data is None:
+        raise UserError("--data is required (a corpus folder with val.bin, or a byte file)")
+    p = Path(data)
+    if not p.exists():
+        raise UserError(f"--data {p}: no such file or folder")
+    if p.is_dir():
+        f = p / f"{split}.bin"
+        if not f.is_file():
+            have = sorted(x.name for x in p.glob("*.bin"))
+            what = f"holds only {', '.join(have)}" if have else "holds no .bin files"
+            raise UserError(f"--data {p}: not a corpus folder with {split}.bin ({what}; build one with 'scratchpad data build')")
+        return f
+    return p
+
+
+def read_bytes(path: Path, max_bytes: int | None = None) -> np.ndarray:
+    """The first max_bytes bytes of a flat uint8 file (memory-mapped, copied)."""
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            raise UserError(f"--data {path}: empty file")
+        mm = np.memmap(path, dtype=np.uint8, mode="r")
+    except OSError as e:
+        raise UserError(f"--data {path}: unreadable ({e.strerror or e})") from None
+    n = size if max_bytes is None else min(size, max_bytes)
+    return np.array(mm[:n])
+
+
+def eval_bytes(data, split: str, max_bytes: int | None, window: int) -> tuple[np.ndarray, dict]:
+    """Held-out bytes for scoring and a description of where they came from."""
+    path = data_file(data, split)
+    arr = read_bytes(path, max_bytes)
+    if len(arr) < window + 1:
+        raise UserError(f"--data {path}: {len(arr)} bytes{' (after --max-bytes)' if max_bytes else ''}, smaller than one "
+                        f"window of {window + 1} bytes ({window} inputs + the byte they predict); use a smaller --window or more data")
+    return arr, dict(path=str(path), split=split if Path(data).is_dir() else None, file_bytes=path.stat().st_size,
+                     bytes_used=len(arr), max_bytes=max_bytes)
+
+
+def window_spans(n: int, window: int) -> list[tuple[int, int]]:
+    """(start, length) of the windows over n bytes: length inputs predict bytes start+1 .. start+length."""
+    spans, s = [], 0
+    while s + 1 < n:
+        L = min(window, n - 1 - s)
+        spans.append((s, L))
+        s += L
+    return spans
+
+
+def batches(arr: np.ndarray, window: int, batch_size: int):
+    """Yield (x, y) LongTensors [b, L]: full windows batched, the final short window alone."""
+    spans = window_spans(len(arr), window)
+    groups: dict[int, list[int]] = {}
+    for s, L in spans:
+        groups.setdefault(L, []).append(s)
+    for L, starts in sorted(groups.items(), key=lambda kv: -kv[0]):
+        for i in range(0, len(starts), batch_size):
+            rows = np.stack([arr[s : s + L + 1] for s in starts[i : i + batch_size]]).astype(np.int64)
+            w = torch.from_numpy(rows)
+            yield w[:, :-1], w[:, 1:]
+
+
+# ----------------------------------------------------------------------------------------------
+# scoring with event counts
+
+
+def aux_needed(cfg, entropy_scratchpads: bool) -> bool:
+    """Does inference run the aux head? Same rule as the engine: for an entropy patcher, or when
+    scratchpads are entropy-triggered, unless every byte already commits (byte level)."""
+    every_byte = cfg.patcher == "fixed" and cfg.patch_size == 1
+    return cfg.patcher.startswith("entropy") or (entropy_scratchpads and not every_byte)
+
+
+@dataclass
+class Events:
+    """Summed over scored rows. keys = trunk entries read over all trunk steps (self included)."""
+
+    nats: float = 0.0
+    bytes: int = 0
+    commits: int = 0
+    scratchpads: int = 0
+    keys: int = 0
+    aux: int = 0
+    baseline_keys: int = 0       # keys of the byte-level baseline on the same windows
+    windows: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def add(self, other: "Events"):
+        for k in ("nats", "bytes", "commits", "scratchpads", "keys", "aux", "baseline_keys", "windows"):
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+
+    @property
+    def bpb(self) -> float:
+        return self.nats / max(self.bytes, 1) / LN2
+
+
+def row_events(ends: torch.Tensor, scratch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per row [B]: commits, scratchpads, keys (commit j reads j+1 entries; a scratchpad in patch p
+    reads the p committed ones plus itself), exactly as the engine counts them."""
+    commits = ends.sum(1)
+    patch_of = ends.long().cumsum(1) - ends.long()
+    keys = commits * (commits + 1) // 2 + ((patch_of + 1) * scratch.long()).sum(1)
+    return commits, scratch.sum(1), keys
+
+
+@torch.no_grad()
+def score(model, x, y=None, threshold=None, scratchpad_mask=None, entropy_trigger: bool = True) -> tuple[Events, object]:
+    """One parallel forward over x [B, L] scoring targets y [B, L] (None: events only);
+    returns (Events, ModelOutput). With a scratchpad_mask, entropy_trigger says whether the mask
+    came from the aux entropy (then inference runs the aux head) or from a data-blind rule."""
+    B, L = x.shape
+    out = model(x, threshold=threshold, scratchpad_mask=scratchpad_mask)
+    nats = 0.0
+    if y is not None:
+        nats = F.cross_entropy(out.logits.reshape(-1, 256).float(), y.reshape(-1), reduction="sum").double()
+    commits, scratch, keys = row_events(out.ends, out.scratch)
+    if scratchpad_mask is not None:
+        entropy_scratchpads = entropy_trigger
+    else:
+        entropy_scratchpads = threshold is not None and math.isfinite(float(threshold))
+    aux = B * L if aux_needed(model.cfg, entropy_scratchpads) else 0
+    ev = Events(nats=float(nats), bytes=B * L, commits=int(commits.sum()), scratchpads=int(scratch.sum()),
+                keys=int(keys.sum()), aux=aux, baseline_keys=B * L * (L + 1) // 2, windows=B)
+    return ev, out
+
+
+def evaluate(model, arr: np.ndarray, window: int, threshold=None, batch_size: int = 8) -> Events:
+    total = Events()
+    tau = None if threshold is None or math.isinf(threshold) else threshold
+    for x, y in batches(arr, window, batch_size):
+        ev, _ = score(model, x, y, threshold=tau)
+        total.add(ev)
+    return total
+
+
+def entropy_quantile_thresholds(model, arr: np.ndarray, window: int, rates: list[float], batch_size: int = 8) -> list[float]:
+    """tau per target scratchpad rate (a fraction of ALL scored bytes): scratchpads can only fire at
+    bytes that do not close a patch, so tau is the quantile of the aux entropy over those bytes that
+    leaves rate * bytes of them above it; rate 0 -> inf, a rate above the non-closing fraction -> 0."""
+    ents, total = [], 0
+    with torch.no_grad():
+        for x, _ in batches(arr, window, batch_size):
+            out = model(x)
+            ents.append(out.entropy[~out.ends].double().numpy())
+            total += x.numel()
+    e = np.concatenate(ents) if ents else np.zeros(0)
+    taus = []
+    for r in rates:
+        frac = r * total / max(e.size, 1)  # fraction of the non-closing bytes that must fire
+        if r == 0 or e.size == 0:
+            taus.append(math.inf)
+        elif frac >= 1:
+            taus.append(0.0)
+        else:
+            taus.append(max(0.0, float(np.quantile(e, 1 - frac))))
+    return taus
+
+
+# ----------------------------------------------------------------------------------------------
+# FLOPs and KV per byte
+
+
+def accounting(cfg, ev: Events) -> dict:
+    """FLOPs per byte by part, KV bytes per byte and both against the byte-level baseline of equal
+    trunk (every byte a patch, no scratchpads, no aux head) on the same windows."""
+    n = max(ev.bytes, 1)
+    fl = flops_for_events(cfg, bytes=ev.bytes, commits=ev.commits, scratchpads=ev.scratchpads, keys=ev.keys, aux_steps=ev.aux)
+    base_cfg = byte_baseline(cfg)
+    base = flops_for_events(base_cfg, bytes=ev.bytes, commits=ev.bytes, scratchpads=0, keys=ev.baseline_keys, aux_steps=0)
+    kv = costs(cfg).kv_bytes_per_patch
+    base_kv = costs(base_cfg).kv_bytes_per_patch
+    return dict(
+        scratchpad_rate=ev.scratchpads / n,
+        commits_per_byte=ev.commits / n,
+        trunk_calls_per_byte=(ev.commits + ev.scratchpads) / n,
+        flops_per_byte=fl["total"] / n,
+        flops_per_byte_split={k: fl[k] / n for k in PARTS},
+        byte_baseline_flops_per_byte=base["total"] / n,
+        byte_baseline_flops_per_byte_split={k: base[k] / n for k in PARTS},
+        flops_ratio_vs_byte=fl["total"] / max(base["total"], 1),
+        flops_ratio_vs_byte_split={k: fl[k] / max(base[k], 1) if base[k] else None for k in PARTS},
+        kv_bytes_per_byte=kv * ev.commits / n,
+        byte_baseline_kv_bytes_per_byte=float(base_kv),
+        # trunk cache entries per byte relative to one per byte (= KV bytes ratio when the trunk
+        # has attention layers; an SSM-only trunk has no KV cache at all, then this is the entry ratio)
+        kv_ratio_vs_byte=ev.commits / n,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# engine vs parallel forward
+
+
+def engine_sample(arr: np.ndarray, window: int, n_bytes: int, rows: int = 2) -> torch.Tensor:
+    """rows slices of n_bytes from evenly spaced offsets -> LongTensor [rows, n]."""
+    n = max(2, min(n_bytes, window, len(arr)))
+    offs = np.linspace(0, len(arr) - n, rows).round().astype(np.int64) if rows > 1 else np.zeros(1, np.int64)
+    return torch.from_numpy(np.stack([arr[o : o + n] for o in offs]).astype(np.int64))
+
+
+@torch.no_grad()
+def engine_check(model, x: torch.Tensor, threshold: float) -> dict:
+    """Run the engine's incremental decode (teacher forcing, no prefill: every byte is a decode
+    step) on x and compare its counted events, their FLOPs and its logits with the parallel forward."""
+    from infer.engine import Engine
+
+    tau = None if math.isinf(threshold) else threshold
+    B, L = x.shape
+    engine = Engine(model)
+    logits = engine.teacher_force(x, threshold)
+    c = engine.last_state.counts
+    eng = Events(bytes=int(c.bytes.sum()), commits=int(c.commits.sum()), scratchpads=int(c.scratchpads.sum()),
+                 keys=int(c.keys.sum()), aux=int(c.aux.sum()), baseline_keys=B * L * (L + 1) // 2, windows=B)
+    par, out = score(model, x, None, tau)
+    ref = out.logits
+    rel = float((logits - ref).abs().max() / ref.abs().max().clamp(min=1e-30))
+    fe = flops_for_events(model.cfg, bytes=eng.bytes, commits=eng.commits, scratchpads=eng.scratchpads, keys=eng.keys,
+                          aux_steps=eng.aux)
+    fp = flops_for_events(model.cfg, bytes=par.bytes, commits=par.commits, scratchpads=par.scratchpads, keys=par.keys,
+                          aux_steps=par.aux)
+    counts_equal = all(getattr(eng, k) == getattr(par, k) for k in ("bytes", "commits", "scratchpads", "keys", "aux"))
+    return dict(
+        bytes=eng.bytes,
+        engine_events=dict(commits=eng.commits, scratchpads=eng.scratchpads, keys=eng.keys, aux=eng.aux),
+        parallel_events=dict(commits=par.commits, scratchpads=par.scratchpads, keys=par.keys, aux=par.aux),
+        engine_flops_per_byte=fe["total"] / max(eng.bytes, 1),
+        parallel_flops_per_byte=fp["total"] / max(par.bytes, 1),
+        flops_rel_diff=abs(fe["total"] - fp["total"]) / max(fp["total"], 1),
+        logits_max_rel_diff=rel,
+        agree=bool(counts_equal and fe["total"] == fp["total"]),
+        logits_agree=rel <= 1e-4,
+    )
+
+
+def model_info(model, label: str) -> dict:
+    from scratchpad.accounting import parameter_counts
+
+    cfg = model.cfg
+    return dict(path=label, name=cfg.name, patcher=cfg.patcher, patch_size=cfg.patch_size, pooling=cfg.pooling,
+                scratchpad=cfg.scratchpad, d_model=cfg.d_model, trunk_mixers=list(cfg.trunk_mixers),
+                max_seq_len=cfg.max_seq_len, params=parameter_counts(model), config=cfg.to_dict())
+
+
+def common_args(ap: argparse.ArgumentParser, model: bool = True, window: bool = True, max_bytes: int | None = None):
+    """--model, --data, --split, --max-bytes, --window, --batch-size, --threads, --out."""
+    if model:
+        ap.add_argument("--model", help="model folder or training --out folder (default: the packaged default model)")
+    ap.add_argument("--data", required=True, help="corpus folder (reads <split>.bin) or a flat byte file")
+    ap.add_argument("--split", default="val", help="which .bin of a corpus folder (default val)")
+    ap.add_argument("--max-bytes", type=positive_int("--max-bytes", 2), default=max_bytes,
+                    help="score only the first N bytes" + (f" (default {max_bytes})" if max_bytes else " (default: all)"))
+    if window:
+        ap.add_argument("--window", type=positive_int("--window", 2), help=f"bytes per window (default min(max_seq_len, {DEFAULT_WINDOW_CAP}))")
+    ap.add_argument("--batch-size", type=positive_int("--batch-size"), default=8, help="windows per forward (default 8)")
+    ap.add_argument("--threads", type=positive_int("--threads"), help="torch CPU threads")
+    ap.add_argument("--out", required=True, help="report folder (Markdown, JSON, PNG)")

@@ -1,0 +1,369 @@
+"""Tokenizer baseline: a sentencepiece BPE tokenizer trained on a sample of the training corpus and
+the same trunk (the scratchpad package's `Stack` of a preset's trunk mixers and width) trained over
+its tokens; BPB is counted per byte (total token NLL / bytes), so it sits on the same axis as the
+byte-level models.
+
+    python -m eval.tokenizer_baseline --data /work/data/text --out runs/tok --preset byte --time-budget 20m
+
+Lossless on any bytes: bytes map 1:1 to the code points U+0000..U+00FF (Latin-1) before
+sentencepiece sees them, normalisation is off (identity, no dummy prefix, whitespace kept), the
+newline is a user-defined piece (sentencepiece trains on lines), and byte fallback covers anything
+unseen; decode(encode(b)) == b is checked on the evaluated bytes and reported. The merges therefore
+act on bytes, as in byte-level BPE.
+
+The folder it writes (loaded by `eval sweep --tokenizer-baseline DIR` and `eval variants`):
+    tokenizer.model         the sentencepiece model
+    token_lm.safetensors    the token LM's weights
+    token_lm.json           vocab size, trunk config, token seq len, training summary, evaluation
+    tokenizer_baseline.md / .json   the report
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from eval.common import LN2, Parser, data_file, positive_int, read_bytes, set_threads
+from eval.report import out_folder, table, write_report
+from scratchpad import ModelConfig
+from scratchpad.accounting import block_macs
+from scratchpad.blocks import Stack
+from scratchpad.errors import UserError, run_cli
+from scratchpad.layers import RMSNorm
+
+TOKENIZER_FILE, WEIGHTS_FILE, META_FILE = "tokenizer.model", "token_lm.safetensors", "token_lm.json"
+NEWLINE = "\n"
+
+
+# ----------------------------------------------------------------------------------------------
+# tokenizer
+
+
+def to_text(b: bytes) -> str:
+    return bytes(b).decode("latin-1")
+
+
+def spread_chunks(arr: np.ndarray, n_bytes: int, chunks: int = 16) -> bytes:
+    """n_bytes of arr as `chunks` pieces from evenly spaced offsets (covers a mixed corpus)."""
+    if len(arr) <= n_bytes:
+        return bytes(arr)
+    size = n_bytes // chunks
+    offs = np.linspace(0, len(arr) - size, chunks).astype(np.int64)
+    return b"".join(bytes(arr[o : o + size]) for o in offs)
+
+
+class Tokenizer:
+    def __init__(self, proto: bytes):
+        import sentencepiece as spm
+
+        self.proto = proto
+        self.sp = spm.SentencePieceProcessor(model_proto=proto)
+        self.vocab_size = self.sp.get_piece_size()
+
+    @classmethod
+    def train(cls, sample: bytes, vocab_size: int) -> "Tokenizer":
+        import io
+
+        import sentencepiece as spm
+
+        lines = [ln for ln in to_text(sample).split(NEWLINE) if ln]
+        if not lines:
+            raise UserError("tokenizer baseline: the training sample holds no text")
+        need = len(set("".join(lines))) + 256 + 2  # every seen character, the 256 byte pieces, unk and newline
+        if vocab_size < need:
+            raise UserError(f"tokenizer baseline: --vocab-size {vocab_size} is too small for this sample: "
+                            f"{need - 258} distinct byte values + 256 byte-fallback pieces + 2 need at least {need}")
+        buf = io.BytesIO()
+        try:
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=iter(lines), model_writer=buf, vocab_size=vocab_size, model_type="bpe",
+                character_coverage=1.0, byte_fallback=True, normalization_rule_name="identity", add_dummy_prefix=False,
+                remove_extra_whitespaces=False, allow_whitespace_only_pieces=True, user_defined_symbols=[NEWLINE],
+                bos_id=-1, eos_id=-1, unk_id=0, pad_id=-1, num_threads=1, minloglevel=2, max_sentence_length=1 << 16,
+                max_sentencepiece_length=16, hard_vocab_limit=False)
+        except RuntimeError as e:
+            raise UserError(f"tokenizer baseline: sentencepiece could not train a {vocab_size}-piece BPE "
+                            f"({str(e).splitlines()[0][:160]}); try another --vocab-size") from None
+        return cls(buf.getvalue())
+
+    def encode(self, b: bytes) -> np.ndarray:
+        """Bytes -> token ids, encoded in newline-aligned chunks (merges never cross a newline)."""
+        text = to_text(b)
+        out, step, i = [], 1 << 20, 0
+        while i < len(text):
+            j = text.find(NEWLINE, i + step)
+            j = len(text) if j < 0 else j + 1
+            out.append(np.asarray(self.sp.encode(text[i:j]), dtype=np.int32))
+            i = j
+        return np.concatenate(out) if out else np.zeros(0, np.int32)
+
+    def decode(self, ids) -> bytes:
+        return self.sp.decode([int(i) for i in ids]).encode("latin-1")
+
+
+# ----------------------------------------------------------------------------------------------
+# token LM: embedding -> the scratchpad trunk Stack -> norm -> head
+
+
+def trunk_fields(cfg: ModelConfig) -> dict:
+    return dict(trunk_mixers=list(cfg.trunk_mixers), d_model=cfg.d_model, n_heads=cfg.n_heads,
+                ssm_expand=cfg.ssm_expand, mlp_mult=cfg.mlp_mult, preset=cfg.name)
+
+
+class TokenLM(nn.Module):
+    def __init__(self, vocab_size: int, trunk: dict):
+        super().__init__()
+        d = trunk["d_model"]
+        self.trunk_cfg = dict(trunk)
+        self.vocab_size = vocab_size
+        self.embed = nn.Embedding(vocab_size, d)
+        self.trunk = Stack(trunk["trunk_mixers"], d, trunk["n_heads"], trunk["ssm_expand"], trunk["mlp_mult"])
+        self.norm = RMSNorm(d)
+        self.head = nn.Linear(d, vocab_size, bias=False)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=1.0 / math.sqrt(m.in_features))
+            elif isinstance(m, nn.Embedding):
+                nn.init.normal_(m.weight, std=1.0)
+
+    def forward(self, x):
+        y, _, _ = self.trunk(self.embed(x))
+        return self.head(self.norm(y))
+
+
+def token_macs(trunk: dict, vocab: int) -> tuple[int, int]:
+    """(MACs per token without attention keys, MACs per attended key) of the token LM."""
+    cfg = ModelConfig(d_model=trunk["d_model"], trunk_mixers=trunk["trunk_mixers"], n_heads=trunk["n_heads"],
+                      ssm_expand=trunk["ssm_expand"], mlp_mult=trunk["mlp_mult"])
+    d = trunk["d_model"]
+    per_token = sum(block_macs(k, d, cfg) for k in trunk["trunk_mixers"]) + d * vocab
+    attn = sum(k == "attn" for k in trunk["trunk_mixers"])
+    return per_token, attn * 2 * d
+
+
+def windows(ids: np.ndarray, seq_len: int):
+    """(start, length) of non-overlapping token windows: length inputs predict tokens start+1..start+length."""
+    spans, s = [], 0
+    while s + 1 < len(ids):
+        L = min(seq_len, len(ids) - 1 - s)
+        spans.append((s, L))
+        s += L
+    return spans
+
+
+# ----------------------------------------------------------------------------------------------
+# the baseline: train, evaluate, save, load
+
+
+class TokenBaseline:
+    def __init__(self, tokenizer: Tokenizer, model: TokenLM, seq_len: int, meta: dict | None = None):
+        self.tok, self.model, self.seq_len = tokenizer, model, seq_len
+        self.meta = dict(meta or {})
+
+    @property
+    def params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def save(self, folder: Path):
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / TOKENIZER_FILE).write_bytes(self.tok.proto)
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}, str(folder / WEIGHTS_FILE))
+        meta = dict(self.meta, vocab_size=self.tok.vocab_size, trunk=self.model.trunk_cfg, seq_len=self.seq_len,
+                    params=self.params)
+        (folder / META_FILE).write_text(json.dumps(meta, indent=2))
+
+    @classmethod
+    def load(cls, folder) -> "TokenBaseline":
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        missing = [f for f in (TOKENIZER_FILE, WEIGHTS_FILE, META_FILE) if not (folder / f).is_file()]
+        if not folder.is_dir() or missing:
+            raise UserError(f"--tokenizer-baseline {folder}: not a tokenizer-baseline folder "
+                            f"(missing {', '.join(missing) if folder.is_dir() else 'folder'}; build one with python -m eval.tokenizer_baseline)")
+        try:
+            meta = json.loads((folder / META_FILE).read_text())
+            tok = Tokenizer((folder / TOKENIZER_FILE).read_bytes())
+            model = TokenLM(int(meta["vocab_size"]), meta["trunk"])
+            model.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
+            seq_len = int(meta["seq_len"])
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
+            raise UserError(f"--tokenizer-baseline {folder}: unreadable ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+        return cls(tok, model.eval(), seq_len, meta)
+
+    @torch.no_grad()
+    def evaluate(self, arr: np.ndarray, batch_size: int = 8) -> dict:
+        """BPB over the bytes arr: token NLL summed over every token after the first, divided by
+        the bytes those tokens cover; FLOPs and KV bytes per byte from the accounting."""
+        self.model.eval()
+        raw = bytes(arr)
+        ids = self.tok.encode(raw)
+        lossless = self.tok.decode(ids) == raw
+        if len(ids) < 2:
+            raise UserError("tokenizer baseline: the evaluated bytes encode to fewer than 2 tokens")
+        nats, tokens, keys = 0.0, 0, 0
+        spans = windows(ids, self.seq_len)
+        groups: dict[int, list[int]] = {}
+        for s, L in spans:
+            groups.setdefault(L, []).append(s)
+        for L, starts in groups.items():
+            for i in range(0, len(starts), batch_size):
+                w = torch.from_numpy(np.stack([ids[s : s + L + 1] for s in starts[i : i + batch_size]]).astype(np.int64))
+                logits = self.model(w[:, :-1])
+                nats += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), w[:, 1:].reshape(-1),
+                                              reduction="sum").double())
+                tokens += w[:, 1:].numel()
+                keys += w.shape[0] * L * (L + 1) // 2
+        covered = len(raw) - len(self.tok.decode(ids[:1]))  # bytes of the predicted tokens
+        per_token, per_key = token_macs(self.model.trunk_cfg, self.tok.vocab_size)
+        attn = sum(k == "attn" for k in self.model.trunk_cfg["trunk_mixers"])
+        flops = 2 * (tokens * per_token + keys * per_key)
+        base = self.byte_baseline_flops(covered)
+        kv_entry = attn * 2 * self.model.trunk_cfg["d_model"] * 4
+        return dict(bpb=nats / max(covered, 1) / LN2, bytes=covered, tokens=tokens, windows=len(spans),
+                    bytes_per_token=covered / max(tokens, 1), lossless=lossless, flops_per_byte=flops / max(covered, 1),
+                    byte_baseline_flops_per_byte=base / max(covered, 1), flops_ratio_vs_byte=flops / max(base, 1),
+                    trunk_calls_per_byte=tokens / max(covered, 1), kv_bytes_per_byte=kv_entry * tokens / max(covered, 1),
+                    kv_ratio_vs_byte=tokens / max(covered, 1))
+
+    def byte_baseline_flops(self, n: int) -> int:
+        """FLOPs of the byte-level model with this trunk over n bytes in windows of the same byte context."""
+        from scratchpad.accounting import byte_baseline, flops_for_events
+
+        t = self.model.trunk_cfg
+        cfg = ModelConfig(d_model=t["d_model"], trunk_mixers=list(t["trunk_mixers"]), n_heads=t["n_heads"],
+                          ssm_expand=t["ssm_expand"], mlp_mult=t["mlp_mult"])
+        try:
+            cfg = ModelConfig.preset(t.get("preset") or "")
+        except UserError:
+            pass
+        W = int(self.meta.get("seq_len_bytes") or min(1024, cfg.max_seq_len))
+        full, rest = divmod(n, W)
+        keys = full * W * (W + 1) // 2 + rest * (rest + 1) // 2
+        return flops_for_events(byte_baseline(cfg), bytes=n, commits=n, scratchpads=0, keys=keys, aux_steps=0)["total"]
+
+
+def train_baseline(data, preset: str, vocab_size: int = 4096, sample_bytes: int = 8 << 20, train_bytes: int = 32 << 20,
+                   time_budget: float | None = None, steps: int | None = None, seq_len_bytes: int | None = None,
+                   batch_size: int = 8, lr: float = 2e-3, warmup: int = 100, seed: int = 0, log=print) -> TokenBaseline:
+    """Train the tokenizer on a sample of DATA/train.bin and the token LM for the budget."""
+    from train.trainer import TrainArgs, lr_at, make_optimizer
+
+    if not time_budget and not steps:
+        raise UserError("tokenizer baseline: give a time budget or a step count")
+    cfg = ModelConfig.preset(preset)
+    train_arr = read_bytes(data_file(data, "train"))
+    t0 = time.perf_counter()
+    tok = Tokenizer.train(spread_chunks(train_arr, sample_bytes), vocab_size)
+    tok_s = time.perf_counter() - t0
+    ids = tok.encode(spread_chunks(train_arr, train_bytes))
+    bytes_per_token = min(len(train_arr), train_bytes) / max(len(ids), 1)
+    seq_bytes = seq_len_bytes or min(1024, cfg.max_seq_len)
+    seq_len = max(8, int(round(seq_bytes / bytes_per_token)))
+    if len(ids) < seq_len + 2:
+        raise UserError(f"tokenizer baseline: the training data encodes to {len(ids)} tokens, fewer than one window of "
+                        f"{seq_len + 1}; use more data or a smaller --seq-len")
+    log(f"tokenizer: {tok.vocab_size} BPE pieces trained on {min(len(train_arr), sample_bytes):,} bytes in {tok_s:.1f}s; "
+        f"{bytes_per_token:.2f} bytes/token; token LM windows of {seq_len} tokens (~{seq_bytes} bytes)")
+    torch.manual_seed(seed)
+    model = TokenLM(tok.vocab_size, trunk_fields(cfg))
+    device = torch.device("cpu")
+    opt = make_optimizer(model, lr, 0.1, device)
+    args = TrainArgs(lr=lr, warmup=warmup, steps=steps, time_budget=time_budget)
+    rng = np.random.default_rng(seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    step, elapsed, step_ms, losses = 0, 0.0, [], []
+    model.train()
+    while (not steps or step < steps) and (not time_budget or elapsed < time_budget):
+        step += 1
+        for g in opt.param_groups:
+            g["lr"] = lr_at(args, step, elapsed)
+        t = time.perf_counter()
+        offs = rng.integers(0, len(ids) - seq_len - 1, size=batch_size)
+        w = torch.from_numpy(np.stack([ids[o : o + seq_len + 1] for o in offs]).astype(np.int64))
+        logits = model(w[:, :-1])
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), w[:, 1:].reshape(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        dt = time.perf_counter() - t
+        elapsed += dt
+        step_ms.append(1000 * dt)
+        losses.append(float(loss.detach()))
+        if not math.isfinite(losses[-1]):
+            raise UserError(f"tokenizer baseline: loss is {losses[-1]} at step {step}; try a lower learning rate")
+    model.eval()
+    meta = dict(data=str(data), preset=preset, steps=step, train_seconds=elapsed, ms_per_step=float(np.median(step_ms)),
+                tokenizer_seconds=tok_s, tokenizer_sample_bytes=min(len(train_arr), sample_bytes),
+                train_tokens=len(ids), train_bytes_per_token=bytes_per_token, seq_len_bytes=seq_bytes,
+                batch_size=batch_size, lr=lr, final_loss_nats_per_token=float(np.mean(losses[-10:])))
+    return TokenBaseline(tok, model, seq_len, meta)
+
+
+def report_rows(res: dict, meta: dict, params: int) -> list:
+    return [[meta.get("preset"), params, meta.get("steps"), meta.get("ms_per_step"), res["bpb"], res["bytes_per_token"],
+             res["flops_per_byte"], res["kv_bytes_per_byte"], res["lossless"]]]
+
+
+REPORT_HEADERS = ["trunk of", "params", "steps", "ms/step", "BPB (per byte)", "bytes/token", "FLOPs/byte", "KV bytes/byte",
+                  "lossless"]
+
+
+def main(argv=None) -> int:
+    from train.cli import parse_duration
+
+    ap = Parser(prog="python -m eval.tokenizer_baseline", description=__doc__.split("\n")[0])
+    ap.add_argument("--data", required=True, help="corpus folder with train.bin and val.bin")
+    ap.add_argument("--out", required=True, help="folder for the tokenizer, token LM and report")
+    ap.add_argument("--preset", default="byte", help="take the trunk (mixers, width) of this preset (default byte)")
+    ap.add_argument("--time-budget", help="training time (20m, 90s)")
+    ap.add_argument("--steps", type=positive_int("--steps"), help="or a fixed number of steps")
+    ap.add_argument("--vocab-size", type=positive_int("--vocab-size", 300), default=4096)
+    ap.add_argument("--sample-bytes", type=positive_int("--sample-bytes", 1000), default=8 << 20,
+                    help="bytes of train.bin the tokenizer learns from (default 8 MiB)")
+    ap.add_argument("--train-bytes", type=positive_int("--train-bytes", 1000), default=32 << 20,
+                    help="bytes of train.bin encoded for LM training (default 32 MiB)")
+    ap.add_argument("--seq-len", type=positive_int("--seq-len", 8), help="context in bytes, converted to tokens (default min(1024, max_seq_len))")
+    ap.add_argument("--batch-size", type=positive_int("--batch-size"), default=8)
+    ap.add_argument("--eval-bytes", type=positive_int("--eval-bytes", 2), default=1 << 16, help="bytes of val.bin scored (default 65536)")
+    ap.add_argument("--threads", type=positive_int("--threads"))
+    a = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    ModelConfig.preset(a.preset)
+    budget = parse_duration(a.time_budget) if a.time_budget else None
+    if not budget and not a.steps:
+        raise UserError("give --time-budget DURATION or --steps N")
+    set_threads(a.threads)
+    out = out_folder(a.out)
+    val = read_bytes(data_file(a.data, "val"), a.eval_bytes)
+    tb = train_baseline(a.data, a.preset, a.vocab_size, a.sample_bytes, a.train_bytes, budget, a.steps, a.seq_len, a.batch_size)
+    res = tb.evaluate(val, a.batch_size)
+    tb.meta["eval"] = res
+    tb.save(out)
+    sections = [
+        f"BPE tokenizer ({tb.tok.vocab_size} pieces, sentencepiece) trained on {tb.meta['tokenizer_sample_bytes']:,} bytes "
+        f"of `{a.data}` train.bin; token LM = embedding → the `{a.preset}` trunk "
+        f"({'/'.join(tb.model.trunk_cfg['trunk_mixers'])}, d={tb.model.trunk_cfg['d_model']}) → head, "
+        f"windows of {tb.seq_len} tokens (≈{tb.meta['seq_len_bytes']} bytes). Evaluated on the first {len(val):,} bytes of val.bin "
+        f"in non-overlapping token windows; BPB = summed token NLL / bytes covered / ln 2.",
+        table(REPORT_HEADERS, report_rows(res, tb.meta, tb.params)),
+    ]
+    write_report(out, "tokenizer_baseline", "Tokenizer baseline", sections, dict(command="tokenizer_baseline", **tb.meta,
+                 params=tb.params, vocab_size=tb.tok.vocab_size, seq_len=tb.seq_len))
+    print(f"tokenizer baseline: bpb {res['bpb']:.4f} ({res['bytes_per_token']:.2f} bytes/token, {tb.meta['steps']} steps) "
+          f"-> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,177 @@
+"""`scratchpad eval triggers`: the Scratchpad Patching paper's trigger ablation at matched rate.
+
+    scratchpad eval triggers --model runs/default --data /work/data/text --rates 0.05,0.1,0.2,0.4 --out reports/triggers
+
+Which bytes get a scratchpad: the aux head's entropy (H > tau, the model's own rule) against
+data-blind alternatives given through `scratchpad_mask`, each matched to the entropy trigger's
+count in every window:
+  * stride      - the same number of scratchpads at evenly spaced bytes (among bytes that do not
+                  close a patch, where a scratchpad may fire);
+  * whitespace  - after whitespace/punctuation bytes (SpaceByte's rule: the next byte starts a word),
+                  evenly thinned to the same count (all of them when there are fewer; the realised
+                  rate is reported);
+  * random      - the same number at uniformly random bytes (a control).
+The taus come from `--rates` (target scratchpad rates, tau by entropy quantile) or `--thresholds`.
+Stride, whitespace and random triggers do not need the aux head at inference, so their FLOPs leave
+it out (unless the patcher itself is entropy-based). Writes triggers.md, triggers.json, triggers.png.
+"""
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+import torch
+
+from eval.common import (
+    WINDOWING,
+    Events,
+    Parser,
+    accounting,
+    batches,
+    common_args,
+    default_window,
+    entropy_quantile_thresholds,
+    eval_bytes,
+    load_eval_model,
+    model_info,
+    parse_rates,
+    parse_thresholds,
+    positive_int,
+    score,
+)
+from eval.report import fmt, out_folder, plot_xy, table, write_report
+from scratchpad.errors import UserError, run_cli
+from scratchpad.patchers import spacelike
+
+TRIGGERS = ("entropy", "stride", "whitespace", "random")
+DEFAULT_RATES = "0.05,0.1,0.2,0.4"
+
+
+def evenly(cands: torch.Tensor, k: int) -> torch.Tensor:
+    """k of the sorted candidate positions, evenly spread (all when k >= len)."""
+    n = len(cands)
+    if k >= n:
+        return cands
+    if k <= 0:
+        return cands[:0]
+    idx = ((torch.arange(k, dtype=torch.float64) + 0.5) * n / k).floor().long().clamp(max=n - 1)
+    return cands[idx]
+
+
+def matched_masks(x: torch.Tensor, ends: torch.Tensor, ent_mask: torch.Tensor, gen: torch.Generator) -> dict:
+    """Per trigger kind a [B, L] mask with (up to) the entropy mask's per-row count."""
+    B, L = x.shape
+    space = spacelike(x) & ~ends
+    masks = {"entropy": ent_mask}
+    for kind in ("stride", "whitespace", "random"):
+        m = torch.zeros_like(ent_mask)
+        for b in range(B):
+            k = int(ent_mask[b].sum())
+            free = (~ends[b]).nonzero().flatten()
+            if kind == "stride":
+                pos = evenly(free, k)
+            elif kind == "whitespace":
+                pos = evenly(space[b].nonzero().flatten(), k)
+            else:
+                pos = free[torch.randperm(len(free), generator=gen)[:k]]
+            m[b, pos] = True
+        masks[kind] = m
+    return masks
+
+
+def run_triggers(model, arr: np.ndarray, W: int, taus: list[float], batch_size: int, seed: int = 0):
+    """-> (plain Events, {(tau index, kind): Events})."""
+    plain, acc = Events(), {}
+    gen = torch.Generator().manual_seed(seed)
+    for x, y in batches(arr, W, batch_size):
+        ev, out = score(model, x, y, None)
+        plain.add(ev)
+        for i, tau in enumerate(taus):
+            ent_mask = (out.entropy > tau) & ~out.ends
+            for kind, mask in matched_masks(x, out.ends, ent_mask, gen).items():
+                e, _ = score(model, x, y, scratchpad_mask=mask, entropy_trigger=kind == "entropy")
+                acc.setdefault((i, kind), Events()).add(e)
+    return plain, acc
+
+
+def main(argv=None) -> int:
+    ap = Parser(prog="scratchpad eval triggers", description=__doc__.split("\n")[0])
+    common_args(ap, max_bytes=1 << 16)
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--rates", help=f"target scratchpad rates; tau by entropy quantile (default {DEFAULT_RATES})")
+    g.add_argument("--thresholds", help="entropy thresholds in nats instead of rates")
+    ap.add_argument("--seed", type=positive_int("--seed", 0), default=0, help="seed of the random trigger")
+    a = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    if a.thresholds:
+        taus, targets = parse_thresholds(a.thresholds), None
+        if any(math.isinf(t) for t in taus):
+            raise UserError("--thresholds: inf means no scratchpads (always reported as the plain row); give finite taus")
+    else:
+        targets = parse_rates(a.rates or DEFAULT_RATES)
+        if 0 in targets:
+            raise UserError("--rates: 0 means no scratchpads (always reported as the plain row); give rates > 0")
+    out = out_folder(a.out)
+    model, label = load_eval_model(a.model, a.threads)
+    if not model.cfg.scratchpad:
+        raise UserError(f"{label}: this model has no scratchpads (config scratchpad=false); the trigger ablation needs a scratchpad model")
+    W = default_window(model.cfg, a.window)
+    arr, data = eval_bytes(a.data, a.split, a.max_bytes, W)
+    if targets is not None:
+        taus = entropy_quantile_thresholds(model, arr, W, targets, a.batch_size)
+    print(f"trigger ablation of {model.cfg.name} over {len(arr):,} bytes, taus {', '.join(fmt(t) for t in taus)}", flush=True)
+    plain, acc = run_triggers(model, arr, W, taus, a.batch_size, a.seed)
+
+    cfg = model.cfg
+    p = dict(trigger="none", threshold=math.inf, target_rate=0.0, bpb=plain.bpb, **accounting(cfg, plain))
+    rows = []
+    for i, tau in enumerate(taus):
+        for kind in TRIGGERS:
+            ev = acc[(i, kind)]
+            rows.append(dict(setting=i, trigger=kind, threshold=tau, target_rate=targets[i] if targets else None, bpb=ev.bpb,
+                             aux_steps=ev.aux, **accounting(cfg, ev)))
+    for r in rows:
+        print(f"tau {fmt(r['threshold']):>7} {r['trigger']:<10}: bpb {r['bpb']:.4f}, scratchpads {100 * r['scratchpad_rate']:5.1f}%, "
+              f"{r['flops_per_byte']:.4g} FLOPs/byte")
+    # per tau: which trigger has the lowest BPB
+    best = {}
+    for i, tau in enumerate(taus):
+        group = [r for r in rows if r["setting"] == i]
+        label = f"{fmt(tau)}" + (f" (rate {fmt(targets[i])})" if targets else "")
+        best[label] = min(group, key=lambda r: r["bpb"])["trigger"]
+    result = dict(command="triggers", model=model_info(model, label), data=data, window=W, method=WINDOWING.format(W=W),
+                  mode="rates" if targets else "thresholds", plain=p, rows=rows, best_trigger_per_threshold=best,
+                  entropy_wins=sum(v == "entropy" for v in best.values()), settings=len(taus))
+    series = []
+    for kind in TRIGGERS:
+        rs = [r for r in rows if r["trigger"] == kind]
+        series.append(dict(label=kind, x=[r["flops_per_byte"] for r in rs], y=[r["bpb"] for r in rs],
+                           annotate=[f"{100 * r['scratchpad_rate']:.0f}%" for r in rs]))
+    note = plot_xy(out / "triggers.png", series, "FLOPs per byte", "bits per byte",
+                   f"Scratchpad triggers at matched rate, {cfg.name}",
+                   points=[dict(label="no scratchpads (τ=∞)", x=p["flops_per_byte"], y=p["bpb"])])
+    head = ["τ", "target rate", "trigger", "scratchpad rate", "BPB", "Δ BPB vs none", "FLOPs / byte", "FLOPs × byte",
+            "trunk calls / byte"]
+    body = [[math.inf, 0.0, "none", p["scratchpad_rate"], p["bpb"], 0.0, p["flops_per_byte"], p["flops_ratio_vs_byte"],
+             p["trunk_calls_per_byte"]]]
+    body += [[r["threshold"], r["target_rate"], r["trigger"], r["scratchpad_rate"], r["bpb"], r["bpb"] - p["bpb"],
+              r["flops_per_byte"], r["flops_ratio_vs_byte"], r["trunk_calls_per_byte"]] for r in rows]
+    sections = [
+        f"Model: `{label}` ({cfg.name}, patcher {cfg.patcher}, P={cfg.patch_size}). Data: `{data['path']}`, "
+        f"{data['bytes_used']:,} bytes. Method: {WINDOWING.format(W=W)}.",
+        "Triggers: **entropy** = H > τ (the model's rule); **stride** = the same count per window at evenly spaced bytes "
+        "that do not close a patch; **whitespace** = after whitespace/punctuation bytes (SpaceByte's rule), thinned evenly "
+        "to the same count (fewer when a window has fewer such bytes); **random** = the same count at random bytes. "
+        "Stride/whitespace/random need no aux head at inference, so their FLOPs omit it"
+        + (" (this model's entropy patcher needs it anyway)." if cfg.patcher.startswith("entropy") else "."),
+        table(head, body),
+        "Lowest BPB per τ: " + ", ".join(f"τ={k}: {v}" for k, v in best.items())
+        + f" (entropy best at {result['entropy_wins']} of {len(taus)}).",
+    ]
+    write_report(out, "triggers", "Scratchpad trigger ablation", sections, result, png_note=note, png=True)
+    print(f"-> {out / 'triggers.md'}" + (f" ({note})" if note else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

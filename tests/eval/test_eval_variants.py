@@ -1,0 +1,66 @@
+"""eval variants: trains presets through the trainer for the same budget, audits causality on the
+trained weights, puts the study's numbers beside ours, adds the tokenizer baseline row."""
+from __future__ import annotations
+
+import pytest
+
+from eval.variants import PUBLISHED, main
+
+FAST = ["--steps", 2, "--seq-len", 64, "--batch-size", 2, "--warmup", 1, "--eval-every", 0, "--eval-windows", 2,
+        "--eval-bytes", 600, "--threads", 1, "--vocab-size", 320, "--tokenizer-sample-bytes", 4000,
+        "--tokenizer-train-bytes", 8000]
+
+
+def test_variants_end_to_end(assets, tmp_path, cli, read_report):
+    out = tmp_path / "variants"
+    argv = ["--data", assets["corpus"], "--presets", "tiny-study-A-fixed-mean,tiny-sp-fixed-p16", "--out", out, *FAST]
+    code, stdout, err = cli(main, argv)
+    assert code == 0, err
+    r = read_report(out / "variants.json")
+    rows = r["rows"]
+    assert [row["preset"] for row in rows][:2] == ["tiny-study-A-fixed-mean", "tiny-sp-fixed-p16"]
+    assert rows[2]["preset"].startswith("tokenizer-bpe")
+    for row in rows:
+        for k in ("params", "steps", "ms_per_step", "val_bpb", "causality", "causality_passed", "published"):
+            assert k in row, (row["preset"], k)
+        assert row["steps"] == 2 and row["params"] > 0 and row["ms_per_step"] > 0
+        assert row["causality"] == "PASS"
+        assert 0.5 < row["val_bpb"] < 12
+    assert rows[0]["published"]["bpb"] == 1.132 and rows[0]["published"]["ms_per_step"] == 55.6
+    assert rows[0]["ms_per_step_vs_A"] == 1.0
+    assert rows[1]["val_bpb_sp"] is not None and rows[1]["kv_ratio_vs_byte_sp"] == pytest.approx(1 / 16, abs=0.01)
+    assert rows[2]["lossless"] is True
+    md = (out / "variants.md").read_text()
+    assert "1.132" in md and "PASS" in md
+    assert (out / "runs" / "tiny-study-A-fixed-mean" / "last" / "model.safetensors").is_file()
+
+    # a second call reuses the finished runs instead of training again
+    code, stdout, err = cli(main, argv)
+    assert code == 0, err
+    assert all(row["reused"] for row in read_report(out / "variants.json")["rows"])
+
+
+def test_published_numbers_match_the_design():
+    assert PUBLISHED["study-A-fixed-mean"]["bpb"] == 1.132
+    assert PUBLISHED["study-B-attn-pool"]["bpb"] == 1.165
+    assert PUBLISHED["study-E-full-bytes"]["bpb"] == 1.770 and PUBLISHED["study-E-full-bytes"]["ms_per_step"] == 200
+    assert PUBLISHED["study-F-gru-local-dec"]["bpb"] == 1.835
+    for k in ("study-C-soft-boundary", "study-D-entropy"):
+        assert PUBLISHED[k]["bpb_leaked"] == [0.09, 0.10] and PUBLISHED[k]["bpb_masked"] == 3.41
+
+
+@pytest.mark.parametrize("extra,needles", [
+    (["--presets", "tiny-byte,nope"], ["unknown preset", "nope"]),
+    (["--presets", "tiny-byte", "--seq-len", "100000"], ["--seq-len"]),
+    (["--presets", "tiny-byte", "--time-budget", "soon"], ["--time-budget"]),
+])
+def test_variants_bad_input(assets, tmp_path, cli, user_error, extra, needles):
+    code, _, err = cli(main, ["--data", assets["corpus"], "--out", tmp_path, "--steps", 1, *extra])
+    user_error(code, err, *needles)
+
+
+def test_variants_needs_budget_and_corpus(assets, tmp_path, cli, user_error):
+    code, _, err = cli(main, ["--data", assets["corpus"], "--out", tmp_path, "--presets", "tiny-byte"])
+    user_error(code, err, "--time-budget")
+    code, _, err = cli(main, ["--data", tmp_path / "nothing", "--out", tmp_path, "--presets", "tiny-byte", "--steps", 1])
+    user_error(code, err, "nothing")
