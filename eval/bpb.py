@@ -18,14 +18,16 @@ from eval.common import (
     accounting,
     common_args,
     default_window,
+    entropy_quantile_thresholds,
     eval_bytes,
     evaluate,
     load_eval_model,
     model_info,
+    parse_rate,
     parse_threshold,
 )
 from eval.report import fmt, out_folder, table, write_report
-from scratchpad.errors import run_cli
+from scratchpad.errors import UserError, run_cli
 
 
 def run_bpb(model, arr, window: int, threshold: float, batch_size: int) -> dict:
@@ -42,13 +44,20 @@ def run_bpb(model, arr, window: int, threshold: float, batch_size: int) -> dict:
 def main(argv=None) -> int:
     ap = Parser(prog="scratchpad eval bpb", description=__doc__.split("\n")[0])
     common_args(ap)
-    ap.add_argument("--threshold", "-t", default="1.5", help="tau in nats; 'inf' = no scratchpads (default 1.5)")
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--threshold", "-t", help="tau in nats; 'inf' = no scratchpads (default 1.5)")
+    g.add_argument("--rate", help="instead of tau: a target scratchpad rate (fraction of bytes); tau by entropy quantile")
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
-    tau = parse_threshold(a.threshold)
+    rate = parse_rate(a.rate, "--rate") if a.rate is not None else None
+    tau = parse_threshold(a.threshold if a.threshold is not None else "1.5")
     out = out_folder(a.out)
     model, label = load_eval_model(a.model, a.threads)
     W = default_window(model.cfg, a.window)
     arr, data = eval_bytes(a.data, a.split, a.max_bytes, W)
+    if rate is not None:
+        if not model.cfg.scratchpad:
+            raise UserError(f"--rate: {label} has no scratchpads (config scratchpad=false)")
+        tau = entropy_quantile_thresholds(model, arr, W, [rate], a.batch_size)[0]
     if not model.cfg.scratchpad and math.isfinite(tau):
         note = f"this model has no scratchpads (config scratchpad=false); --threshold {a.threshold} is ignored"
         tau_eff = math.inf
@@ -56,7 +65,7 @@ def main(argv=None) -> int:
         note, tau_eff = None, tau
     r = run_bpb(model, arr, W, tau_eff, a.batch_size)
     result = dict(command="bpb", model=model_info(model, label), data=data, window=W,
-                  method=WINDOWING.format(W=W), requested_threshold=tau, note=note, **r)
+                  method=WINDOWING.format(W=W), requested_threshold=tau, target_rate=rate, note=note, **r)
 
     fs = r["flops_per_byte_split"]
     sections = [
@@ -65,6 +74,8 @@ def main(argv=None) -> int:
         f"Data: `{data['path']}`, {data['bytes_used']:,} bytes used of {data['file_bytes']:,}.",
         f"Method: {WINDOWING.format(W=W)}; {r['windows']} windows, {r['bytes']:,} predicted bytes. "
         f"BPB = summed next-byte cross-entropy (nats) / predicted bytes / ln 2."
+        + (f" τ = {fmt(tau)} was chosen as the entropy quantile giving a target scratchpad rate of {fmt(rate)}."
+           if rate is not None else "")
         + (f"\n\nNote: {note}." if note else ""),
         table(["τ", "BPB", "scratchpad rate", "trunk calls / byte", "FLOPs / byte", "× byte baseline",
                "KV bytes / byte", "KV × byte baseline"],

@@ -157,8 +157,8 @@ def token_causality(model, length: int = 32, positions: int = 4, seed: int = 0) 
 def tokenizer_row(a, val, out: Path, log) -> dict:
     from eval.tokenizer_baseline import TokenBaseline, train_baseline
 
-    folder = out / "runs" / "tokenizer-bpe"
-    if (folder / "token_lm.json").is_file():
+    folder = Path(a.tokenizer_baseline) if a.tokenizer_baseline else out / "runs" / "tokenizer-bpe"
+    if a.tokenizer_baseline or (folder / "token_lm.json").is_file():
         tb, reused = TokenBaseline.load(folder), True
     else:
         tb = train_baseline(a.data, a.tokenizer_preset, a.vocab_size, a.tokenizer_sample_bytes, a.tokenizer_train_bytes,
@@ -198,6 +198,8 @@ def main(argv=None) -> int:
     ap.add_argument("--eval-batch", type=positive_int("--eval-batch"), default=8)
     ap.add_argument("--audit-positions", type=positive_int("--audit-positions"), default=4)
     ap.add_argument("--no-tokenizer", action="store_true", help="skip the tokenizer baseline row")
+    ap.add_argument("--tokenizer-baseline", metavar="DIR", help="use this trained tokenizer baseline (python -m "
+                    "eval.tokenizer_baseline) instead of training one")
     ap.add_argument("--tokenizer-preset", help="whose trunk the token LM uses (default byte, tiny-byte for tiny presets)")
     ap.add_argument("--vocab-size", type=positive_int("--vocab-size", 300), default=4096)
     ap.add_argument("--tokenizer-sample-bytes", type=positive_int("--tokenizer-sample-bytes", 1000), default=8 << 20)
@@ -224,6 +226,10 @@ def main(argv=None) -> int:
         cfg = ModelConfig.preset(p)
         if a.seq_len and a.seq_len > cfg.max_seq_len:
             raise UserError(f"--seq-len {a.seq_len} exceeds {p}'s max_seq_len {cfg.max_seq_len}")
+    if a.tokenizer_baseline and not a.no_tokenizer:
+        from eval.tokenizer_baseline import TokenBaseline
+
+        TokenBaseline.load(a.tokenizer_baseline)  # a bad folder fails before anything trains
     from train.data import ByteCorpus
 
     ByteCorpus(a.data, a.seq_len or min(1024, min(ModelConfig.preset(p).max_seq_len for p in presets)))  # checks the corpus
@@ -247,7 +253,7 @@ def main(argv=None) -> int:
               f"{row['val_bpb']:.4f}" + (f" (tau {SP_TAU}: {row['val_bpb_sp']:.4f})" if row.get("val_bpb_sp") is not None else "")
               + f", causality {row['causality']}" + (" [reused run]" if reused else ""), flush=True)
     if not a.no_tokenizer:
-        print(f"tokenizer baseline: training for {budget}", flush=True)
+        print(f"tokenizer baseline: {'from ' + a.tokenizer_baseline if a.tokenizer_baseline else 'training for ' + budget}", flush=True)
         row = tokenizer_row(a, val, out, log=lambda s: print("  " + s, flush=True))
         rows.append(row)
         print(f"  {row['params'] / 1e6:.2f}M params, {row['steps']} steps, {fmt(row['ms_per_step'])} ms/step, val bpb "

@@ -107,3 +107,15 @@ def test_bpb_console_command_one_line_error(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2, p.stderr
     assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
+
+
+def test_bpb_rate_picks_tau_for_a_compute_budget(assets, tmp_path, cli, user_error, read_report):
+    argv = ["--model", assets["models"]["tiny-sp-fixed-p4"], "--data", assets["corpus"], "--window", W, "--out", tmp_path]
+    code, _, err = cli(main, [*argv, "--rate", "0.2"])
+    assert code == 0, err
+    r = read_report(tmp_path / "bpb.json")
+    assert r["target_rate"] == 0.2 and r["scratchpad_rate"] == pytest.approx(0.2, abs=0.02)
+    code, _, err = cli(main, [*argv, "--rate", "0.2", "--threshold", "1"])
+    user_error(code, err, "--rate")
+    code, _, err = cli(main, [*argv, "--rate", "-1"])
+    user_error(code, err, "--rate")

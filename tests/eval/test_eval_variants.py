@@ -53,6 +53,7 @@ def test_published_numbers_match_the_design():
     (["--presets", "tiny-byte,nope"], ["unknown preset", "nope"]),
     (["--presets", "tiny-byte", "--seq-len", "100000"], ["--seq-len"]),
     (["--presets", "tiny-byte", "--time-budget", "soon"], ["--time-budget"]),
+    (["--presets", "tiny-byte", "--tokenizer-baseline", "/nonexistent/tok"], ["--tokenizer-baseline"]),
 ])
 def test_variants_bad_input(assets, tmp_path, cli, user_error, extra, needles):
     code, _, err = cli(main, ["--data", assets["corpus"], "--out", tmp_path, "--steps", 1, *extra])
