@@ -98,22 +98,25 @@ def _fla():
     return {"fla-hgrn-fused": fused_recurrent_hgrn, "fla-hgrn-chunk": chunk_hgrn}
 
 
+def _same(a, b):
+    return a, b
+
+
 def scan_impls(device: torch.device, compile_ref: bool):
-    """name -> fn(a, b) returning h (and anything else)."""
+    """name -> (prepare, fn): prepare(a, b) makes fn's arguments outside the timed region;
+    fn(*args) returns h, or a tuple whose first element is h."""
     impls = {}
     if device.type == "cuda":
         from kernels.scan_triton import diagonal_scan_triton
 
-        impls["triton"] = diagonal_scan_triton
-    impls["torch"] = diagonal_scan_ref
+        impls["triton"] = (_same, diagonal_scan_triton)
+    impls["torch"] = (_same, diagonal_scan_ref)
     if compile_ref:
-        impls["torch.compile"] = torch.compile(diagonal_scan_ref)
-    impls["hillis-steele"] = diagonal_scan_hillis_steele
+        impls["torch.compile"] = (_same, torch.compile(diagonal_scan_ref))
+    impls["hillis-steele"] = (_same, diagonal_scan_hillis_steele)
     if device.type == "cuda":
-        fla = _fla()
-        if fla:
-            for name, fn in fla.items():
-                impls[name] = (lambda f: (lambda a, b: f(b, torch.log(a))))(fn)
+        for name, fn in (_fla() or {}).items():
+            impls[name] = (lambda a, b: (b, torch.log(a)), fn)  # h = exp(g) * h + x with g = log(a)
     return impls
 
 
@@ -127,27 +130,29 @@ def bench_scan(shapes, dtype, device, timer, compile_ref, bandwidth, log):
         b = torch.randn(B, T, D, generator=g).to(device=device, dtype=dtype)
         dh = torch.randn(B, T, D, generator=g).to(device=device, dtype=dtype)
         n = B * T * D
-        for name, fn in impls.items():
+        for name, (prepare, fn) in impls.items():
             for op, min_bytes in (("fwd", 3 * n * elt), ("fwd+bwd", 8 * n * elt)):
                 rec = {"op": f"scan {op}", "impl": name, "B": B, "T": T, "D": D, "dtype": str(dtype).split(".")[-1]}
                 try:
+                    args = prepare(a, b)
                     if op == "fwd":
                         with torch.no_grad():
-                            t = timer(lambda: fn(a, b))
+                            t = timer(lambda: fn(*args))
                     else:
-                        ag = a.detach().requires_grad_()
-                        bg = b.detach().requires_grad_()
+                        leaves = [x.detach().requires_grad_() for x in args]
 
                         def fwd_bwd():
-                            out = fn(ag, bg)
+                            out = fn(*leaves)
                             h = out[0] if isinstance(out, tuple) else out
                             torch.autograd.backward(h, dh)
-                            ag.grad = bg.grad = None
+                            for x in leaves:
+                                x.grad = None
 
                         t = timer(fwd_bwd)
                     rec.update(ms=t * 1e3, min_bytes=min_bytes, gbps=min_bytes / t / 1e9, frac_of_copy=min_bytes / t / bandwidth)
                 except Exception as e:  # noqa: BLE001 -- a failing column is reported, not fatal
-                    rec.update(ms=None, error=f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
+                    msg = str(e).splitlines()[0][:200] if str(e) else ""
+                    rec.update(ms=None, error=f"{type(e).__name__}: {msg}")
                 rows.append(rec)
                 log(rec)
     return rows

@@ -1,7 +1,7 @@
 """Pure-torch diagonal scan: h_t = a_t * h_{t-1} + b_t over [B, T, D].
 
 `diagonal_scan_ref` is the torch path of `kernels.diagonal_scan` and the reference the Triton kernel
-is tested against. It is chunked: T is cut into chunks of L positions (L ~ sqrt(T)) and
+is tested against. It is chunked: T is cut into chunks of L positions (L ~ sqrt(T), a power of two) and
 
   1. a sweep over the L positions of every chunk at once (tensors [B, C, D]) gives each chunk's
      end value from a zero state, E_c, and `prod` gives its decay product P_c;
@@ -33,10 +33,11 @@ from kernels._validate import acc_dtype, check_scan
 
 
 def default_chunk(T: int) -> int:
-    """Chunk length ~ sqrt(T), a power of two in [16, 256]: balances the L- and C-sweeps."""
-    if T <= 16:
-        return 16
-    return int(min(256, max(16, 2 ** round(math.log2(math.sqrt(T))))))
+    """Chunk length ~ sqrt(T) (the largest power of two <= sqrt(T), within [4, 256]): balances the
+    L-sweeps against the C-sweep. T=40 -> 4, 1024 -> 32, 16384 -> 128."""
+    if T < 16:
+        return 4
+    return int(min(256, max(4, 2 ** math.floor(math.log2(math.sqrt(T))))))
 
 
 @torch.no_grad()

@@ -117,5 +117,5 @@ def test_non_contiguous_inputs():
 
 
 def test_default_chunk():
-    assert default_chunk(1) == 16 and default_chunk(1024) == 32 and default_chunk(16384) == 128
-    assert default_chunk(10**7) == 256
+    assert default_chunk(1) == 4 and default_chunk(40) == 4 and default_chunk(128) == 8
+    assert default_chunk(1024) == 32 and default_chunk(16384) == 128 and default_chunk(10**7) == 256
