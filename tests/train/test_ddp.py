@@ -20,9 +20,9 @@ def make_corpus(folder: Path) -> Path:
     return folder
 
 
-# tiny-sp-fixed-p4 has a structurally unused parameter (pooling.query with xattn pooling), so DDP
-# runs with find_unused_parameters; the GRU / patch-AR preset has none and runs without it.
-@pytest.mark.parametrize("preset,unused", [("tiny-sp-fixed-p4", True), ("tiny-study-F-gru-local-dec", False)])
+# No preset has a structurally unused parameter now, so DDP runs without find_unused_parameters
+# (the trainer's probe would switch it on if one appeared).
+@pytest.mark.parametrize("preset,unused", [("tiny-sp-fixed-p4", False), ("tiny-study-F-gru-local-dec", False)])
 def test_two_process_ddp_replicas_identical(tmp_path, preset, unused):
     data, out = make_corpus(tmp_path / "data"), tmp_path / "out"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
