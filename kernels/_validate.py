@@ -22,7 +22,7 @@ def acc_dtype(dtype: torch.dtype) -> torch.dtype:
 
 def _tensor(name: str, x) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")  # noqa: TRY004 -- the contract: bad inputs raise ValueError
     return x
 
 

@@ -19,6 +19,7 @@ table, then one JSON line with every number.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import platform
@@ -120,6 +121,14 @@ def scan_impls(device: torch.device, compile_ref: bool):
     return impls
 
 
+def _fwd_bwd(fn, leaves, dh):
+    out = fn(*leaves)
+    h = out[0] if isinstance(out, tuple) else out
+    torch.autograd.backward(h, dh)
+    for x in leaves:
+        x.grad = None
+
+
 def bench_scan(shapes, dtype, device, timer, compile_ref, bandwidth, log):
     rows = []
     impls = scan_impls(device, compile_ref)
@@ -137,18 +146,10 @@ def bench_scan(shapes, dtype, device, timer, compile_ref, bandwidth, log):
                     args = prepare(a, b)
                     if op == "fwd":
                         with torch.no_grad():
-                            t = timer(lambda: fn(*args))
+                            t = timer(functools.partial(fn, *args))
                     else:
                         leaves = [x.detach().requires_grad_() for x in args]
-
-                        def fwd_bwd():
-                            out = fn(*leaves)
-                            h = out[0] if isinstance(out, tuple) else out
-                            torch.autograd.backward(h, dh)
-                            for x in leaves:
-                                x.grad = None
-
-                        t = timer(fwd_bwd)
+                        t = timer(functools.partial(_fwd_bwd, fn, leaves, dh))
                     rec.update(ms=t * 1e3, min_bytes=min_bytes, gbps=min_bytes / t / 1e9, frac_of_copy=min_bytes / t / bandwidth)
                 except Exception as e:  # noqa: BLE001 -- a failing column is reported, not fatal
                     msg = str(e).splitlines()[0][:200] if str(e) else ""
@@ -179,7 +180,8 @@ def bench_steps(D, dtype, device, timer, log):
             a = torch.rand(N, D, generator=g).to(device=device, dtype=dtype)
             b = torch.randn(N, D, generator=g).to(device=device, dtype=dtype)
             states = torch.randn(N, D, generator=g).to(device=device, dtype=dtype)
-            for op, fn in (("diagonal_step", lambda: step(a, b, pool, slot)), ("scratch_step", lambda: scratch(a, b, states))):
+            calls = (("diagonal_step", functools.partial(step, a, b, pool, slot)), ("scratch_step", functools.partial(scratch, a, b, states)))
+            for op, fn in calls:
                 rec = {"op": op, "impl": name, "N": N, "D": D, "dtype": str(dtype).split(".")[-1]}
                 with torch.no_grad():
                     rec["us"] = timer(fn) * 1e6

@@ -113,7 +113,7 @@ class _ChunkedScan(torch.autograd.Function):
             return None, None, None, None, None
         if dh is None:
             dh = torch.zeros_like(h)
-        B, T, D = h.shape
+        B, _, D = h.shape
         one = a.new_ones(B, 1, D)
         start = (h0 if ctx.has_h0 else a.new_zeros(B, D)).unsqueeze(1)
         if not rev:

@@ -119,7 +119,7 @@ def _scan_fwd_kernel(
     else:
         h = tl.zeros([BLOCK_D], tl.float32)
     # the state entering this chunk: compose the summaries of the chunks before it
-    for c in range(0, pid_c):
+    for c in range(pid_c):
         so = (pid_b * NC + c).to(tl.int64) * D + offs
         h = tl.load(p_ptr + so, mask=md, other=1.0) * h + tl.load(e_ptr + so, mask=md, other=0.0)
     base = pid_b.to(tl.int64) * T * D
@@ -179,7 +179,7 @@ def _scan_bwd_kernel(
     else:
         u = tl.zeros([BLOCK_D], tl.float32)
     # the carry entering this chunk from the right: compose the summaries of the chunks after it
-    for j in range(0, NC - 1 - pid_c):
+    for j in range(NC - 1 - pid_c):
         so = (pid_b * NC + (NC - 1 - j)).to(tl.int64) * D + offs
         u = tl.load(p_ptr + so, mask=md, other=1.0) * u + tl.load(e_ptr + so, mask=md, other=0.0)
     if HAS_H0:
@@ -212,7 +212,7 @@ def _scan_bwd_kernel(
         u = _bwd_row(u, g1, a1, p1, da_ptr, db_ptr, t - 1, t0, t1, D, offs, md)
         u = _bwd_row(u, g2, a2, p2, da_ptr, db_ptr, t - 2, t0, t1, D, offs, md)
         u = _bwd_row(u, g3, a3, p3, da_ptr, db_ptr, t - 3, t0, t1, D, offs, md)
-    if HAS_H0:
+    if HAS_H0:  # noqa: SIM102 -- a constexpr test around a runtime one
         if pid_c == 0:
             tl.store(dh0_ptr + pid_b.to(tl.int64) * D + offs, u.to(dh0_ptr.dtype.element_ty), mask=md)
 

@@ -18,6 +18,7 @@ def test_bench_smoke(capsys):
 
 def test_bench_bad_shapes():
     import pytest
+
     from scratchpad.errors import UserError
 
     with pytest.raises(UserError, match="BxTxD"):

@@ -3,7 +3,12 @@ import pytest
 import torch
 from kernel_testutil import rel_err
 
-from kernels.scan_ref import default_chunk, diagonal_scan_hillis_steele, diagonal_scan_loop, diagonal_scan_ref
+from kernels.scan_ref import (
+    default_chunk,
+    diagonal_scan_hillis_steele,
+    diagonal_scan_loop,
+    diagonal_scan_ref,
+)
 
 
 def inputs(B, T, D, dtype=torch.float64, resets=True, seed=0):
@@ -66,7 +71,7 @@ def test_low_precision_accumulates_in_fp32(dtype, tol):
 def test_gradcheck_fp64(chunk):
     a, b, h0 = inputs(2, 11, 3)
     args = [x.clone().requires_grad_() for x in (a, b, h0)]
-    fn = lambda a, b, h0: diagonal_scan_ref(a, b, h0, chunk_size=chunk)  # noqa: E731
+    fn = lambda a, b, h0: diagonal_scan_ref(a, b, h0, chunk_size=chunk)
     assert torch.autograd.gradcheck(fn, args)
     assert torch.autograd.gradgradcheck(fn, args)
 

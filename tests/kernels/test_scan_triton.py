@@ -23,7 +23,7 @@ def make(B, T, D, dtype, with_h0, h0_dtype=None, seed=0, device=DEVICE):
     h0 = torch.randn(B, D, generator=g).to(h0_dtype or dtype) if with_h0 else None
     dh = torch.randn(B, T, D, generator=g)
     dfinal = torch.randn(B, D, generator=g)
-    to = lambda x: None if x is None else x.to(device)  # noqa: E731
+    to = lambda x: None if x is None else x.to(device)
     return to(a.to(dtype)), to(b.to(dtype)), to(h0), to(dh), to(dfinal)
 
 
