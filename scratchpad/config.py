@@ -138,6 +138,11 @@ class ModelConfig:
     def presets() -> list[str]:
         return list(_PRESETS) + [f"tiny-{n}" for n in _PRESETS]
 
+    @staticmethod
+    def tiny_presets() -> list[str]:
+        """The test-size form of every preset."""
+        return [f"tiny-{n}" for n in _PRESETS]
+
     @classmethod
     def preset(cls, name: str) -> "ModelConfig":
         base = name[len("tiny-") :] if name.startswith("tiny-") else name

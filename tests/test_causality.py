@@ -2,7 +2,6 @@
 import pytest
 import torch
 
-from conftest import TINY_PRESETS
 from eval.causality import audit_bytes, audit_model, calibrate_entropy_patcher
 from eval.cli import main as cli
 from scratchpad import ModelConfig, build_model
@@ -20,7 +19,7 @@ class LeakySoftAssignment(ScratchpadLM):
         return self.pooling.proj(pooled)
 
 
-@pytest.mark.parametrize("name", TINY_PRESETS)
+@pytest.mark.parametrize("name", ModelConfig.tiny_presets())
 def test_every_preset_passes_the_audit(name):
     model = build_model(ModelConfig.preset(name)).double()
     calibrate_entropy_patcher(model, audit_bytes(40, torch.Generator().manual_seed(1)))

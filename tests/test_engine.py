@@ -5,7 +5,6 @@ import math
 import pytest
 import torch
 
-from conftest import TINY_PRESETS
 from eval.causality import audit_bytes, calibrate_entropy_patcher
 from infer import Engine
 from scratchpad import ModelConfig, build_model
@@ -23,7 +22,7 @@ def text_bytes(B, T, seed=0):
         [audit_bytes(T, torch.Generator().manual_seed(seed + i))[:1] for i in range(B)])
 
 
-@pytest.mark.parametrize("name", TINY_PRESETS)
+@pytest.mark.parametrize("name", ModelConfig.tiny_presets())
 def test_decode_equals_parallel_forward_float64(name):
     model = model_for(name)
     engine = Engine(model)

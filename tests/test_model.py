@@ -4,11 +4,10 @@ import math
 import pytest
 import torch
 
-from conftest import TINY_PRESETS
 from scratchpad import ModelConfig, UserError, build_model, load_model, save_model
 
 
-@pytest.mark.parametrize("name", TINY_PRESETS)
+@pytest.mark.parametrize("name", ModelConfig.tiny_presets())
 def test_preset_forward_backward(name):
     model = build_model(ModelConfig.preset(name))
     x = torch.randint(0, 256, (3, 37))
