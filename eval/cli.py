@@ -22,6 +22,7 @@ COMMANDS = [
     (("eval", "variants"), "eval.variants", "reproduce the residual byte patching study's table"),
     (("eval", "triggers"), "eval.triggers", "scratchpad trigger ablation at matched rate"),
     (("eval", "code"), "eval.code", "code BPB and next-line completion"),
+    (("eval", "tokenizer"), "eval.tokenizer_baseline", "train the BPE-tokenizer baseline (same trunk over tokens)"),
     (("bench", "generate"), "eval.bench_generate", "decode speed: SP vs byte-level baseline"),
     (("bench", "train"), "eval.bench_train", "training throughput of the presets"),
     (("bench", "kernels"), "kernels.bench", "scan kernel benchmarks"),
