@@ -16,7 +16,7 @@ import time
 import torch
 
 from infer import Engine
-from infer.generate import parse_threshold
+from infer.engine import parse_threshold
 from infer.stats import decode_stats
 from scratchpad import ModelConfig, build_model, load_model
 from scratchpad.accounting import byte_baseline

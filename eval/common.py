@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from infer.engine import parse_threshold  # noqa: F401  (re-exported for the eval commands)
 from scratchpad import load_model
 from scratchpad.accounting import byte_baseline, costs, flops_for_events
 from scratchpad.checkpoint import CONFIG_FILE
@@ -40,20 +41,6 @@ class Parser(argparse.ArgumentParser):
 
 # ----------------------------------------------------------------------------------------------
 # argument values
-
-
-def parse_threshold(text, flag: str = "--threshold") -> float:
-    """A tau: a number >= 0, or inf / none / off (no scratchpads)."""
-    s = str(text).strip().lower()
-    if s in ("inf", "+inf", "infinity", "none", "off", "∞"):
-        return math.inf
-    try:
-        v = float(s)
-    except ValueError:
-        raise UserError(f"{flag}: {text!r} is not a number (give a value >= 0 or 'inf')") from None
-    if math.isnan(v) or v < 0:
-        raise UserError(f"{flag}: {text!r} must be >= 0 or 'inf'")
-    return v
 
 
 def parse_list(text: str, flag: str, one) -> list:

@@ -42,6 +42,20 @@ def check_threshold(threshold) -> float:
     return tau
 
 
+def parse_threshold(text, flag: str = "--entropy-threshold") -> float:
+    """A tau from the command line: a number >= 0, or inf / none / off (no scratchpads)."""
+    s = str(text).strip().lower()
+    if s in ("inf", "+inf", "infinity", "none", "off"):
+        return math.inf
+    try:
+        v = float(s)
+    except ValueError:
+        raise UserError(f"{flag}: {text!r} is not a number (give a value >= 0 or 'inf')") from None
+    if math.isnan(v) or v < 0:
+        raise UserError(f"{flag}: {text!r} must be >= 0 or 'inf'")
+    return v
+
+
 class Engine:
     def __init__(self, model, device=None):
         self.model = model.eval()

@@ -14,19 +14,10 @@ from pathlib import Path
 
 import torch
 
-from infer.engine import Engine, check_threshold
+from infer.engine import Engine, parse_threshold
 from infer.stats import decode_stats
 from scratchpad import load_model
 from scratchpad.errors import UserError, run_cli
-
-
-def parse_threshold(text: str) -> float:
-    if text.strip().lower() in ("inf", "none", "off"):
-        return math.inf
-    try:
-        return check_threshold(float(text))
-    except ValueError:
-        raise UserError(f"--entropy-threshold must be a number >= 0, 'inf' or 'none', got {text!r}") from None
 
 
 def read_file(path: str, what: str) -> bytes:
