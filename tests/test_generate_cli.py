@@ -52,8 +52,8 @@ def test_empty_binary_and_overlong_prompts(tiny_model, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["-t", "-1"], "entropy threshold"),
-    (["-t", "nan"], "entropy threshold"),
+    (["-t", "-1"], "entropy-threshold"),
+    (["-t", "nan"], "entropy-threshold"),
     (["-t", "abc"], "entropy-threshold"),
     (["--max-bytes", "0"], "max-bytes"),
     (["--temperature", "-2"], "temperature"),
@@ -80,3 +80,12 @@ def test_module_entry_point_has_no_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "infer.generate", "x", "--model", str(tmp_path / "nope")],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and proc.stderr.startswith("error:")
+
+
+def test_packaged_default_model_generates(capsys):
+    from scratchpad import load_model
+
+    model = load_model(None)
+    assert model.cfg.scratchpad and model.cfg.patcher == "fixed"
+    code, out, _ = run(capsys, "def main(", "--max-bytes", "8", "--seed", "0", "--no-eos")
+    assert code == 0 and len(out) > 1
