@@ -137,8 +137,8 @@ def main(argv=None) -> int:
     best = {}
     for i, tau in enumerate(taus):
         group = [r for r in rows if r["setting"] == i]
-        label = f"{fmt(tau)}" + (f" (rate {fmt(targets[i])})" if targets else "")
-        best[label] = min(group, key=lambda r: r["bpb"])["trigger"]
+        key = f"{fmt(tau)}" + (f" (rate {fmt(targets[i])})" if targets else "")
+        best[key] = min(group, key=lambda r: r["bpb"])["trigger"]
     result = dict(command="triggers", model=model_info(model, label), data=data, window=W, method=WINDOWING.format(W=W),
                   mode="rates" if targets else "thresholds", plain=p, rows=rows, best_trigger_per_threshold=best,
                   entropy_wins=sum(v == "entropy" for v in best.values()), settings=len(taus))
