@@ -43,8 +43,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
 from scratchpad.errors import UserError
+from scratchpad.vocab import DOCUMENT_SEPARATOR
 
-DOCUMENT_SEPARATOR = 0x00
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 SPLITS = ("train", "val")
