@@ -7,6 +7,3 @@ prompt is decoded from the state after one separator, and generation stops on it
 VOCAB_SIZE = 256
 DOCUMENT_SEPARATOR = 0x00
 
-
-def to_bytes(text: str | bytes) -> bytes:
-    return text.encode("utf-8") if isinstance(text, str) else bytes(text)
