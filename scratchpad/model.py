@@ -23,6 +23,7 @@ from scratchpad.config import ModelConfig
 from scratchpad.layers import RMSNorm, entropy_nats
 from scratchpad.patchers import Boundaries, Patcher
 from scratchpad.pooling import Pooling, gather_windows
+from scratchpad.vocab import VOCAB_SIZE
 
 
 @dataclass
@@ -71,11 +72,11 @@ class ScratchpadLM(nn.Module):
         dl, dm = cfg.d_local, cfg.d_model
         local = dict(n_heads=cfg.n_heads, ssm_expand=cfg.ssm_expand, mlp_mult=cfg.mlp_mult,
                      window=cfg.local_window if cfg.local_mixer == "attn" else None)
-        self.embed = nn.Embedding(256, dl)
+        self.embed = nn.Embedding(VOCAB_SIZE, dl)
         self.encoder = Stack([cfg.local_mixer] * cfg.n_enc_layers, dl, **local)
         self.aux = Stack([cfg.local_mixer] * cfg.n_aux_layers, dl, **local)
         self.aux_norm = RMSNorm(dl)
-        self.aux_head = nn.Linear(dl, 256, bias=False)
+        self.aux_head = nn.Linear(dl, VOCAB_SIZE, bias=False)
         self.patcher = Patcher(cfg)
         self.pooling = Pooling(cfg)
         self.trunk = Stack(cfg.trunk_mixers, dm, cfg.n_heads, cfg.ssm_expand, cfg.mlp_mult)
@@ -83,10 +84,10 @@ class ScratchpadLM(nn.Module):
         self.start = nn.Parameter(torch.zeros(dm))
         self.up = nn.Linear(dm, dl, bias=False)
         if cfg.decoder == "patch-ar":
-            self.dec_embed = nn.Embedding(256, dl)
+            self.dec_embed = nn.Embedding(VOCAB_SIZE, dl)
         self.decoder = Stack([cfg.local_mixer] * cfg.n_dec_layers, dl, **local)
         self.dec_norm = RMSNorm(dl)
-        self.head = nn.Linear(dl, 256, bias=False)
+        self.head = nn.Linear(dl, VOCAB_SIZE, bias=False)
         self.apply(self._init)
 
     @staticmethod
@@ -189,8 +190,8 @@ class ScratchpadLM(nn.Module):
 
         out = ModelOutput(logits=logits, aux_logits=aux_logits, entropy=entropy, ends=ends, scratch=scratch)
         if targets is not None:
-            out.byte_loss = F.cross_entropy(logits.reshape(-1, 256).float(), targets.reshape(-1), ignore_index=-1)
-            out.aux_loss = F.cross_entropy(aux_logits.reshape(-1, 256).float(), targets.reshape(-1), ignore_index=-1)
+            out.byte_loss = F.cross_entropy(logits.reshape(-1, VOCAB_SIZE).float(), targets.reshape(-1), ignore_index=-1)
+            out.aux_loss = F.cross_entropy(aux_logits.reshape(-1, VOCAB_SIZE).float(), targets.reshape(-1), ignore_index=-1)
             out.loss = out.byte_loss + self.cfg.aux_loss_weight * out.aux_loss
             if bnd.aux_loss is not None:
                 out.loss = out.loss + self.cfg.router_ratio_weight * bnd.aux_loss
