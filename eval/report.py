@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import platform
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from scratchpad.checkpoint import ensure_writable_dir
 from scratchpad.errors import UserError
 
 
@@ -23,17 +23,7 @@ def out_folder(path) -> Path:
     """Create (if needed) and check an --out folder; a UserError if it cannot be written."""
     if not path:
         raise UserError("--out is required (a folder for the Markdown/JSON/PNG report)")
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise UserError(f"--out {p}: exists and is not a folder")
-    try:
-        p.mkdir(parents=True, exist_ok=True)
-        probe = p / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise UserError(f"--out {p}: not writable ({e.strerror or e})") from None
-    return p
+    return ensure_writable_dir(path)
 
 
 def jsonable(v):

@@ -4,7 +4,6 @@ leaves a half checkpoint. Nothing is unpickled."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import tempfile
@@ -19,6 +18,22 @@ from scratchpad.errors import UserError
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "default_model"
 MODEL_FILE, CONFIG_FILE = "model.safetensors", "config.json"
+
+
+def ensure_writable_dir(path, flag: str = "--out") -> Path:
+    """Create `path` if needed and prove it is writable (so a long job cannot fail at its first
+    write); otherwise one UserError line naming the flag."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{flag} {out}: exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UserError(f"{flag} {out}: not writable, cannot write there ({e.strerror or e})") from None
+    return out
 
 
 @contextlib.contextmanager

@@ -42,6 +42,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
+from scratchpad.checkpoint import ensure_writable_dir
 from scratchpad.errors import UserError
 from scratchpad.vocab import DOCUMENT_SEPARATOR
 
@@ -322,19 +323,6 @@ def check_val_fraction(val_fraction: float) -> None:
         raise UserError(f"--val-fraction must be strictly between 0 and 1, got {val_fraction}")
 
 
-def ensure_writable_dir(path: str | os.PathLike) -> Path:
-    """Create `path` if needed and prove it is writable; otherwise one-line UserError."""
-    out = Path(path)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".write-test.", dir=out)
-        os.close(fd)
-        os.unlink(tmp)
-    except OSError as e:
-        raise UserError(f"cannot write to output directory {str(out)!r}: {e.strerror or e}") from None
-    return out
-
-
 # ----------------------------------------------------------------------------------------------
 # Command line
 
@@ -466,8 +454,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    import sys
-
     from scratchpad.errors import run_cli
 
     sys.exit(run_cli(main))

@@ -46,7 +46,8 @@ import torch
 import torch.nn as nn
 
 from scratchpad import ModelConfig, UserError, build_model, load_model
-from scratchpad.checkpoint import CONFIG_FILE, atomic_folder, read_config, read_tensors, write_model_files
+from scratchpad.checkpoint import (CONFIG_FILE, atomic_folder, ensure_writable_dir, read_config, read_tensors,
+                                   write_model_files)
 from train.data import ByteCorpus, batch_generator, seed_model_rng
 
 LOG_FILE = "log.jsonl"
@@ -404,13 +405,7 @@ class Trainer:
 
         # output folder: must be writable (checked now so a long run cannot fail at its first save)
         if self.dist.main:
-            try:
-                out.mkdir(parents=True, exist_ok=True)
-                probe = out / f".write-test-{os.getpid()}"
-                probe.write_bytes(b"")
-                probe.unlink()
-            except OSError as e:
-                raise UserError(f"--out {out}: not writable ({e.strerror or e})") from None
+            ensure_writable_dir(out)
 
         state = None
         torch.manual_seed(a.seed)
