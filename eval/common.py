@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from infer.engine import parse_threshold  # noqa: F401  (re-exported for the eval commands)
 from scratchpad import load_model
+from train.cli import parse_int_flag
 from scratchpad.accounting import byte_baseline, costs, flops_for_events
 from scratchpad.checkpoint import CONFIG_FILE
 from scratchpad.errors import UserError
@@ -72,16 +73,8 @@ def parse_rates(text: str, flag: str = "--rates") -> list[float]:
 
 
 def positive_int(flag: str, lo: int = 1):
-    def conv(text):
-        try:
-            v = int(text)
-        except ValueError:
-            raise UserError(f"{flag}: {text!r} is not an integer") from None
-        if v < lo:
-            raise UserError(f"{flag}: {v} must be >= {lo}")
-        return v
-
-    return conv
+    """An argparse type: an integer >= lo for `flag`, with the trainer's one-line error."""
+    return lambda text: parse_int_flag(flag.lstrip("-"), text, lo)
 
 
 def set_threads(n: int | None):

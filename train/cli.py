@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _int(name, text, lo):
+def parse_int_flag(name: str, text, lo: int) -> int:
+    """An integer flag value >= lo, or one UserError line naming --name."""
     try:
         v = int(text)
     except ValueError:
@@ -116,11 +117,11 @@ def parse_args(argv) -> tuple[TrainArgs | None, set[str]]:
         if k == "save_every":  # steps, or a duration of training time
             given.add("save_every_s")
             if re.fullmatch(r"[+-]?\d+", v.strip()):
-                v, values["save_every_s"] = _int(name, v, 0), None
+                v, values["save_every_s"] = parse_int_flag(name, v, 0), None
             else:
                 v, values["save_every_s"] = 0, parse_duration(v, "--save-every")
         elif k in INTS:
-            v = _int(name, v, INTS[k])
+            v = parse_int_flag(name, v, INTS[k])
         elif k in FLOATS:
             v = _float(name, v, *FLOATS[k])
         elif k == "time_budget":
