@@ -30,14 +30,18 @@ class MLP(nn.Module):
 
 
 def rotary(x: torch.Tensor, pos: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
-    """Rotate pairs of channels of x [..., L, dh] by angle pos * freq; pos broadcasts to [..., L]."""
+    """Rotate pairs of channels of x [..., L, dh] by angle pos * freq; pos broadcasts to [..., L].
+    The angles, their cos/sin and the rotation are computed in fp32 (fp64 for fp64 x) and cast to
+    x's dtype after the rotation: bf16 angles at position 1000 are off by several radians' worth
+    of rounding, bf16 cos/sin of exact angles only by bf16's own rounding."""
     dh = x.shape[-1]
     half = dh // 2
+    work = torch.float64 if x.dtype == torch.float64 else torch.float32
     freq = base ** (-torch.arange(half, device=x.device, dtype=torch.float64) / half)
-    ang = (pos.to(torch.float64).unsqueeze(-1) * freq).to(x.dtype)
+    ang = (pos.to(torch.float64).unsqueeze(-1) * freq).to(work)
     cos, sin = ang.cos(), ang.sin()
-    x1, x2 = x[..., :half], x[..., half : 2 * half]
-    rot = torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+    x1, x2 = x[..., :half].to(work), x[..., half : 2 * half].to(work)
+    rot = torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).to(x.dtype)
     return torch.cat([rot, x[..., 2 * half :]], dim=-1) if dh % 2 else rot
 
 

@@ -40,11 +40,13 @@ class DiagonalSSM(nn.Module):
     def coefficients(self, x):
         """x [..., d] -> (a, b, gate), each [..., E]."""
         v, g, z = self.in_proj(x).chunk(3, dim=-1)
-        a = torch.sigmoid(z + self.decay_bias)
-        return a, (1 - a) * v, g
+        work = torch.promote_types(z.dtype, torch.float32)  # a ~ 0.998 needs more than bf16's 8 bits
+        a = torch.sigmoid(z.to(work) + self.decay_bias.to(work))
+        return a, (1 - a) * v.to(work), g
 
     def output(self, h, g):
-        return self.out_proj(h * F.silu(g))
+        """h in the scan's dtype (fp32 for bf16 weights), g in the layer's -> y in g's dtype."""
+        return self.out_proj((h * F.silu(g.to(h.dtype))).to(g.dtype))
 
     def forward(self, x, reset=None):
         """x [B, T, d]; reset [B, T] bool zeroes the carried state before t.
@@ -66,7 +68,10 @@ class DiagonalSSM(nn.Module):
         return self.output(scratch_step(a, b, prev), g)
 
     def allocate(self, batch: int, capacity: int, device, dtype) -> SSMState:
-        return SSMState(torch.zeros(batch, self.inner, device=device, dtype=dtype))
+        """The decode state is fp32 whatever the weights' dtype (fp64 stays fp64): with a ~ 0.998
+        the increment (1 - a) * v is below bf16's resolution of h and would be lost."""
+        state_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+        return SSMState(torch.zeros(batch, self.inner, device=device, dtype=state_dtype))
 
     def step(self, x, state: SSMState, rows, reset=None):
         """Commit one position for `rows` [R]: x [R, d] -> y [R, d]; state.h[rows] advances.
