@@ -16,6 +16,7 @@ COMMANDS = [
     (("generate",), "infer.generate", "generate bytes from a prompt (streams)"),
     (("train",), "train.cli", "train or fine-tune a model"),
     (("data", "build"), "train.corpus", "build a byte corpus (text or code) from installed sources"),
+    (("data", "build", "files"), "train.files", "build a byte corpus from a folder of your own files"),
     (("eval", "causality"), "eval.causality", "causality audit: future bytes must not move past logits"),
     (("eval", "bpb"), "eval.bpb", "bits per byte on held-out data"),
     (("eval", "sweep"), "eval.sweep", "entropy-threshold sweep: BPB vs FLOPs and KV per byte"),

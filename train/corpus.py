@@ -25,6 +25,14 @@ How a corpus is built (`build_corpus`):
   6. Both files hold their documents in sampling-key order (sources interleaved), are written to
      temporary names and renamed; manifest.json is written last, so a directory with a manifest is
      complete. The same inputs and arguments give byte-identical files.
+
+The output folder (`claim_out_dir`): a builder writes only train.bin, val.bin and manifest.json
+(through temporary names) and deletes nothing else. It writes into a folder that is new, empty, or
+holds a corpus a builder wrote before (a manifest.json in this format); a folder holding anything
+else (a user's own train.bin, other files) is refused unless `force`, and even then only those
+three names are replaced.
+
+`scratchpad data build files --from DIR` (train/files.py) builds the same layout from any folder.
 """
 from __future__ import annotations
 
@@ -33,6 +41,7 @@ import hashlib
 import heapq
 import json
 import os
+import re
 import shlex
 import sys
 import tempfile
@@ -49,7 +58,10 @@ from scratchpad.vocab import DOCUMENT_SEPARATOR
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 SPLITS = ("train", "val")
+OUTPUT_FILES = tuple(f"{s}.bin" for s in SPLITS) + (MANIFEST,)
 MB = 1_000_000
+# Temporary names of this module's writes (left behind only by a killed build).
+_OWN_TEMPORARY = re.compile(r"\.(?:train|val)\..*\.bin\.tmp|\.manifest\.json\..*\.tmp|\.write-test\..*")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -129,16 +141,20 @@ def build_corpus(
     max_bytes: int | None = None,
     extra: Mapping | None = None,
     log: Callable[[str], None] | None = None,
+    force: bool = False,
+    split_of: dict | None = None,
 ) -> dict:
     """Build train.bin / val.bin / manifest.json in `out_dir` from documents grouped by source.
 
     `documents_by_source` maps a source name to an iterable of documents (bytes; consumed once,
     sources in name order). `max_bytes` caps train + val (None: no cap). `extra` is merged into
-    the manifest (the CLI records its request there). Returns the manifest (also written)."""
+    the manifest (the CLI records its request there). `force`: write even into a folder holding
+    files no builder wrote (see `claim_out_dir`). `split_of`, when given, receives the sha256 hex
+    digest of every document written -> "train" or "val". Returns the manifest (also written)."""
     check_val_fraction(val_fraction)
     if max_bytes is not None and max_bytes <= 0:
         raise UserError(f"max_bytes must be positive, got {max_bytes}")
-    out = ensure_writable_dir(out_dir)
+    out = claim_out_dir(out_dir, force)
     log = log or (lambda msg: None)
 
     seen: set[bytes] = set()
@@ -211,6 +227,8 @@ def build_corpus(
         ndocs = Counter()
         for (key, name, digest, doc), v in zip(chosen, is_val):
             split = "val" if v else "train"
+            if split_of is not None:
+                split_of[digest.hex()] = split
             handles[split].write(doc)
             handles[split].write(sep)
             hashes[split].update(doc)
@@ -252,6 +270,52 @@ def build_corpus(
         manifest.update(extra)
     write_json_atomic(manifest_path, manifest)
     return manifest
+
+
+def is_corpus_manifest(manifest) -> bool:
+    """True for a manifest a corpus builder wrote (any source kind)."""
+    try:
+        return (manifest["format"]["dtype"] == "uint8" and "document_separator" in manifest["format"]
+                and all("sha256" in manifest["files"][s] for s in SPLITS))
+    except (KeyError, TypeError):
+        return False
+
+
+def claim_out_dir(out_dir: str | os.PathLike, force: bool = False, flag: str = "--out") -> Path:
+    """Create `out_dir` if needed and make sure a build may write train.bin, val.bin and
+    manifest.json there: the folder is empty, or holds only a previous build (a corpus manifest and
+    its files), or `force`. Otherwise one UserError naming what is in the way. Deletes nothing."""
+    out = ensure_writable_dir(out_dir, flag)
+    if force:
+        return out
+    entries = sorted(p.name for p in out.iterdir() if not _OWN_TEMPORARY.fullmatch(p.name))
+    ours = is_corpus_manifest(read_manifest(out))
+    foreign = [n for n in entries if not (ours and n in OUTPUT_FILES)]
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        why = "no corpus manifest.json" if not ours else "files besides a previous build"
+        raise UserError(f"{flag} {out}: holds files this builder did not write ({shown}; {why}); choose a new or "
+                        f"empty folder, or pass --force to replace {', '.join(OUTPUT_FILES)} there (nothing else is touched)")
+    return out
+
+
+def up_to_date(out: Path, request: dict, force: bool, log: Callable[[str], None]) -> bool:
+    """True (and says so) when `out` holds a verified build of exactly `request` and not `force`."""
+    old = read_manifest(out)
+    if force or not old or old.get("request") != request or not verify_corpus(out, old):
+        return False
+    log(f"up to date: {out} ({old['total_bytes'] / MB:.1f} MB, train {old['files']['train']['bytes'] / MB:.1f} MB, "
+        f"val {old['files']['val']['bytes'] / MB:.2f} MB); --force rebuilds")
+    return True
+
+
+def log_summary(manifest: dict, out: Path, log: Callable[[str], None]) -> None:
+    log(f"wrote {out}: train {manifest['files']['train']['bytes'] / MB:.2f} MB "
+        f"({manifest['files']['train']['documents']} docs), val {manifest['files']['val']['bytes'] / MB:.2f} MB "
+        f"({manifest['files']['val']['documents']} docs) in {manifest['build_seconds']:.0f}s")
+    for name, st in manifest["sources"].items():
+        log(f"  {name:<12} {st['bytes'] / MB:8.2f} MB of {st['available_bytes'] / MB:8.2f} MB "
+            f"({st['documents']} docs; train {st['train_bytes'] / MB:.2f}, val {st['val_bytes'] / MB:.2f})")
 
 
 def write_json_atomic(path: Path, obj) -> None:
@@ -338,7 +402,8 @@ def make_parser() -> argparse.ArgumentParser:
     names = {k: ", ".join(s.name for s in S.sources_for(k)) for k in S.KINDS}
     p = _Parser(
         prog="scratchpad data build",
-        description="Build a byte corpus (train.bin, val.bin, manifest.json) from installed sources.",
+        description="Build a byte corpus (train.bin, val.bin, manifest.json) from installed sources "
+                    "(from a folder of your own files: scratchpad data build files --help).",
         epilog=f"text sources: {names['text']}. code sources: {names['code']}. mix: all of them. "
                "Documents are separated by a 0x00 byte. --max-mb is shared between sources by "
                "water-filling (equal caps, small sources keep everything).",
@@ -354,7 +419,9 @@ def make_parser() -> argparse.ArgumentParser:
                    help="apt-get/pip install missing sources (default: on)")
     p.add_argument("--source", nargs="+", action="extend", metavar="NAME",
                    help="only these sources (default: every source of the kind)")
-    p.add_argument("--force", action="store_true", help="rebuild even if the manifest says up to date")
+    p.add_argument("--force", action="store_true",
+                   help="rebuild even if the manifest says up to date, and write into a folder holding files no "
+                        "builder wrote (only train.bin, val.bin and manifest.json are replaced)")
     p.add_argument("--cache-dir", default=None,
                    help="where PyPI sources are pip-installed (default $SCRATCHPAD_CACHE or ~/.cache/scratchpad)")
     p.add_argument("--root", default="/", help=argparse.SUPPRESS)  # tests: a fake filesystem root
@@ -365,6 +432,10 @@ def main(argv: list[str] | None = None) -> int:
     from train import sources as S
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["files"]:  # a corpus from a folder of the user's own files
+        from train.files import main as files_main
+
+        return files_main(argv[1:])
     parser = make_parser()
     try:
         args = parser.parse_args(argv)
@@ -373,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.max_mb > 0:
         raise UserError(f"--max-mb must be positive, got {args.max_mb:g}")
     check_val_fraction(args.val_fraction)
-    out = ensure_writable_dir(args.out)
+    out = claim_out_dir(args.out, args.force)
     max_bytes = int(args.max_mb * MB)
 
     def warn(msg: str) -> None:
@@ -412,10 +483,7 @@ def main(argv: list[str] | None = None) -> int:
                     for name, loc in found.items()},
         "skipped_sources": skipped,
     }
-    old = read_manifest(out)
-    if not args.force and old and old.get("request") == request and verify_corpus(out, old):
-        log(f"up to date: {out} ({old['total_bytes'] / MB:.1f} MB, train {old['files']['train']['bytes'] / MB:.1f} MB, "
-            f"val {old['files']['val']['bytes'] / MB:.2f} MB); --force rebuilds")
+    if up_to_date(out, request, args.force, log):
         return 0
 
     for name, loc in found.items():
@@ -426,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     log(f"building {args.kind} corpus in {out} (max {args.max_mb:g} MB, val fraction {args.val_fraction}, seed {args.seed})")
     manifest = build_corpus(
-        docs, out, val_fraction=args.val_fraction, seed=args.seed, max_bytes=max_bytes, log=log,
+        docs, out, val_fraction=args.val_fraction, seed=args.seed, max_bytes=max_bytes, log=log, force=args.force,
         extra={
             "kind": args.kind,
             "command": shlex.join(["scratchpad", "data", "build", *argv]),
@@ -442,12 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     manifest["build_seconds"] = round(time.time() - t0, 1)
     write_json_atomic(out / MANIFEST, manifest)
 
-    log(f"wrote {out}: train {manifest['files']['train']['bytes'] / MB:.2f} MB "
-        f"({manifest['files']['train']['documents']} docs), val {manifest['files']['val']['bytes'] / MB:.2f} MB "
-        f"({manifest['files']['val']['documents']} docs) in {manifest['build_seconds']:.0f}s")
-    for name, st in manifest["sources"].items():
-        log(f"  {name:<12} {st['bytes'] / MB:8.2f} MB of {st['available_bytes'] / MB:8.2f} MB "
-            f"({st['documents']} docs; train {st['train_bytes'] / MB:.2f}, val {st['val_bytes'] / MB:.2f})")
+    log_summary(manifest, out, log)
     if skipped:
         warn(f"skipped sources: {', '.join(skipped)}")
     return 0
