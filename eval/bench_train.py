@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from scratchpad import ModelConfig, UserError, build_model
-from train.trainer import autocast, make_optimizer
+from train.hardware import autocast
+from train.optim import make_optimizer
 
 DEFAULT_PRESETS = ["byte", "study-A-fixed-mean", "study-B-attn-pool", "study-C-soft-boundary", "study-D-entropy",
                    "study-E-full-bytes", "study-F-gru-local-dec", "sp-fixed-p16"]
@@ -87,7 +88,7 @@ def bench_preset(name: str, data: np.ndarray, batch: int, seq_len: int, warmup: 
         if device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        with autocast(device):
+        with autocast(device, "bf16" if device.type == "cuda" else "fp32"):
             out = model(w[:, :-1], targets=w[:, 1:], threshold=tau)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

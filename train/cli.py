@@ -5,7 +5,7 @@
     scratchpad train --init-from runs/sp16/best --data code-corpus/ --out runs/sp16-code --steps 2000
     torchrun --nproc-per-node 2 -m train.cli --preset byte --data corpus/ --out runs/byte --steps 5000
 
-See train/trainer.py for the output folder's layout.
+See train/trainer.py for the output folder's layout and the log's fields.
 """
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import math
 import re
 
 from scratchpad import ModelConfig, UserError
-from train.trainer import TrainArgs, train
+from train.args import DTYPES, TrainArgs
+from train.trainer import train
 
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 
@@ -74,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--log-every", metavar="N", help=f"progress line every N steps (default {d.log_every})")
     o.add_argument("--threads", metavar="N", help="CPU threads per process (default: torch's, or cores / processes under torchrun)")
     o.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
+    o.add_argument("--dtype", choices=list(DTYPES), help="fp32, or bf16 autocast (weights and optimizer stay fp32); "
+                   "default fp32")
+    o.add_argument("--compile", action="store_true", help="torch.compile the training and evaluation forward "
+                   "(the first step pays the compile time, reported once)")
     return p
 
 

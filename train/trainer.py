@@ -1,6 +1,6 @@
 """The trainer: single process or `torchrun` DDP, exact resume, fine-tuning, time budgets.
 
-Output folder (`--out DIR`), written by rank 0 only:
+Output folder (`--out DIR`), written by rank 0 only (train/state.py reads and writes it):
 
     DIR/log.jsonl            one JSON object per line: start, step (every step), eval, checkpoint,
                              best, resume, stop, end events
@@ -14,11 +14,13 @@ Output folder (`--out DIR`), written by rank 0 only:
         trainer.json         the training arguments and a human-readable summary
     DIR/best/                the checkpoint with the lowest validation BPB so far (model.safetensors,
                              config.json, best.json); the metric is val BPB at tau = 1.5 for
-                             scratchpad models and tau = None (plain patching) otherwise
+                             scratchpad models and tau = inf (plain patching) otherwise
 
-Each checkpoint folder is written under a temporary name and renamed into place
-(scratchpad.checkpoint.atomic_folder), so a crash at any moment leaves the previous one intact.
-`DIR/last` and `DIR/best` load with `scratchpad.load_model` like any model folder.
+A step event's `loss` is the optimised loss: byte cross-entropy + aux_loss_weight x the aux head's
+cross-entropy (+ the router loss of learned patchers); `byte_loss` and `aux_loss` are its parts
+(nats), `bpb` is byte_loss in bits. `step_ms` waits for the device; `bytes_per_s`, `model_flops`
+(forward + backward, scratchpad.accounting), `mfu` (on GPUs with a known peak, train/hardware.py)
+and `peak_mem_bytes` (CUDA) describe the step's speed. An eval event's `val_bpb` is at tau = inf.
 
 Exact resume: window sampling and training thresholds are counter-based (train/data.py), the LR
 schedule is a function of the step (when training by --steps), and optimizer moments, RNG states
@@ -26,19 +28,19 @@ and the step are restored bit-exactly, so on CPU a resumed run logs the same per
 uninterrupted one. On resume the log is cut back to its length at the checkpoint, so it describes
 one trajectory. With --time-budget the cosine schedule follows elapsed training time, which is not
 reproducible across runs (resume still continues the budget where it stopped).
+
+The parts: train/args.py (arguments, resume rules), train/dist.py (process group), train/optim.py
+(AdamW, schedule), train/state.py (run folder, train state), train/loop.py (the optimizer step),
+train/hardware.py (precision, compile, timing, MFU); this file wires them into a run.
 """
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import hashlib
-import json
 import math
 import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -46,138 +48,27 @@ import torch
 import torch.nn as nn
 
 from scratchpad import ModelConfig, UserError, build_model, load_model
-from scratchpad.checkpoint import (CONFIG_FILE, atomic_folder, ensure_writable_dir, read_config, read_tensors,
-                                   write_model_files)
+from scratchpad.accounting import flops_for_events
+from scratchpad.checkpoint import ensure_writable_dir, read_config
+from train.args import TrainArgs, merge_resume_args
 from train.data import ByteCorpus, batch_generator, seed_model_rng
+from train.dist import Dist
+from train.hardware import (autocast, check_dtype, compile_problem, peak_flops, peak_memory_bytes,
+                            reset_peak_memory)
+from train.loop import NonFinite, StepLoop
+from train.optim import make_optimizer, schedule_warning
+from train.state import (BEST, LAST, LOG_FILE, STATE_FILE, params_hash, read_saved_args, read_saved_world,
+                         read_train_state, recover_checkpoint_folders, resolve_model_folder, restore_train_state,
+                         train_state_tensors, write_best, write_last)
 
-LOG_FILE = "log.jsonl"
-LAST, BEST = "last", "best"
-STATE_FILE = "train_state.safetensors"
-ARGS_FILE = "trainer.json"
-FORMAT = 1
-EVAL_TAU = 1.5  # the runtime default threshold, evaluated next to tau = None for scratchpad models
+EVAL_TAU = 1.5  # the runtime default threshold, evaluated next to tau = inf for scratchpad models
+STATS = ("byte_loss", "aux_loss", "scratchpads", "commits")  # what LossModule returns beside the loss
 
-# Arguments that may change when resuming; every other one must match the run being resumed.
-RESUME_MAY_CHANGE = {"steps", "time_budget", "eval_every", "save_every", "save_every_s", "log_every", "threads", "data",
-                     "device", "resume", "out"}
-
-
-@dataclass
-class TrainArgs:
-    data: str = ""
-    out: str = ""
-    preset: str | None = None
-    config: str | None = None
-    steps: int | None = None
-    time_budget: float | None = None     # seconds of training-step time
-    init_from: str | None = None
-    resume: bool = False
-    batch_size: int = 8                  # sequences per micro-batch per process
-    seq_len: int | None = None           # None: min(1024, cfg.max_seq_len)
-    lr: float = 2e-3
-    min_lr_ratio: float = 0.1
-    warmup: int = 100
-    grad_accum: int = 1
-    weight_decay: float = 0.1
-    clip: float = 1.0
-    eval_every: int = 500
-    eval_windows: int = 32
-    save_every: int = 500
-    save_every_s: float | None = None    # also checkpoint after this much training time
-    log_every: int = 10
-    seed: int = 0
-    threads: int | None = None
-    device: str | None = None            # "cpu" | "cuda"; default: cuda when available
-
-    def to_dict(self):
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainArgs":
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
-
-
-# ----------------------------------------------------------------------------------------------
-# Distributed environment
-
-
-class Dist:
-    """torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK) or a single process."""
-
-    def __init__(self, device_kind: str | None):
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        self.local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(self.world)))
-        kind = device_kind or ("cuda" if torch.cuda.is_available() else "cpu")
-        if kind not in ("cpu", "cuda"):
-            raise UserError(f"--device must be cpu or cuda, got {kind!r}")
-        if kind == "cuda" and not torch.cuda.is_available():
-            raise UserError("--device cuda: no CUDA device is available")
-        self.device = torch.device(f"cuda:{self.local_rank}") if kind == "cuda" else torch.device("cpu")
-        self.enabled = self.world > 1
-        self.started_group = False
-
-    def start(self):
-        if not self.enabled:
-            return
-        import torch.distributed as dist
-
-        if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
-            self.started_group = True
-
-    def stop(self):
-        if self.started_group:
-            import torch.distributed as dist
-
-            with contextlib.suppress(Exception):
-                dist.barrier()
-            dist.destroy_process_group()
-            self.started_group = False
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def all_sum(self, t: torch.Tensor) -> torch.Tensor:
-        if self.enabled:
-            import torch.distributed as dist
-
-            dist.all_reduce(t)
-        return t
-
-    def gather(self, obj) -> list:
-        if not self.enabled:
-            return [obj]
-        import torch.distributed as dist
-
-        out = [None] * self.world
-        dist.all_gather_object(out, obj)
-        return out
-
-    def agree(self, fn):
-        """Run fn() on every rank; if any rank raises UserError, every rank raises it (no hangs)."""
-        err, result = None, None
-        try:
-            result = fn()
-        except UserError as e:
-            err = str(e)
-        errs = [e for e in self.gather(err) if e]
-        if errs:
-            raise UserError(errs[0])
-        return result
-
-
-# ----------------------------------------------------------------------------------------------
-# Model, optimizer, schedule
+__all__ = ["EVAL_TAU", "LossModule", "TrainArgs", "Trainer", "train"]
 
 
 class LossModule(nn.Module):
-    """What DDP wraps: returns tensors only (loss with grad; detached byte loss and counts)."""
+    """What DDP (and torch.compile) wrap: (x, y, tau) -> (loss with grad, detached STATS)."""
 
     def __init__(self, model):
         super().__init__()
@@ -185,44 +76,9 @@ class LossModule(nn.Module):
 
     def forward(self, x, y, tau):
         out = self.model(x, targets=y, threshold=tau)
-        return out.loss, out.byte_loss.detach(), out.scratch.sum().detach()
-
-
-def param_groups(model: nn.Module, weight_decay: float):
-    """AdamW groups: decay on matrices only; none on norms, biases, embeddings or other vectors."""
-    embed_params = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
-    decay, no_decay = [], []
-    for _, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (decay if p.dim() >= 2 and id(p) not in embed_params else no_decay).append(p)
-    return [dict(params=decay, weight_decay=weight_decay), dict(params=no_decay, weight_decay=0.0)]
-
-
-def make_optimizer(model: nn.Module, lr: float, weight_decay: float, device: torch.device):
-    extra = dict(fused=True) if device.type == "cuda" else dict(foreach=True)
-    return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.95), eps=1e-8, **extra)
-
-
-def lr_at(args: TrainArgs, step: int, elapsed: float) -> float:
-    """Linear warmup over --warmup steps, then cosine to lr * min_lr_ratio over the run
-    (by step count with --steps, by training time with --time-budget; the further one wins)."""
-    if args.warmup > 0 and step <= args.warmup:
-        return args.lr * step / args.warmup
-    progress = 0.0
-    if args.steps:
-        progress = max(progress, (step - args.warmup) / max(1, args.steps - args.warmup))
-    if args.time_budget:
-        progress = max(progress, elapsed / args.time_budget)
-    progress = min(max(progress, 0.0), 1.0)
-    lo = args.lr * args.min_lr_ratio
-    return lo + 0.5 * (args.lr - lo) * (1.0 + math.cos(math.pi * progress))
-
-
-def autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+        stats = torch.stack([out.byte_loss.float(), out.aux_loss.float(), out.scratch.sum().float(),
+                             out.ends.sum().float()])
+        return out.loss, stats.detach()
 
 
 def unused_parameters(model, device, seq_len: int) -> list[str]:
@@ -232,20 +88,11 @@ def unused_parameters(model, device, seq_len: int) -> list[str]:
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (2, L + 1), generator=g).to(device)
     tau = model.sample_thresholds(2, g).to(device)
-    with autocast(device):
-        out = model(x[:, :-1], targets=x[:, 1:], threshold=tau)
+    out = model(x[:, :-1], targets=x[:, 1:], threshold=tau)
     out.loss.backward()
     names = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     model.zero_grad(set_to_none=True)
     return names
-
-
-def params_hash(model) -> str:
-    h = hashlib.sha256()
-    for name, p in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(p.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def config_diff(a: ModelConfig, b: ModelConfig) -> list[tuple[str, object, object]]:
@@ -254,74 +101,15 @@ def config_diff(a: ModelConfig, b: ModelConfig) -> list[tuple[str, object, objec
     return [(k, da[k], db[k]) for k in da if k != "name" and da[k] != db[k]]
 
 
-# ----------------------------------------------------------------------------------------------
-# Checkpoints
-
-
-def optimizer_tensors(opt, names: dict) -> dict:
-    out = {}
-    for p, st in opt.state.items():
-        name = names[id(p)]
-        for k, v in st.items():
-            out[f"opt.{name}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
-    return out
-
-
-def load_optimizer_tensors(opt, model, tensors: dict, source: Path):
-    sd = opt.state_dict()
-    index = {}
-    named = dict(model.named_parameters())
-    order = [p for g in opt.param_groups for p in g["params"]]
-    pid = {id(p): i for i, p in enumerate(order)}
-    for name, p in named.items():
-        if id(p) in pid:
-            index[name] = pid[id(p)]
-    state = {}
-    for key, v in tensors.items():
-        if not key.startswith("opt."):
-            continue
-        name, _, k = key[4:].rpartition(".")
-        if name not in index:
-            raise UserError(f"{source}: optimizer state for unknown parameter {name!r}")
-        state.setdefault(index[name], {})[k] = v
-    for name, i in index.items():
-        st = state.get(i)
-        if st is not None and set(st) != {"step", "exp_avg", "exp_avg_sq"}:
-            raise UserError(f"{source}: optimizer state for {name!r} is incomplete")
-        if st is not None and st["exp_avg"].shape != named[name].shape:
-            raise UserError(f"{source}: optimizer state for {name!r} has shape {tuple(st['exp_avg'].shape)}, "
-                            f"expected {tuple(named[name].shape)}")
-    sd["state"] = state
-    opt.load_state_dict(sd)
-
-
-def resolve_model_folder(path) -> Path:
-    """A model folder, or a training --out folder (its last/ checkpoint)."""
-    p = Path(path)
-    if not (p / CONFIG_FILE).is_file() and (p / LAST / CONFIG_FILE).is_file():
-        return p / LAST
-    return p
-
-
-def recover_checkpoint_folders(out: Path):
-    """Undo what a crash inside atomic_folder can leave behind: if DIR/last (or best) is missing
-    but its previous version was moved aside (`.last.old-PID`, between the two renames), put it
-    back; then drop leftover temporary folders (`.last.tmp-*`, never renamed into place)."""
-    import shutil
-
-    if not out.is_dir():
-        return
-    for name in (LAST, BEST):
-        olds = sorted(out.glob(f".{name}.old-*"), key=lambda p: p.stat().st_mtime)
-        if not (out / name).exists() and olds:
-            with contextlib.suppress(OSError):
-                os.replace(olds.pop(), out / name)
-        for junk in olds + list(out.glob(f".{name}.tmp-*")):
-            shutil.rmtree(junk, ignore_errors=True)
-
-
-# ----------------------------------------------------------------------------------------------
-# The run
+def train_flops(cfg: ModelConfig, rows: int, seq_len: int, commits: float, scratchpads: float) -> float:
+    """Model FLOPs of one training micro-batch (forward x 3 for forward + backward) from its counted
+    commits and scratchpads; trunk attention keys as in the parallel forward (causal over commits,
+    a scratchpad reads its row's commits so far, on average half)."""
+    n = commits / max(rows, 1)
+    keys = rows * n * (n + 1) / 2 + scratchpads * (n / 2 + 1)
+    fwd = flops_for_events(cfg, bytes=rows * seq_len, commits=round(commits), scratchpads=round(scratchpads),
+                           keys=round(keys))["total"]
+    return 3.0 * fwd
 
 
 class Trainer:
@@ -347,26 +135,17 @@ class Trainer:
             if not (last / STATE_FILE).is_file():
                 what = "no such folder" if not out.exists() else f"no checkpoint in {last}"
                 raise UserError(f"--resume: {out}: {what}")
-            saved = self._read_saved_args(last)
-            for k, v in saved.items():
-                if k in self.given and k not in RESUME_MAY_CHANGE and getattr(a, k) != v and k not in ("preset", "config"):
-                    flag = "--" + k.replace("_", "-")
-                    raise UserError(f"{flag} {getattr(a, k)} differs from the run being resumed ({v}); "
-                                    f"resume continues a run exactly, use a new --out to change it")
-            merged = dict(saved)
-            # the checkpoint's own config.json defines the model; --preset/--config, if given, are
-            # only checked against it (a --config file of the original run need not exist any more)
-            merged["preset"] = merged["config"] = None
-            for k in RESUME_MAY_CHANGE | {"preset", "config"}:
-                if k in self.given:
-                    merged[k] = getattr(a, k)
-            merged["resume"], merged["out"] = True, a.out
-            self.args = a = TrainArgs.from_dict(merged)
+            self.args = a = merge_resume_args(read_saved_args(last), a, self.given)
             resume_state = last
         elif out.is_dir() and ((out / LAST).exists() or (out / LOG_FILE).exists()):
             raise UserError(f"--out {out}: already holds a training run; pass --resume to continue it or choose another --out")
         if not a.steps and not a.time_budget:
             raise UserError("give --steps N or --time-budget DURATION")
+        self.dtype_note = check_dtype(a.dtype, self.dist.device)
+        if a.compile:
+            problem = compile_problem(self.dist.device)
+            if problem:
+                raise UserError(f"--compile: {problem}; run without --compile")
 
         # config and weights
         requested = None
@@ -412,36 +191,18 @@ class Trainer:
         if source is not None:
             model = load_model(source)
             if resume_state is not None:
-                state = read_tensors(resume_state / STATE_FILE)
-                for k in ("step", "elapsed", "bytes_seen", "log_offset", "best_val", "data_seed"):
-                    if k not in state:
-                        raise UserError(f"{resume_state / STATE_FILE}: corrupted (no '{k}')")
+                state = read_train_state(resume_state)
         else:
             model = build_model(cfg)
         return corpus, model, state
-
-    def _read_saved_args(self, last: Path) -> dict:
-        path = last / ARGS_FILE
-        try:
-            d = json.loads(path.read_text())
-            return dict(d["args"])
-        except FileNotFoundError:
-            raise UserError(f"{path}: missing (incomplete checkpoint)") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
-            raise UserError(f"{path}: corrupted ({type(e).__name__})") from None
-
-    def _read_saved_world(self):
-        try:
-            return int(json.loads((self.out / LAST / ARGS_FILE).read_text()).get("world_size"))
-        except (OSError, ValueError, TypeError, AttributeError):
-            return None
 
     # logging ----------------------------------------------------------------------------------
     def log(self, event: str, **fields):
         if self.log_f is None:
             return
-        rec = {"event": event, **fields}
-        self.log_f.write(json.dumps(rec) + "\n")
+        import json
+
+        self.log_f.write(json.dumps({"event": event, **fields}) + "\n")
         self.log_f.flush()
 
     # checkpoints ------------------------------------------------------------------------------
@@ -454,38 +215,21 @@ class Trainer:
         if hashes and len(set(hashes)) > 1:
             self.log("replica_mismatch", step=step, hashes=hashes)
             raise RuntimeError(f"step {step}: DDP replicas diverged (parameter hashes {hashes})")
-        names = {id(p): n for n, p in self.model.named_parameters()}
-        st = optimizer_tensors(self.opt, names)
-        st.update({
-            "step": torch.tensor([step], dtype=torch.int64),
-            "elapsed": torch.tensor([self.elapsed], dtype=torch.float64),
-            "bytes_seen": torch.tensor([self.bytes_seen], dtype=torch.int64),
-            "best_val": torch.tensor([self.best_val], dtype=torch.float64),
-            "best_step": torch.tensor([self.best_step], dtype=torch.int64),
-            "data_seed": torch.tensor([self.args.seed], dtype=torch.int64),
-            "data_step": torch.tensor([step], dtype=torch.int64),
-            "rng_torch": torch.get_rng_state(),
-        })
-        if self.dist.device.type == "cuda":
-            st["rng_cuda"] = torch.cuda.get_rng_state(self.dist.device)
         self.log_f.flush()
-        offset = self.log_f.tell()
-        st["log_offset"] = torch.tensor([offset], dtype=torch.int64)
-        summary = dict(format=FORMAT, args=self.args.to_dict(), step=step, world_size=self.dist.world,
+        counters = dict(step=step, elapsed=self.elapsed, bytes_seen=self.bytes_seen, best_val=self.best_val,
+                        best_step=self.best_step, data_seed=self.args.seed, log_offset=self.log_f.tell())
+        st = train_state_tensors(self.opt, self.model, counters, self.dist.device)
+        summary = dict(args=self.args.to_dict(), step=step, world_size=self.dist.world,
                        elapsed_s=round(self.elapsed, 3), bytes_seen=self.bytes_seen, last_eval=self.last_eval,
                        best_val_bpb=None if math.isinf(self.best_val) else self.best_val, best_step=self.best_step,
                        saved=datetime.now(timezone.utc).isoformat(timespec="seconds"), torch=torch.__version__)
-        with atomic_folder(self.out / LAST) as tmp:
-            write_model_files(self.model, tmp, extra={STATE_FILE: st})
-            (tmp / ARGS_FILE).write_text(json.dumps(summary, indent=2))
+        write_last(self.out, self.model, st, summary)
         self.log("checkpoint", step=step, path=str(self.out / LAST), **({"replica_hashes": hashes} if hashes else {}))
 
     def _save_best(self, step: int, metrics: dict):
         if not self.dist.main:
             return
-        with atomic_folder(self.out / BEST) as tmp:
-            write_model_files(self.model, tmp)
-            (tmp / "best.json").write_text(json.dumps(dict(step=step, metric=self.metric_name, **metrics), indent=2))
+        write_best(self.out, self.model, dict(step=step, metric=self.metric_name, **metrics))
         self.log("best", step=step, **{self.metric_name: self.best_val})
 
     # evaluation -------------------------------------------------------------------------------
@@ -501,8 +245,8 @@ class Trainer:
             acc = torch.zeros(3, dtype=torch.float64, device=dev)  # nats, bytes, scratchpads
             for x, y in self.corpus.val_batches(mine, self.args.batch_size):
                 x, y = x.to(dev), y.to(dev)
-                with autocast(dev):
-                    out = model(x, targets=y, threshold=tau)
+                with autocast(dev, self.args.dtype):
+                    out = self.eval_model(x, targets=y, threshold=tau)
                 n = y.numel()
                 acc += torch.stack([out.byte_loss.double() * n, torch.tensor(float(n), device=dev, dtype=torch.float64),
                                     out.scratch.sum().double()])
@@ -521,9 +265,9 @@ class Trainer:
         res = self.evaluate()
         self.last_eval = dict(step=step, **res)
         self.log("eval", step=step, eval_s=round(time.perf_counter() - t0, 3), **res)
-        parts = [f"val bpb {res['val_bpb']:.4f}"]
+        parts = [f"val bpb at tau=inf {res['val_bpb']:.4f}"]
         if f"val_bpb_tau{EVAL_TAU:g}" in res:
-            parts.append(f"at tau {EVAL_TAU:g}: {res[f'val_bpb_tau{EVAL_TAU:g}']:.4f} "
+            parts.append(f"at tau={EVAL_TAU:g} {res[f'val_bpb_tau{EVAL_TAU:g}']:.4f} "
                          f"(scratchpads at {100 * res[f'val_scratch_rate_tau{EVAL_TAU:g}']:.1f}% of bytes)")
         if self.dist.main:
             self.print(f"step {step:>7} | " + " | ".join(parts))
@@ -567,6 +311,15 @@ class Trainer:
     def _on_signal(self, signum, frame):
         self.stop_signal = signum
 
+    def _open_log(self, log_offset):
+        if not self.dist.main:
+            return
+        path = self.out / LOG_FILE
+        if log_offset is not None and path.exists() and path.stat().st_size > log_offset:
+            with open(path, "r+b") as f:
+                f.truncate(log_offset)
+        self.log_f = open(path, "a")
+
     def _train(self, corpus, model, state) -> int:
         a, dist, dev = self.args, self.dist, self.dist.device
         self.out, self.corpus = Path(a.out), corpus
@@ -581,40 +334,25 @@ class Trainer:
         log_offset = None
         self.saved_elapsed = 0.0
         if state is not None:
-            load_optimizer_tensors(self.opt, model, state, self.out / LAST / STATE_FILE)
-            step = int(state["step"][0])
-            self.elapsed = float(state["elapsed"][0])
-            self.bytes_seen = int(state["bytes_seen"][0])
-            self.best_val = float(state["best_val"][0])
-            self.best_step = int(state["best_step"][0])
-            log_offset = int(state["log_offset"][0])
-            if int(state["data_seed"][0]) != a.seed:
-                raise UserError(f"{self.out / LAST / STATE_FILE}: data seed {int(state['data_seed'][0])} does not match --seed {a.seed}")
-            torch.set_rng_state(state["rng_torch"])
-            if dev.type == "cuda" and "rng_cuda" in state:
-                torch.cuda.set_rng_state(state["rng_cuda"], dev)
+            c = restore_train_state(state, self.opt, model, self.out / LAST / STATE_FILE, a.seed, dev)
+            step, self.elapsed, self.bytes_seen = c["step"], c["elapsed"], c["bytes_seen"]
+            self.best_val, self.best_step, log_offset = c["best_val"], c["best_step"], c["log_offset"]
             self.saved_step, self.saved_elapsed = step, self.elapsed
         self.val_offsets = corpus.val_offsets(a.eval_windows)
 
         unused = unused_parameters(model, dev, a.seq_len) if dist.enabled else []
-        step_model = LossModule(model)
-        if dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel as DDP
+        ddp = dist.wrap(LossModule(model), find_unused=bool(unused))
+        step_model, self.eval_model = ddp, model
+        if a.compile:
+            step_model, self.eval_model = torch.compile(ddp), torch.compile(model)
 
-            step_model = DDP(step_model, device_ids=[dev.index] if dev.type == "cuda" else None,
-                             find_unused_parameters=bool(unused))
-
-        if dist.main:
-            path = self.out / LOG_FILE
-            if log_offset is not None and path.exists() and path.stat().st_size > log_offset:
-                with open(path, "r+b") as f:
-                    f.truncate(log_offset)
-            self.log_f = open(path, "a")
+        self._open_log(log_offset)
         n_params = sum(p.numel() for p in model.parameters())
         global_batch = a.batch_size * a.grad_accum * dist.world
         bytes_per_step = global_batch * a.seq_len
+        peak = peak_flops(dev, a.dtype)
         if state is not None:
-            prev_world = self._read_saved_world()
+            prev_world = read_saved_world(self.out)
             if dist.main and prev_world not in (None, dist.world):
                 self.print(f"note: the checkpoint was written by {prev_world} process(es), this run has {dist.world}; "
                            f"the data order differs from an uninterrupted run")
@@ -622,94 +360,81 @@ class Trainer:
         else:
             self.log("start", time=datetime.now(timezone.utc).isoformat(timespec="seconds"), args=a.to_dict(),
                      config=model.cfg.to_dict(), params=n_params, world_size=dist.world, device=str(dev),
-                     threads=torch.get_num_threads(), train_bytes=len(corpus.train), val_bytes=len(corpus.val),
-                     val_windows=len(self.val_offsets), unused_parameters=unused,
+                     device_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+                     peak_flops=peak, threads=torch.get_num_threads(), train_bytes=len(corpus.train),
+                     val_bytes=len(corpus.val), val_windows=len(self.val_offsets), unused_parameters=unused,
                      manifest=corpus.manifest if isinstance(corpus.manifest, dict) else None)
         if dist.main:
             what = f"{a.steps} steps" if a.steps else ""
             if a.time_budget:
                 what += (" or " if what else "") + f"{a.time_budget:g}s of training"
             self.print(f"{'resuming' if state is not None else 'training'} {model.cfg.name}: {n_params / 1e6:.2f}M params, "
-                       f"{dist.world} process(es) on {dev}, batch {a.batch_size}x{a.grad_accum}x{dist.world} of "
-                       f"{a.seq_len} bytes, {what}" + (f", from step {step}" if state is not None else ""))
+                       f"{dist.world} process(es) on {dev}, {a.dtype}{', compiled' if a.compile else ''}, batch "
+                       f"{a.batch_size}x{a.grad_accum}x{dist.world} of {a.seq_len} bytes, {what}"
+                       + (f", from step {step}" if state is not None else ""))
+            for note in (schedule_warning(a), self.dtype_note):
+                if note:
+                    self.print(note)
 
-        scale = 1.0 / a.grad_accum
-        params = [p for p in model.parameters() if p.requires_grad]
-        elapsed_local = self.elapsed  # this rank's training-step seconds; ranks agree on their mean
-        window_bytes, window_time = 0, 0.0
-        stop_reason = "steps"
-        while True:
-            if a.steps and step >= a.steps:
-                stop_reason = "steps"
-                break
-            if a.time_budget and self.elapsed >= a.time_budget:
-                stop_reason = "time_budget"
-                break
-            step += 1
-            lr = lr_at(a, step, self.elapsed)
-            for g in self.opt.param_groups:
-                g["lr"] = lr
-            t0 = time.perf_counter()
-            acc = torch.zeros(3, device=dev, dtype=torch.float64)
-            for micro in range(a.grad_accum):
-                x, y = corpus.batch(a.seed, step, micro, dist.rank, a.batch_size)
-                tau = model.sample_thresholds(a.batch_size, batch_generator(a.seed, step, micro, dist.rank))
-                seed_model_rng(a.seed, step, micro, dist.rank)
-                x, y, tau = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True), tau.to(dev)
-                sync = contextlib.nullcontext()
-                if dist.enabled and micro < a.grad_accum - 1:
-                    sync = step_model.no_sync()
-                with sync:
-                    with autocast(dev):
-                        loss, byte_loss, n_scratch = step_model(x, y, tau)
-                    (loss * scale).backward()
-                acc += torch.stack([loss.detach().double(), byte_loss.double(), n_scratch.double()])
-            gnorm = torch.nn.utils.clip_grad_norm_(params, a.clip if a.clip > 0 else math.inf)
-            local_bad = float(not torch.isfinite(acc[:2]).all())
-            so_far = elapsed_local + (time.perf_counter() - t0)
-            summary = torch.cat([acc, torch.tensor([local_bad, float(self.stop_signal != 0), so_far],
-                                                   device=dev, dtype=torch.float64)])
-            summary = dist.all_sum(summary).cpu()
-            n_micro = a.grad_accum * dist.world
-            loss_v, byte_v = float(summary[0]) / n_micro, float(summary[1]) / n_micro
-            gnorm_v = float(gnorm)
-            if summary[3] > 0 or not math.isfinite(gnorm_v):
-                what = "loss" if summary[3] > 0 else "gradient norm"
-                val = loss_v if summary[3] > 0 else gnorm_v
-                self.log("stop", step=step, reason="nonfinite", what=what, value=str(val), lr=lr)
-                kept = f"{self.out / LAST} (step {self.saved_step})" if self.saved_step > 0 else "none (no checkpoint was written yet)"
-                raise UserError(f"step {step}: {what} is {val}; training stopped, the last good checkpoint is kept: {kept}"
-                                f" (try a lower --lr or --clip)")
-            self.opt.step()
-            self.opt.zero_grad(set_to_none=True)
-            # identical on every rank, so time-based schedules and stops agree
-            self.elapsed = float(summary[5]) / dist.world
+        def batch(step, micro):
+            x, y = corpus.batch(a.seed, step, micro, dist.rank, a.batch_size)
+            tau = model.sample_thresholds(a.batch_size, batch_generator(a.seed, step, micro, dist.rank))
+            seed_model_rng(a.seed, step, micro, dist.rank)
+            return x.to(dev, non_blocking=True), y.to(dev, non_blocking=True), tau.to(dev)
+
+        loop = StepLoop(step_model, [p for p in model.parameters() if p.requires_grad], self.opt, a, dist, dev,
+                        no_sync=getattr(ddp, "no_sync", None), stop_flag=lambda: self.stop_signal != 0)
+        window = dict(bytes=0, time=0.0, steps=0)
+        first = dict(step=step + 1)
+        n_micro = a.grad_accum * dist.world
+        reset_peak_memory(dev)
+
+        def on_step(st):
+            self.elapsed = st.elapsed
             self.bytes_seen += bytes_per_step
-            step_ms = 1000 * (time.perf_counter() - t0)
-            elapsed_local += step_ms / 1000
-            rate = bytes_per_step / max(step_ms / 1000, 1e-9)
-            scratch_rate = float(summary[2]) / (a.batch_size * a.seq_len * n_micro)
-            self.log("step", step=step, loss=loss_v, byte_loss=byte_v, bpb=byte_v / math.log(2), lr=lr,
-                     grad_norm=gnorm_v, scratch_rate=scratch_rate, bytes=self.bytes_seen,
-                     step_ms=round(step_ms, 2), bytes_per_s=round(rate, 1), elapsed=round(self.elapsed, 3))
-            window_bytes += bytes_per_step
-            window_time += step_ms / 1000
-            if dist.main and (step % max(1, a.log_every) == 0 or (a.steps and step == a.steps)):
-                self.print(f"step {step:>7}{f'/{a.steps}' if a.steps else ''} | loss {loss_v:.4f} | bpb {byte_v / math.log(2):.4f} "
-                           f"| lr {lr:.2e} | {window_bytes / max(window_time, 1e-9) / 1e3:,.1f} kB/s "
-                           f"| {1000 * window_time / max(1, window_bytes // bytes_per_step):.0f} ms/step "
+            byte_l, aux_l, n_scratch, n_commits = st.stats
+            rate = bytes_per_step / max(st.step_s, 1e-9)
+            scratch_rate = n_scratch / (a.batch_size * a.seq_len)
+            flops = n_micro * train_flops(model.cfg, a.batch_size, a.seq_len, n_commits, n_scratch)
+            perf = dict(step_ms=round(1000 * st.step_s, 2), bytes_per_s=round(rate, 1), model_flops=flops)
+            if peak:
+                perf["mfu"] = round(flops / st.step_s / peak / dist.world, 5)
+            mem = peak_memory_bytes(dev)
+            if mem is not None:
+                perf["peak_mem_bytes"] = mem
+            self.log("step", step=st.step, loss=st.loss, byte_loss=byte_l, aux_loss=aux_l, bpb=byte_l / math.log(2),
+                     lr=st.lr, grad_norm=st.grad_norm, scratch_rate=scratch_rate, bytes=self.bytes_seen,
+                     elapsed=round(self.elapsed, 3), **perf)
+            if st.step == first["step"] and a.compile and dist.main:
+                self.print(f"compile: the first step took {st.step_s:.1f}s (torch.compile warm-up, counted in the "
+                           f"training time)")
+                self.log("compile", step=st.step, first_step_s=round(st.step_s, 3))
+            window["bytes"] += bytes_per_step
+            window["time"] += st.step_s
+            window["steps"] += 1
+            if dist.main and (st.step % max(1, a.log_every) == 0 or (a.steps and st.step == a.steps)):
+                mfu = f" | MFU {100 * perf['mfu']:.1f}%" if "mfu" in perf else ""
+                self.print(f"step {st.step:>7}{f'/{a.steps}' if a.steps else ''} | loss (byte+aux) {st.loss:.4f} "
+                           f"| bpb {byte_l / math.log(2):.4f} | lr {st.lr:.2e} "
+                           f"| {window['bytes'] / max(window['time'], 1e-9) / 1e3:,.1f} kB/s "
+                           f"| {1000 * window['time'] / max(1, window['steps']):.0f} ms/step{mfu} "
                            f"| scratchpads {100 * scratch_rate:.1f}% | {_hms(self.elapsed)}")
-                window_bytes, window_time = 0, 0.0
-            if a.eval_every > 0 and step % a.eval_every == 0:
-                self._eval_and_maybe_best(step)
-            due = a.save_every > 0 and step % a.save_every == 0
+                window.update(bytes=0, time=0.0, steps=0)
+            if a.eval_every > 0 and st.step % a.eval_every == 0:
+                self._eval_and_maybe_best(st.step)
+            due = a.save_every > 0 and st.step % a.save_every == 0
             due = due or bool(a.save_every_s and self.elapsed - self.saved_elapsed >= a.save_every_s)
             if due:
-                self._check_finite(step)
-                self._save(step)
-            if summary[4] > 0:
-                stop_reason = "signal"
-                break
+                self._check_finite(st.step)
+                self._save(st.step)
+
+        try:
+            step, stop_reason = loop.run(step, self.elapsed, batch, on_step)
+        except NonFinite as e:
+            self.log("stop", step=e.step, reason="nonfinite", what=e.what, value=str(e.value), lr=e.lr)
+            kept = f"{self.out / LAST} (step {self.saved_step})" if self.saved_step > 0 else "none (no checkpoint was written yet)"
+            raise UserError(f"step {e.step}: {e.what} is {e.value}; training stopped, the last good checkpoint is kept: "
+                            f"{kept} (try a lower --lr or --clip)") from None
 
         # final evaluation and checkpoint
         if self.last_eval is None or self.last_eval.get("step") != step:

@@ -154,8 +154,12 @@ def test_resume_rules(corpus, tmp_path, capsys):
     assert_user_error(code, err, "--lr", "differs from the run being resumed")
     code, err = run(["--out", out, "--resume", "--preset", "tiny-sp-fixed-p4"], capsys)[::2]
     assert_user_error(code, err, "patch_size", "--preset tiny-sp-fixed-p4")
+    other = make_corpus(tmp_path / "other-corpus", text=b"a different corpus entirely\n")
+    code, err = run(["--out", out, "--resume", "--steps", 5, "--data", other], capsys)[::2]
+    assert_user_error(code, err, "--data", "differs from the run being resumed")
     assert (out / "log.jsonl").read_bytes() == log_before
-    code, _, err = run(["--out", out, "--resume", "--steps", 5], capsys)
+    # the same folder spelled differently is the same corpus
+    code, _, err = run(["--out", out, "--resume", "--steps", 5, "--data", Path(os.path.relpath(corpus))], capsys)
     assert code == 0, err
     assert [e["step"] for e in events(out, "step")] == [1, 2, 3, 4, 5]
 
