@@ -12,6 +12,7 @@ import math
 import sys
 import time
 
+from eval import compressors
 from eval.common import (
     WINDOWING,
     Parser,
@@ -47,6 +48,9 @@ def main(argv=None) -> int:
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--threshold", "-t", help="tau in nats; 'inf' = no scratchpads (default 1.5)")
     g.add_argument("--rate", help="instead of tau: a target scratchpad rate (fraction of bytes); tau by entropy quantile")
+    ap.add_argument("--compare-compressors", action="store_true",
+                    help="also run gzip -9, bzip2 -9, xz -9e, zstd -19 (those installed) on the same bytes, "
+                         "whole-file and per window (eval/compressors.py)")
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
     rate = parse_rate(a.rate, "--rate") if a.rate is not None else None
     tau = parse_threshold(a.threshold if a.threshold is not None else "1.5", "--threshold")
@@ -86,10 +90,15 @@ def main(argv=None) -> int:
         f"{fmt(r['byte_baseline_kv_bytes_per_byte'])} KV bytes/byte). FLOPs are the config's accounting "
         "(scratchpad/accounting.py) applied to the events of the parallel forward.",
     ]
+    if a.compare_compressors:
+        result["compressors"] = comp = compressors.compare(arr, W)
+        sections.append(compressors.section(comp, r["bpb"], f"τ = {fmt(tau_eff)}"))
     write_report(out, "bpb", "Bits per byte", sections, result)
     print(f"bpb {r['bpb']:.4f} at tau {fmt(tau_eff)} over {r['bytes']:,} bytes ({r['windows']} windows of {W}); "
           f"scratchpads at {100 * r['scratchpad_rate']:.1f}% of bytes, {r['trunk_calls_per_byte']:.3f} trunk calls/byte, "
           f"{r['flops_ratio_vs_byte']:.3f}x the byte baseline's FLOPs -> {out / 'bpb.md'}")
+    if a.compare_compressors:
+        print(compressors.summary_line(comp))
     return 0
 
 
