@@ -253,12 +253,58 @@ class TokenBaseline:
         return flops_for_events(byte_baseline(cfg), bytes=n, commits=n, scratchpads=0, keys=keys, aux_steps=0)["total"]
 
 
+class TokenLoss(nn.Module):
+    """The token LM in the trainer's loss-module form: (x, y, tau) -> (loss, [loss])."""
+
+    def __init__(self, model: TokenLM):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x, y, tau):
+        logits = self.model(x)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
+        return loss, loss.detach().view(1)
+
+
+def _train_token_lm(model: TokenLM, ids: np.ndarray, seq_len: int, batch_size: int, lr: float, warmup: int,
+                    steps: int | None, time_budget: float | None, seed: int) -> tuple[list[float], list[float]]:
+    """Train through the trainer's step loop (train/loop.py: schedule, clipping, AdamW, non-finite
+    check) on windows drawn by the trainer's counter-based sampler -> (ms per step, losses)."""
+    from train.args import TrainArgs
+    from train.data import sample_offsets
+    from train.dist import Dist
+    from train.loop import NonFinite, StepLoop
+    from train.optim import make_optimizer
+
+    device = torch.device("cpu")
+    args = TrainArgs(lr=lr, warmup=warmup, steps=steps, time_budget=time_budget, batch_size=batch_size, seed=seed)
+    opt = make_optimizer(model, lr, args.weight_decay, device)
+    loop = StepLoop(TokenLoss(model), [p for p in model.parameters() if p.requires_grad], opt, args,
+                    Dist.single("cpu"), device)
+
+    def batch(step, micro):
+        offs = sample_offsets(seed, step, micro, 0, batch_size, len(ids) - seq_len)
+        w = torch.from_numpy(np.stack([ids[o : o + seq_len + 1] for o in offs]).astype(np.int64))
+        return w[:, :-1], w[:, 1:], None
+
+    step_ms, losses = [], []
+
+    def on_step(st):
+        step_ms.append(1000 * st.step_s)
+        losses.append(st.loss)
+
+    model.train()
+    try:
+        loop.run(0, 0.0, batch, on_step)
+    except NonFinite as e:
+        raise UserError(f"tokenizer baseline: {e.what} is {e.value} at step {e.step}; try a lower learning rate") from None
+    return step_ms, losses
+
+
 def train_baseline(data, preset: str, vocab_size: int = 4096, sample_bytes: int = 8 << 20, train_bytes: int = 32 << 20,
                    time_budget: float | None = None, steps: int | None = None, seq_len_bytes: int | None = None,
                    batch_size: int = 8, lr: float = 2e-3, warmup: int = 100, seed: int = 0, log=print) -> TokenBaseline:
     """Train the tokenizer on a sample of DATA/train.bin and the token LM for the budget."""
-    from train.trainer import TrainArgs, lr_at, make_optimizer
-
     if not time_budget and not steps:
         raise UserError("tokenizer baseline: give a time budget or a step count")
     cfg = ModelConfig.preset(preset)
@@ -277,32 +323,8 @@ def train_baseline(data, preset: str, vocab_size: int = 4096, sample_bytes: int 
         f"{bytes_per_token:.2f} bytes/token; token LM windows of {seq_len} tokens (~{seq_bytes} bytes)")
     torch.manual_seed(seed)
     model = TokenLM(tok.vocab_size, trunk_fields(cfg))
-    device = torch.device("cpu")
-    opt = make_optimizer(model, lr, 0.1, device)
-    args = TrainArgs(lr=lr, warmup=warmup, steps=steps, time_budget=time_budget)
-    rng = np.random.default_rng(seed)
-    params = [p for p in model.parameters() if p.requires_grad]
-    step, elapsed, step_ms, losses = 0, 0.0, [], []
-    model.train()
-    while (not steps or step < steps) and (not time_budget or elapsed < time_budget):
-        step += 1
-        for g in opt.param_groups:
-            g["lr"] = lr_at(args, step, elapsed)
-        t = time.perf_counter()
-        offs = rng.integers(0, len(ids) - seq_len - 1, size=batch_size)
-        w = torch.from_numpy(np.stack([ids[o : o + seq_len + 1] for o in offs]).astype(np.int64))
-        logits = model(w[:, :-1])
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), w[:, 1:].reshape(-1))
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        dt = time.perf_counter() - t
-        elapsed += dt
-        step_ms.append(1000 * dt)
-        losses.append(float(loss.detach()))
-        if not math.isfinite(losses[-1]):
-            raise UserError(f"tokenizer baseline: loss is {losses[-1]} at step {step}; try a lower learning rate")
+    step_ms, losses = _train_token_lm(model, ids, seq_len, batch_size, lr, warmup, steps, time_budget, seed)
+    step, elapsed = len(step_ms), sum(step_ms) / 1000
     model.eval()
     meta = dict(data=str(data), preset=preset, steps=step, train_seconds=elapsed, ms_per_step=float(np.median(step_ms)),
                 tokenizer_seconds=tok_s, tokenizer_sample_bytes=min(len(train_arr), sample_bytes),

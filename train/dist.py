@@ -26,6 +26,13 @@ class Dist:
         self.enabled = self.world > 1
         self.started_group = False
 
+    @classmethod
+    def single(cls, device_kind: str | None = "cpu") -> "Dist":
+        """One process whatever the environment says (for jobs that never join a group)."""
+        d = cls(device_kind)
+        d.world, d.rank, d.local_rank, d.local_world, d.enabled = 1, 0, 0, 1, False
+        return d
+
     def start(self):
         if not self.enabled:
             return
