@@ -191,13 +191,6 @@ def batches(arr: np.ndarray, window: int, batch_size: int):
 # scoring with event counts
 
 
-def aux_needed(cfg, entropy_scratchpads: bool) -> bool:
-    """Does inference run the aux head? Same rule as the engine: for an entropy patcher, or when
-    scratchpads are entropy-triggered, unless every byte already commits (byte level)."""
-    every_byte = cfg.patcher == "fixed" and cfg.patch_size == 1
-    return cfg.patcher.startswith("entropy") or (entropy_scratchpads and not every_byte)
-
-
 @dataclass
 class Events:
     """Summed over scored rows. keys = trunk entries read over all trunk steps (self included)."""
@@ -245,7 +238,7 @@ def score(model, x, y=None, threshold=None, scratchpad_mask=None, entropy_trigge
         entropy_scratchpads = entropy_trigger
     else:
         entropy_scratchpads = threshold is not None and math.isfinite(float(threshold))
-    aux = B * L if aux_needed(model.cfg, entropy_scratchpads) else 0
+    aux = B * L if model.cfg.aux_runs(entropy_scratchpads) else 0
     ev = Events(nats=float(nats), bytes=B * L, commits=int(commits.sum()), scratchpads=int(scratch.sum()),
                 keys=int(keys.sum()), aux=aux, baseline_keys=B * L * (L + 1) // 2, windows=B)
     return ev, out

@@ -63,8 +63,6 @@ class Engine:
         p = next(model.parameters())
         self.device = torch.device(device) if device else p.device
         self.dtype = p.dtype
-        self.entropy_patcher = model.cfg.patcher.startswith("entropy")
-        self.every_byte_commits = model.cfg.patcher == "fixed" and model.cfg.patch_size == 1
 
     # state ------------------------------------------------------------------------------------
     def new_state(self, batch: int, max_bytes: int) -> DecodeState:
@@ -114,8 +112,10 @@ class Engine:
         """Feed byte x [R] to `rows` [R] (sorted, distinct) -> logits [R, 256] predicting the next byte."""
         m, cfg = self.model, self.cfg
         h = m.encoder.step(m.embed(x), state.encoder, rows)
-        if self.entropy_patcher or (math.isfinite(threshold) and not self.every_byte_commits):
-            entropy = entropy_nats(m.aux_logits(m.aux.step(h, state.aux, rows)))
+        aux_h = None
+        if cfg.aux_runs(math.isfinite(threshold)):
+            aux_h = m.aux.step(h, state.aux, rows)
+            entropy = entropy_nats(m.aux_logits(aux_h))
             state.counts.aux[rows] += 1
         else:
             entropy = torch.zeros(len(rows), device=x.device, dtype=h.dtype)
@@ -127,7 +127,7 @@ class Engine:
         state.window[rows] = torch.cat([state.window[rows, 1:], m.pooling.features(h).unsqueeze(1)], 1)
         if coord is not None:
             state.coord_window[rows] = torch.cat([state.coord_window[rows, 1:], coord.unsqueeze(1)], 1)
-        scratch = ~ends & (entropy > threshold) if math.isfinite(threshold) else torch.zeros_like(ends)
+        scratch = ~ends & (entropy > threshold) if math.isfinite(threshold) and cfg.scratchpad else torch.zeros_like(ends)
 
         commit_idx = ends.nonzero().flatten()
         if len(commit_idx):
@@ -142,7 +142,7 @@ class Engine:
             pooled = self._pool(state, rows, scratch_idx, open_len, seen, patch_index, h.dtype)
             state.ctx[rows[scratch_idx]] = m.trunk_out(m.trunk.transient(pooled, state.trunk, rows[scratch_idx]))
         reset = (open_len == 1) if cfg.decoder == "patch-ar" else None
-        d = m.decoder.step(m.decoder_input(x, h, state.ctx[rows]), state.decoder, rows, reset=reset)
+        d = m.decoder.step(m.decoder_input(x, h, aux_h, state.ctx[rows]), state.decoder, rows, reset=reset)
         c = state.counts
         c.bytes[rows] += 1
         c.commits[rows] += ends.long()

@@ -22,6 +22,7 @@ class ModelConfig:
     n_enc_layers: int = 1
     n_aux_layers: int = 2
     n_dec_layers: int = 1
+    decoder_reads_aux: bool = False  # decoder input = aux stack output (aux layers feed prediction, always run)
     local_mixer: str = "ssm"
     local_window: int = 128          # attention span / ring size when local_mixer == "attn"
     # trunk
@@ -48,6 +49,13 @@ class ModelConfig:
     aux_loss_weight: float = 1.0
     max_seq_len: int = 4096
 
+    def aux_runs(self, entropy_scratchpads: bool) -> bool:
+        """Does inference run the aux stack at every byte? For an entropy patcher, for a decoder that
+        reads it, or when scratchpads are entropy-triggered (unless every byte already commits)."""
+        every_byte = self.patcher == "fixed" and self.patch_size == 1
+        return (self.patcher.startswith("entropy") or self.decoder_reads_aux
+                or (entropy_scratchpads and self.scratchpad and not every_byte))
+
     @property
     def window(self) -> int:
         """Longest possible patch: the pooling window."""
@@ -71,8 +79,10 @@ class ModelConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or v < 0:
                 bad(name, f"must be an integer >= 0, got {v!r}")
-        if self.n_aux_layers < 1 and (self.scratchpad or self.patcher.startswith("entropy")):
-            bad("n_aux_layers", "must be >= 1 when scratchpads or entropy patching use the aux head")
+        if self.n_aux_layers < 1 and (self.scratchpad or self.patcher.startswith("entropy") or self.decoder_reads_aux):
+            bad("n_aux_layers", "must be >= 1 when scratchpads, entropy patching or the decoder use the aux head")
+        if self.decoder_reads_aux and self.decoder == "patch-ar":
+            bad("decoder_reads_aux", "applies to the residual decoder only")
         if self.patcher not in PATCHERS:
             bad("patcher", f"must be one of {', '.join(PATCHERS)}, got {self.patcher!r}")
         if self.pooling not in POOLINGS:
@@ -158,7 +168,7 @@ def tiny(cfg: ModelConfig) -> ModelConfig:
     trunk = (kinds * 2)[:2]
     return dataclasses.replace(
         cfg, name=f"tiny-{cfg.name}", d_local=16, d_model=32, n_heads=2, trunk_mixers=trunk,
-        n_enc_layers=1, n_dec_layers=1, n_aux_layers=min(cfg.n_aux_layers, 2), local_window=32,
+        n_enc_layers=1, n_dec_layers=1, n_aux_layers=min(cfg.n_aux_layers, 2), local_window=min(cfg.local_window, 32),
         max_seq_len=512,
     )
 
@@ -182,6 +192,15 @@ _PRESETS: dict[str, dict] = {
     # learned causal router (H-Net style)
     "sp-router-p8": dict(patcher="router", patch_size=8, max_patch_len=16, trunk_mixers=_SP_TRUNK),
 }
+# Trunk-heavy design: light local models whose attention reads only the last 4 bytes (so context
+# older than ~10 bytes must come through the trunk), the decoder reading the aux stack (the aux layer
+# feeds prediction, not only the trigger), and a 6-layer trunk holding ~94% of the parameters.
+_HEAVY = dict(d_local=64, n_enc_layers=1, n_aux_layers=1, n_dec_layers=1, decoder_reads_aux=True, local_mixer="attn",
+              local_window=4, d_model=256, trunk_mixers=["ssm", "attn"] * 3)
+_PRESETS["heavy-byte"] = dict(_HEAVY, patcher="fixed", patch_size=1, pooling="mean", scratchpad=False)
+_PRESETS["heavy-p16-plain"] = dict(_HEAVY, patcher="fixed", patch_size=16, scratchpad=False)
+for _p in (4, 8, 16):
+    _PRESETS[f"heavy-p{_p}"] = dict(_HEAVY, patcher="fixed", patch_size=_p)
 for _p in (4, 8, 16):
     _PRESETS[f"sp-fixed-p{_p}"] = dict(patcher="fixed", patch_size=_p, trunk_mixers=_SP_TRUNK)
     _PRESETS[f"sp-whitespace-p{_p}"] = dict(patcher="whitespace", patch_size=_p, max_patch_len=_p, trunk_mixers=_SP_TRUNK)

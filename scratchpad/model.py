@@ -104,9 +104,13 @@ class ScratchpadLM(nn.Module):
     def trunk_out(self, y):
         return self.trunk_norm(y)
 
-    def decoder_input(self, x, h, ctx):
-        """Byte residual (or, for the patch-AR decoder, a fresh byte embedding) plus trunk context."""
-        base = self.dec_embed(x) if self.cfg.decoder == "patch-ar" else h
+    def decoder_input(self, x, h, aux_h, ctx):
+        """Byte residual (the encoder's h, or the aux stack's aux_h when cfg.decoder_reads_aux; for
+        the patch-AR decoder a fresh byte embedding) plus trunk context."""
+        if self.cfg.decoder == "patch-ar":
+            base = self.dec_embed(x)
+        else:
+            base = aux_h if self.cfg.decoder_reads_aux else h
         return base + self.up(ctx)
 
     def head_logits(self, d):
@@ -118,7 +122,7 @@ class ScratchpadLM(nn.Module):
             if scratchpad_mask.shape != ends.shape:
                 raise ValueError(f"scratchpad_mask shape {tuple(scratchpad_mask.shape)} != bytes {tuple(ends.shape)}")
             return scratchpad_mask.bool() & ~ends
-        if threshold is None:
+        if threshold is None or not self.cfg.scratchpad:  # a model trained without scratchpads never fires one
             return torch.zeros_like(ends)
         tau = torch.as_tensor(threshold, dtype=entropy.dtype, device=entropy.device)
         if torch.isnan(tau).any() or (tau < 0).any():
@@ -185,7 +189,7 @@ class ScratchpadLM(nn.Module):
         reset = None
         if self.cfg.decoder == "patch-ar":
             reset = torch.cat([torch.ones_like(ends[:, :1]), ends[:, :-1]], 1)
-        d, _, dec_tr = self.decoder(self.decoder_input(x, h, ctx), reset=reset)
+        d, _, dec_tr = self.decoder(self.decoder_input(x, h, aux_h, ctx), reset=reset)
         logits = self.head_logits(d)
 
         out = ModelOutput(logits=logits, aux_logits=aux_logits, entropy=entropy, ends=ends, scratch=scratch)

@@ -46,6 +46,18 @@ def attend(q, K, V, key_mask, k_self=None, v_self=None):
     return (w @ V + w_self * v_self) / (w.sum(-1, keepdim=True) + w_self)
 
 
+def banded_attention(q, k, v, span: int):
+    """Causal attention where query t reads keys t-span+1 .. t, in O(T * span) memory and time:
+    q, k, v [B, H, T, dh] -> [B, H, T, dh]."""
+    T = q.shape[2]
+    kw = F.pad(k, (0, 0, span - 1, 0)).unfold(2, span, 1)  # [B, H, T, dh, span]; slot i = key t-span+1+i
+    vw = F.pad(v, (0, 0, span - 1, 0)).unfold(2, span, 1)
+    scores = (q.unsqueeze(-1) * kw).sum(-2) / math.sqrt(q.shape[-1])
+    valid = torch.arange(T, device=q.device).unsqueeze(1) + torch.arange(span, device=q.device) >= span - 1
+    scores = scores.masked_fill(~valid, float("-inf"))
+    return (torch.softmax(scores, -1).unsqueeze(-2) * vw).sum(-1)
+
+
 class CausalAttention(nn.Module):
     def __init__(self, d: int, n_heads: int, window: int | None = None):
         super().__init__()
@@ -73,11 +85,10 @@ class CausalAttention(nn.Module):
         B, T, _ = x.shape
         pos = torch.arange(T, device=x.device).unsqueeze(0)
         q, k, v = self.project(x, pos)
-        if self.window is None:
+        if self.window is None or self.window >= T:
             o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
-            d = pos[0].unsqueeze(1) - pos[0].unsqueeze(0)
-            o = F.scaled_dot_product_attention(q, k, v, attn_mask=(d >= 0) & (d < self.window))
+            o = banded_attention(q, k, v, self.window)
         return self.merge(o), (k, v)
 
     def scratch(self, x, trace, parent):
