@@ -31,13 +31,19 @@ from eval.report import fmt, out_folder, table, write_report
 from scratchpad.errors import UserError, run_cli
 
 
-def run_bpb(model, arr, window: int, threshold: float, batch_size: int) -> dict:
-    """BPB and accounting of one model at one tau over arr."""
+def run_bpb(model, arr, window: int, threshold: float, batch_size: int, lag: bool = False) -> dict:
+    """BPB and accounting of one model at one tau over arr; lag=True adds the lag profile and the aux
+    head's BPB from the same pass (eval/lag.py)."""
+    from eval.lag import LagStats
+
     t0 = time.perf_counter()
-    ev = evaluate(model, arr, window, threshold, batch_size)
+    stats = LagStats() if lag else None
+    ev = evaluate(model, arr, window, threshold, batch_size, on_output=stats)
     res = dict(threshold=threshold, bpb=ev.bpb, bytes=ev.bytes, windows=ev.windows, nats=ev.nats,
                commits=ev.commits, scratchpads=ev.scratchpads, keys=ev.keys, aux_steps=ev.aux)
     res.update(accounting(model.cfg, ev))
+    if stats is not None:
+        res["lag"] = stats.summary()
     res["seconds"] = time.perf_counter() - t0
     return res
 

@@ -20,6 +20,8 @@ COMMANDS = [
     (("eval", "causality"), "eval.causality", "causality audit: future bytes must not move past logits"),
     (("eval", "bpb"), "eval.bpb", "bits per byte on held-out data"),
     (("eval", "sweep"), "eval.sweep", "entropy-threshold sweep: BPB vs FLOPs and KV per byte"),
+    (("eval", "lag"), "eval.lag", "patch-lag profile, trunk's share, aux head's own BPB"),
+    (("eval", "reproduce"), "eval.reproduce", "SP vs byte baseline and plain patching at equal training data"),
     (("eval", "variants"), "eval.variants", "reproduce the residual byte patching study's table"),
     (("eval", "triggers"), "eval.triggers", "scratchpad trigger ablation at matched rate"),
     (("eval", "code"), "eval.code", "code BPB and next-line completion"),

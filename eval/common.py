@@ -244,12 +244,15 @@ def score(model, x, y=None, threshold=None, scratchpad_mask=None, entropy_trigge
     return ev, out
 
 
-def evaluate(model, arr: np.ndarray, window: int, threshold=None, batch_size: int = 8) -> Events:
+def evaluate(model, arr: np.ndarray, window: int, threshold=None, batch_size: int = 8, on_output=None) -> Events:
+    """Events summed over the windows of arr at one tau; on_output(ModelOutput, targets) sees each batch."""
     total = Events()
     tau = None if threshold is None or math.isinf(threshold) else threshold
     for x, y in batches(arr, window, batch_size):
-        ev, _ = score(model, x, y, threshold=tau)
+        ev, out = score(model, x, y, threshold=tau)
         total.add(ev)
+        if on_output is not None:
+            on_output(out, y)
     return total
 
 
@@ -286,7 +289,8 @@ def accounting(cfg, ev: Events) -> dict:
     n = max(ev.bytes, 1)
     fl = flops_for_events(cfg, bytes=ev.bytes, commits=ev.commits, scratchpads=ev.scratchpads, keys=ev.keys, aux_steps=ev.aux)
     base_cfg = byte_baseline(cfg)
-    base = flops_for_events(base_cfg, bytes=ev.bytes, commits=ev.bytes, scratchpads=0, keys=ev.baseline_keys, aux_steps=0)
+    base = flops_for_events(base_cfg, bytes=ev.bytes, commits=ev.bytes, scratchpads=0, keys=ev.baseline_keys,
+                            aux_steps=ev.bytes if base_cfg.aux_runs(False) else 0)
     kv = costs(cfg).kv_bytes_per_patch
     base_kv = costs(base_cfg).kv_bytes_per_patch
     return dict(

@@ -41,6 +41,7 @@ from eval.common import (
     parse_thresholds,
     positive_int,
 )
+from eval.lag import lag_figures, lag_plots, lag_sections
 from eval.report import fmt, out_folder, plot_xy, table, write_report
 from scratchpad.errors import UserError, run_cli
 
@@ -52,7 +53,7 @@ def sweep_rows(model, arr, W: int, taus: list[float], batch_size: int, engine_by
     rows = []
     sample = engine_sample(arr, W, engine_bytes, engine_rows) if engine_bytes else None
     for i, tau in enumerate(taus):
-        r = run_bpb(model, arr, W, tau, batch_size)
+        r = run_bpb(model, arr, W, tau, batch_size, lag=True)
         if targets is not None:
             r["target_rate"] = targets[i]
         if sample is not None:
@@ -112,6 +113,7 @@ def main(argv=None) -> int:
     targets = [targets[i] for i in order] if targets is not None else None
     print(f"sweep of {model.cfg.name} over {len(arr):,} bytes in windows of {W}", flush=True)
     rows = sweep_rows(model, arr, W, taus, a.batch_size, a.engine_bytes, targets=targets)
+    figures = lag_figures(model, arr, W, rows, a.batch_size)
     baselines = evaluate_baselines(a.baseline, a.tokenizer_baseline, arr, W, a.batch_size, a.threads)
     for b in baselines:
         print(f"baseline {b['label']}: bpb {b['bpb']:.4f}, {b['flops_per_byte']:.4g} FLOPs/byte", flush=True)
@@ -124,7 +126,7 @@ def main(argv=None) -> int:
                           logits_all_agree=all(e["logits_agree"] for e in eng) if eng else None)
     result = dict(command="sweep", model=model_info(model, label), data=data, window=W, method=WINDOWING.format(W=W),
                   mode="rates" if targets is not None else "thresholds", rows=rows, byte_baseline=byte_base,
-                  baselines=baselines, engine_check=engine_summary)
+                  baselines=baselines, engine_check=engine_summary, lag_figures=figures)
 
     note = plot_xy(out / "sweep.png",
                    [dict(label=f"{model.cfg.name} (τ sweep)", x=[r["flops_per_byte"] for r in rows], y=[r["bpb"] for r in rows],
@@ -161,6 +163,9 @@ def main(argv=None) -> int:
         "KV × byte is committed trunk entries per byte (1/P for fixed patches).",
         "## FLOPs by part relative to the byte-level baseline\n\n" + table(ratio_head, ratio_body),
     ]
+    sections += lag_sections(rows, figures, model.cfg)
+    if lag_plots(out, rows, f"{model.cfg.name}, {data['split'] or 'file'}") is None:
+        sections.append("![BPB by offset since the latest commit, a line per τ](lag.png)")
     if eng:
         eh = ["τ", "engine FLOPs / byte", "parallel FLOPs / byte", "engine commits / scratchpads / keys / aux",
               "parallel commits / scratchpads / keys / aux", "agree", "max |Δlogit| / max |logit|"]

@@ -71,22 +71,29 @@ def read_log(run: Path) -> list[dict]:
         raise UserError(f"{path}: unreadable training log ({type(e).__name__})") from None
 
 
-def train_variant(preset: str, a, run: Path) -> tuple[bool, float]:
-    """Train preset into run/ unless a finished run is already there. -> (reused, wall seconds)."""
+def train_variant(preset: str | None, a, run: Path, config: str | None = None,
+                  resume_unfinished: bool = False) -> tuple[bool, float]:
+    """Train preset (or a config JSON file) into run/ unless a finished run is already there; an
+    unfinished one is an error, or continues exactly with resume_unfinished. -> (reused, wall seconds)."""
     from train.trainer import TrainArgs, Trainer
 
+    resume = False
     if (run / "log.jsonl").exists():
         if any(e.get("event") == "end" for e in read_log(run)):
             return True, 0.0
-        raise UserError(f"{run}: holds an unfinished training run; remove it (or continue it with "
-                        f"'scratchpad train --resume --out {run}') and run variants again")
-    args = TrainArgs(data=str(a.data), out=str(run), preset=preset, time_budget=a.time_budget, steps=a.steps,
-                     batch_size=a.batch_size, seq_len=a.seq_len, lr=a.lr, warmup=a.warmup, eval_every=a.eval_every,
-                     eval_windows=a.eval_windows, save_every=0, log_every=50, seed=a.seed, threads=a.threads, device=a.device)
+        if not resume_unfinished:
+            raise UserError(f"{run}: holds an unfinished training run; remove it (or continue it with "
+                            f"'scratchpad train --resume --out {run}') and run variants again")
+        resume = (run / "last").is_dir()
+    args = TrainArgs(data=str(a.data), out=str(run), preset=preset, config=config, time_budget=a.time_budget,
+                     steps=a.steps, batch_size=a.batch_size, seq_len=a.seq_len, lr=a.lr, warmup=a.warmup,
+                     eval_every=a.eval_every, eval_windows=a.eval_windows, save_every=0 if not resume_unfinished else 100,
+                     log_every=50, seed=a.seed, threads=a.threads, device=a.device, resume=resume)
     run.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    with open(run / "train.out", "w") as f:
-        code = Trainer(args, given={"data", "out", "preset"}, out_stream=f).run()
+    with open(run / "train.out", "a" if resume else "w") as f:
+        given = {"out", "resume"} if resume else {"data", "out", "preset" if preset else "config"}
+        code = Trainer(args, given=given, out_stream=f).run()
     if code != 0:
         raise UserError(f"{preset}: training stopped with code {code} (see {run / 'train.out'})")
     return False, time.perf_counter() - t0

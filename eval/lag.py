@@ -1,0 +1,257 @@
+"""`scratchpad eval lag`: is a model in the regime where scratchpads pay?
+
+    scratchpad eval lag --model runs/heavy-p16 --data /work/data/text --thresholds 0,1,1.5,2,3,inf --out reports/lag
+
+Three figures, each over the same windows as `eval bpb` (eval/common.py):
+* the **lag profile**: BPB by *offset* (bytes since the latest committed patch: the lag a byte
+  would have at τ = ∞) at every τ, and BPB by *lag* (bytes since the latest usable trunk output,
+  committed or scratchpad) at every τ. At τ = ∞ the profile should rise with the offset when the
+  trunk carries information that goes stale inside a patch; as τ falls, scratchpads refresh the
+  trunk output and the profile should flatten. The slope (bits per byte of offset, least squares
+  over bytes) and its standard error say whether a rise is more than noise;
+* the **trunk's share**: BPB with the trunk's context removed (the decoder's `up` projection
+  zeroed, so no trunk output reaches any byte) minus BPB at τ = ∞;
+* the **aux head's own BPB** (encoder + aux stack + aux head, no trunk): a model whose aux head
+  out-predicts it wastes its trunk.
+Plus the fraction of the BPB gap between τ = ∞ and τ = 0 that each τ closes.
+Writes lag.md, lag.json, lag.png (BPB vs offset, one line per τ) and lag-realised.png (BPB vs lag).
+"""
+from __future__ import annotations
+
+import copy
+import math
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from eval.common import (
+    LN2,
+    WINDOWING,
+    Parser,
+    common_args,
+    default_window,
+    eval_bytes,
+    load_eval_model,
+    model_info,
+    parse_thresholds,
+)
+from eval.report import fmt, out_folder, plot_xy, table, write_report
+from scratchpad.errors import run_cli
+
+DEFAULT_THRESHOLDS = "0,1,1.5,2,3,inf"
+MAX_BUCKET = 64  # offsets / lags >= this share the last bucket
+
+
+def bytes_since(mask: torch.Tensor) -> torch.Tensor:
+    """mask [B, T] bool (positions whose trunk output is usable from there on) -> [B, T] long:
+    t - (latest marked position <= t), or t + 1 before the first (the learned start vector)."""
+    t = torch.arange(mask.shape[1], device=mask.device)
+    latest = torch.where(mask, t, torch.full_like(t, -1)).cummax(1).values
+    return t - latest
+
+
+@dataclass
+class Profile:
+    """Per-byte cross-entropy accumulated by bucket: sums of nats and nats^2 and counts [MAX_BUCKET]."""
+
+    nats: np.ndarray = field(default_factory=lambda: np.zeros(MAX_BUCKET))
+    sq: np.ndarray = field(default_factory=lambda: np.zeros(MAX_BUCKET))
+    count: np.ndarray = field(default_factory=lambda: np.zeros(MAX_BUCKET, dtype=np.int64))
+    moments: np.ndarray = field(default_factory=lambda: np.zeros(6))  # n, Σo, Σo², Σy, Σy², Σoy
+
+    def add(self, bucket: torch.Tensor, nats: torch.Tensor):
+        o = bucket.reshape(-1).clamp(max=MAX_BUCKET - 1).numpy()
+        y = nats.reshape(-1).double().numpy()
+        self.nats += np.bincount(o, y, MAX_BUCKET)
+        self.sq += np.bincount(o, y * y, MAX_BUCKET)
+        self.count += np.bincount(o, minlength=MAX_BUCKET)
+        of = o.astype(np.float64)
+        self.moments += [len(y), of.sum(), (of * of).sum(), y.sum(), (y * y).sum(), (of * y).sum()]
+
+    def rows(self) -> list[dict]:
+        """[{bucket, bytes, bpb, se}] for the non-empty buckets (se: standard error of the mean)."""
+        out = []
+        for b in np.nonzero(self.count)[0]:
+            n = int(self.count[b])
+            mean = self.nats[b] / n
+            var = max(self.sq[b] / n - mean * mean, 0.0)
+            out.append(dict(bucket=int(b), bytes=n, bpb=mean / LN2, se=math.sqrt(var / n) / LN2 if n > 1 else None))
+        return out
+
+    def slope(self) -> dict:
+        """Least-squares slope of per-byte bits on the bucket value, with its standard error."""
+        n, so, soo, sy, syy, soy = self.moments
+        if n < 3:
+            return dict(slope=None, se=None)
+        vo = soo / n - (so / n) ** 2
+        if vo <= 0:
+            return dict(slope=None, se=None)
+        b = (soy / n - so / n * sy / n) / vo
+        resid = max(syy / n - (sy / n) ** 2 - b * b * vo, 0.0)
+        return dict(slope=b / LN2, se=math.sqrt(resid / (n - 2) / vo) / LN2)
+
+
+@dataclass
+class LagStats:
+    """What one pass over the windows at one τ collects: BPB by offset since the latest commit and by
+    realised lag, and the aux head's cross-entropy."""
+
+    offset: Profile = field(default_factory=Profile)
+    lag: Profile = field(default_factory=Profile)
+    aux_nats: float = 0.0
+    bytes: int = 0
+
+    def __call__(self, out, y):
+        """Accumulate one scored batch: a ModelOutput and its targets y [B, L]."""
+        nats = F.cross_entropy(out.logits.transpose(1, 2).float(), y, reduction="none")
+        self.offset.add(bytes_since(out.ends), nats)
+        self.lag.add(bytes_since(out.ends | out.scratch), nats)
+        self.aux_nats += float(F.cross_entropy(out.aux_logits.reshape(-1, 256).float(), y.reshape(-1), reduction="sum"))
+        self.bytes += y.numel()
+
+    def summary(self) -> dict:
+        return dict(by_offset=self.offset.rows(), by_lag=self.lag.rows(), offset_slope=self.offset.slope(),
+                    lag_slope=self.lag.slope(), aux_bpb=self.aux_nats / max(self.bytes, 1) / LN2)
+
+
+def without_trunk(model):
+    """A copy of model whose decoder receives no trunk context (the `up` projection zeroed)."""
+    m = copy.deepcopy(model)
+    with torch.no_grad():
+        m.up.weight.zero_()
+    return m
+
+
+def has_aux_head(cfg) -> bool:
+    return cfg.n_aux_layers > 0 and cfg.aux_loss_weight > 0
+
+
+def lag_figures(model, arr, window: int, rows: list[dict], batch_size: int) -> dict:
+    """The figures every lag/sweep report shows, from rows that already carry a `lag` summary
+    (see run_bpb(..., lag=True)): the trunk's share (one more pass without the trunk), the aux
+    head's own BPB and the fraction of the τ = ∞ .. τ = 0 gap that each τ closes."""
+    from eval.bpb import run_bpb
+
+    by_tau = {r["threshold"]: r for r in rows}
+    plain = by_tau.get(math.inf)
+    bpb_plain = plain["bpb"] if plain else run_bpb(model, arr, window, math.inf, batch_size)["bpb"]
+    no_trunk = run_bpb(without_trunk(model), arr, window, math.inf, batch_size)["bpb"]
+    dense = by_tau.get(0.0)
+    gap = bpb_plain - dense["bpb"] if dense else None
+    for r in rows:
+        r["gap_closed"] = (bpb_plain - r["bpb"]) / gap if gap and abs(gap) > 1e-12 else None
+    aux = rows[0]["lag"]["aux_bpb"] if has_aux_head(model.cfg) else None
+    return dict(bpb_plain=bpb_plain, bpb_without_trunk=no_trunk, trunk_share=no_trunk - bpb_plain, aux_bpb=aux,
+                gap_plain_minus_dense=gap)
+
+
+def lag_sections(rows: list[dict], figures: dict, cfg) -> list[str]:
+    """Markdown for the three figures (shared with `eval sweep`)."""
+    f = figures
+    aux = (f"aux head alone (encoder + aux stack, no trunk): **{fmt(f['aux_bpb'])}** BPB"
+           + (" — better than the model at τ = ∞: the trunk adds nothing the local models lack"
+              if f["aux_bpb"] is not None and f["aux_bpb"] < f["bpb_plain"] else "")
+           if f["aux_bpb"] is not None else "no aux head (this model was trained without one)")
+    head = ["τ", "BPB", "scratchpad rate", "gap closed", "slope by offset (bits/byte per byte)", "± se",
+            "slope by lag", "± se"]
+    body = [[r["threshold"], r["bpb"], r["scratchpad_rate"], r.get("gap_closed"), r["lag"]["offset_slope"]["slope"],
+             r["lag"]["offset_slope"]["se"], r["lag"]["lag_slope"]["slope"], r["lag"]["lag_slope"]["se"]] for r in rows]
+    offsets = sorted({b["bucket"] for r in rows for b in r["lag"]["by_offset"]})
+    grid = []
+    for o in offsets:
+        line = [o]
+        for r in rows:
+            cell = next((b for b in r["lag"]["by_offset"] if b["bucket"] == o), None)
+            line.append(f"{cell['bpb']:.3f} ± {cell['se']:.3f}" if cell and cell["se"] is not None else "-")
+        grid.append(line)
+    lags = sorted({b["bucket"] for r in rows for b in r["lag"]["by_lag"]})
+    lgrid = []
+    for g in lags:
+        line = [g]
+        for r in rows:
+            cell = next((b for b in r["lag"]["by_lag"] if b["bucket"] == g), None)
+            line.append(f"{cell['bpb']:.3f} ({cell['bytes']:,})" if cell else "-")
+        lgrid.append(line)
+    taus = [f"τ = {fmt(r['threshold'])}" for r in rows]
+    return [
+        "## Where scratchpads can pay\n\n"
+        f"- BPB at τ = ∞ (plain patching): **{fmt(f['bpb_plain'])}**; with the trunk's context removed: "
+        f"**{fmt(f['bpb_without_trunk'])}** (trunk's share {fmt(f['trunk_share'])} bits/byte)\n"
+        f"- {aux}\n"
+        + (f"- gap between τ = ∞ and τ = 0: {fmt(f['gap_plain_minus_dense'])} bits/byte"
+           if f["gap_plain_minus_dense"] is not None else "- τ = 0 was not evaluated: no gap fraction")
+        + "\n\nThe offset of a byte is the number of bytes since the latest committed patch (its lag at τ = ∞); "
+        "its lag is the number of bytes since the latest usable trunk output, committed or scratchpad (0 = the trunk "
+        "has read this byte). The slope is the least-squares slope of per-byte bits on the offset (or lag) over "
+        "all scored bytes; ± one standard error (bytes treated as independent, so it is optimistic).",
+        table(head, body),
+        "### BPB by offset since the latest commit (± standard error)\n\n" + table(["offset"] + taus, grid),
+        "### BPB by realised lag (bytes in the bucket)\n\n" + table(["lag"] + taus, lgrid),
+    ]
+
+
+def lag_plots(out, rows: list[dict], title: str, stem: str = "lag") -> str | None:
+    """<stem>.png (BPB by offset, a line per τ) and <stem>-realised.png (BPB by lag). Returns a note
+    when no picture could be drawn."""
+    def series(key):
+        return [dict(label=f"τ = {fmt(r['threshold'], 3)}", x=[b["bucket"] for b in r["lag"][key]],
+                     y=[b["bpb"] for b in r["lag"][key]]) for r in rows]
+
+    note = plot_xy(out / f"{stem}.png", series("by_offset"), "bytes since the latest committed patch (offset; = lag at τ = ∞)",
+                   "bits per byte", f"Lag profile by offset, {title}")
+    plot_xy(out / f"{stem}-realised.png", series("by_lag"), "bytes since the latest usable trunk output (lag)",
+            "bits per byte", f"BPB by realised lag, {title}")
+    return note
+
+
+def main(argv=None) -> int:
+    from eval.bpb import run_bpb
+
+    ap = Parser(prog="scratchpad eval lag", description=__doc__.split("\n")[0])
+    common_args(ap, max_bytes=1 << 16)
+    ap.add_argument("--thresholds", default=DEFAULT_THRESHOLDS,
+                    help=f"comma-separated taus in nats, 'inf' = none; 0 and inf are always added (default {DEFAULT_THRESHOLDS})")
+    a = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    taus = parse_thresholds(a.thresholds)
+    out = out_folder(a.out)
+    model, label = load_eval_model(a.model, a.threads)
+    cfg = model.cfg
+    note = None
+    if not cfg.scratchpad:
+        note = (f"{cfg.name} was trained without scratchpads (config scratchpad=false): τ has no effect, so the lag "
+                "profile is reported at τ = ∞ only")
+        print(f"note: {note}", file=sys.stderr)
+        taus = [math.inf]
+    else:
+        taus = sorted(set(taus) | {0.0, math.inf}, reverse=True)
+    W = default_window(cfg, a.window)
+    arr, data = eval_bytes(a.data, a.split, a.max_bytes, W)
+    rows = []
+    for tau in taus:
+        r = run_bpb(model, arr, W, tau, a.batch_size, lag=True)
+        rows.append(r)
+        s = r["lag"]["offset_slope"]
+        print(f"tau {fmt(tau):>5}: bpb {r['bpb']:.4f}, scratchpads {100 * r['scratchpad_rate']:5.1f}%, "
+              f"slope by offset {fmt(s['slope'])} ± {fmt(s['se'])} bits/byte", flush=True)
+    figures = lag_figures(model, arr, W, rows, a.batch_size)
+    print(f"trunk removed: bpb {figures['bpb_without_trunk']:.4f} (share {figures['trunk_share']:.4f}); aux head alone: "
+          f"{fmt(figures['aux_bpb'])}", flush=True)
+    title = f"{cfg.name}, {data['split'] or 'file'} {data['bytes_used']:,} bytes"
+    png_note = lag_plots(out, rows, title)
+    result = dict(command="lag", model=model_info(model, label), data=data, window=W, method=WINDOWING.format(W=W),
+                  note=note, rows=rows, **figures)
+    sections = [f"Model: `{label}` ({cfg.name}, patcher {cfg.patcher}, P={cfg.patch_size}). Data: `{data['path']}`, "
+                f"{data['bytes_used']:,} bytes. Method: {WINDOWING.format(W=W)}." + (f"\n\nNote: {note}." if note else "")]
+    sections += lag_sections(rows, figures, cfg)
+    if png_note is None:
+        sections.append("![BPB by realised lag](lag-realised.png)")
+    write_report(out, "lag", "Patch-lag diagnostics", sections, result, png_note=png_note, png=True)
+    print(f"-> {out / 'lag.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
