@@ -7,7 +7,6 @@ scratchpads almost everywhere, so use a trained model for meaningful numbers).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -17,10 +16,12 @@ import torch
 
 from infer import Engine
 from infer.engine import parse_threshold
+from infer.generate import DECODE_THREADS
 from infer.stats import decode_stats
 from scratchpad import ModelConfig, build_model, load_model
 from scratchpad.accounting import byte_baseline
 from scratchpad.errors import UserError, run_cli
+from scratchpad.flags import THRESHOLD_FLAGS, Parser, add_threads_flag, describe, int_flag, set_threads
 
 PROMPT = b"The history of the English language begins with the arrival of three Germanic tribes. "
 
@@ -45,25 +46,26 @@ def time_decode(model, batch: int, max_bytes: int, tau: float, repeats: int) -> 
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="scratchpad bench generate", description=__doc__.split("\n")[0])
-    ap.add_argument("--model", help="SP model folder (default: packaged default model)")
-    ap.add_argument("--entropy-threshold", "-t", default="1.5")
-    ap.add_argument("--max-bytes", type=int, default=256)
-    ap.add_argument("--batch-sizes", default="1,16")
-    ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: decode is latency bound)")
-    ap.add_argument("--device", default="cpu")
+    ap = Parser(prog="scratchpad bench generate", description=describe(__doc__))
+    ap.add_argument("--model", help="SP model folder or training --out folder (default: the packaged default model)")
+    ap.add_argument(*THRESHOLD_FLAGS, dest="threshold", default="1.5", metavar="TAU",
+                    help="entropy threshold of the SP model in nats ('inf' = no scratchpads)")
+    ap.add_argument("--max-bytes", type=int_flag("--max-bytes"), default=256, metavar="N", help="bytes generated per row")
+    ap.add_argument("--batch-sizes", default="1,16", metavar="B,B", help="comma-separated batch sizes")
+    ap.add_argument("--repeats", type=int_flag("--repeats"), default=2, metavar="N", help="timed runs per cell (best kept)")
+    add_threads_flag(ap, DECODE_THREADS, "the generate command's default")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     args = ap.parse_args(argv)
-    tau = parse_threshold(args.entropy_threshold)
+    tau = parse_threshold(args.threshold, "--threshold")
     try:
         batches = [int(b) for b in args.batch_sizes.split(",")]
     except ValueError:
         raise UserError(f"--batch-sizes must be comma-separated integers, got {args.batch_sizes!r}") from None
-    if not batches or min(batches) < 1 or args.max_bytes < 1 or args.repeats < 1:
-        raise UserError("--batch-sizes, --max-bytes and --repeats must be >= 1")
+    if not batches or min(batches) < 1:
+        raise UserError("--batch-sizes must be >= 1")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("--device cuda requested but CUDA is not available")
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     torch.manual_seed(0)
     try:
         sp = load_model(args.model, device=args.device)
@@ -75,7 +77,7 @@ def main(argv=None) -> int:
         source = "sp-fixed-p16 preset, random weights (no default model packaged)"
     base = build_model(byte_baseline(sp.cfg)).to(args.device).eval()
     print(f"SP model: {source} (P={sp.cfg.patch_size}, patcher {sp.cfg.patcher}); baseline: {base.cfg.name}; "
-          f"tau={tau}; {args.max_bytes} bytes per row; device {args.device}, {args.threads} thread(s)")
+          f"tau={tau:.3g}; {args.max_bytes} bytes per row; device {args.device}, {args.threads} thread(s)")
     print(f"{'model':<12} {'batch':>5} {'bytes/s':>10} {'scratch':>8} {'trunk/byte':>10} {'MFLOP/byte':>10} {'KV ratio':>8}")
     results = {}
     for name, model, t in (("sp", sp, tau), ("byte", base, math.inf)):

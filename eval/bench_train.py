@@ -15,7 +15,6 @@ patch at almost every byte until its aux head learns; see the B/patch column).
 """
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import math
@@ -32,14 +31,10 @@ import torch
 from scratchpad import ModelConfig, UserError, build_model
 from train.hardware import autocast
 from train.optim import make_optimizer
+from scratchpad.flags import Parser, add_threads_flag
 
 DEFAULT_PRESETS = ["byte", "study-A-fixed-mean", "study-B-attn-pool", "study-C-soft-boundary", "study-D-entropy",
                    "study-E-full-bytes", "study-F-gru-local-dec", "sp-fixed-p16"]
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UserError(f"scratchpad bench train: {message}")
 
 
 def synthetic_text(n: int, seed: int = 0) -> np.ndarray:
@@ -115,23 +110,23 @@ def bench_preset(name: str, data: np.ndarray, batch: int, seq_len: int, warmup: 
 
 
 def main(argv=None) -> int:
-    p = _Parser(prog="scratchpad bench train", description="Training throughput of the presets.")
+    p = Parser(prog="scratchpad bench train", description="Training throughput of the presets.")
     p.add_argument("--presets", default=",".join(DEFAULT_PRESETS), help="comma-separated preset names")
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=4, help="sequences per step")
     p.add_argument("--seq-len", type=int, default=None, help="default 1024 (256 with --quick)")
     p.add_argument("--warmup", type=int, default=None, help="untimed steps per preset (default 2, 1 with --quick)")
     p.add_argument("--steps", type=int, default=None, help="timed steps per preset (default 5, 3 with --quick)")
     p.add_argument("--quick", action="store_true", help="shorter sequences and fewer steps")
     p.add_argument("--no-plain", action="store_true", help="skip the extra tau=inf (no scratchpads) row of scratchpad presets")
     p.add_argument("--data", default=None, help="corpus folder to read train.bin from (default: synthetic text)")
-    p.add_argument("--threads", type=int, default=None)
+    add_threads_flag(p)
     p.add_argument("--device", choices=["cpu", "cuda"], default=None)
     a = p.parse_args(sys.argv[1:] if argv is None else argv)
     seq_len = a.seq_len or (256 if a.quick else 1024)
     warmup = a.warmup if a.warmup is not None else (1 if a.quick else 2)
     steps = a.steps if a.steps is not None else (3 if a.quick else 5)
     for flag, v, lo in (("--batch-size", a.batch_size, 1), ("--seq-len", seq_len, 2), ("--warmup", warmup, 0),
-                        ("--steps", steps, 1), ("--threads", a.threads or 1, 1)):
+                        ("--steps", steps, 1)):
         if v < lo:
             raise UserError(f"{flag} {v}: must be >= {lo}")
     names = [n.strip() for n in a.presets.split(",") if n.strip()]

@@ -16,6 +16,7 @@ from eval import compressors
 from eval.common import (
     WINDOWING,
     Parser,
+    describe,
     accounting,
     common_args,
     default_window,
@@ -29,6 +30,7 @@ from eval.common import (
 )
 from eval.report import fmt, out_folder, table, write_report
 from scratchpad.errors import UserError, run_cli
+from scratchpad.flags import RATE_FLAGS, THRESHOLD_FLAGS
 
 
 def run_bpb(model, arr, window: int, threshold: float, batch_size: int, lag: bool = False) -> dict:
@@ -49,11 +51,12 @@ def run_bpb(model, arr, window: int, threshold: float, batch_size: int, lag: boo
 
 
 def main(argv=None) -> int:
-    ap = Parser(prog="scratchpad eval bpb", description=__doc__.split("\n")[0])
+    ap = Parser(prog="scratchpad eval bpb", description=describe(__doc__))
     common_args(ap)
     g = ap.add_mutually_exclusive_group()
-    g.add_argument("--threshold", "-t", help="tau in nats; 'inf' = no scratchpads (default 1.5)")
-    g.add_argument("--rate", help="instead of tau: a target scratchpad rate (fraction of bytes); tau by entropy quantile")
+    g.add_argument(*THRESHOLD_FLAGS, dest="threshold", metavar="TAU", help="tau in nats; 'inf' = no scratchpads (default 1.5)")
+    g.add_argument(*RATE_FLAGS, dest="rate", metavar="R",
+                   help="instead of tau: a target scratchpad rate (fraction of bytes); tau by entropy quantile")
     ap.add_argument("--compare-compressors", action="store_true",
                     help="also run gzip -9, bzip2 -9, xz -9e, zstd -19 (those installed) on the same bytes, "
                          "whole-file and per window (eval/compressors.py)")

@@ -6,7 +6,6 @@ random scratchpad mask; a variant FAILs with the first position whose logits mov
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import dataclass
@@ -14,7 +13,8 @@ from dataclasses import dataclass
 import torch
 
 from scratchpad import ModelConfig, build_model, load_model
-from scratchpad.errors import UserError, run_cli
+from scratchpad.errors import run_cli
+from scratchpad.flags import Parser, describe, int_flag
 
 FIXED_THRESHOLDS = (None, 0.0, 1.5)
 
@@ -78,19 +78,17 @@ def audit_model(model, name: str = "model", length: int = 48, positions: int = 6
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="scratchpad eval causality", description=__doc__.split("\n")[0])
+    ap = Parser(prog="scratchpad eval causality", description=describe(__doc__))
     src = ap.add_mutually_exclusive_group()
     src.add_argument("--preset", action="append", help="preset name (repeatable)")
     src.add_argument("--all-presets", action="store_true", help="every preset (tiny forms, plus full size with --full)")
-    src.add_argument("--model", help="checkpoint folder (trained weights)")
+    src.add_argument("--model", help="model folder or training --out folder (its best/, else last/)")
     ap.add_argument("--full", action="store_true", help="with --all-presets: also the full-size presets (slow)")
-    ap.add_argument("--length", type=int, default=48, help="bytes per audit sequence")
-    ap.add_argument("--positions", type=int, default=6, help="random perturbed positions per setting")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--length", type=int_flag("--length", 3), default=48, help="bytes per audit sequence")
+    ap.add_argument("--positions", type=int_flag("--positions"), default=6, help="random perturbed positions per setting")
+    ap.add_argument("--seed", type=int_flag("--seed", 0), default=0, help="seed of the perturbed positions and bytes")
     ap.add_argument("--json", action="store_true", help="print one JSON line with all results")
     args = ap.parse_args(argv)
-    if args.length < 3 or args.positions < 1:
-        raise UserError("--length must be >= 3 and --positions >= 1")
 
     if args.model:
         targets = [(args.model, lambda: load_model(args.model))]

@@ -28,15 +28,23 @@ COMMANDS = [
     (("eval", "tokenizer"), "eval.tokenizer_baseline", "train the BPE-tokenizer baseline (same trunk over tokens)"),
     (("bench", "generate"), "eval.bench_generate", "decode speed: SP vs byte-level baseline"),
     (("bench", "train"), "eval.bench_train", "training throughput of the presets"),
-    (("bench", "kernels"), "kernels.bench", "scan kernel benchmarks"),
+    (("bench", "kernels"), "eval.bench_kernels", "scan kernel benchmarks"),
 ]
 
 
-def usage() -> str:
-    lines = ["usage: scratchpad <command> [options]   (scratchpad <command> --help for details)", ""]
+def usage(group: str | None = None) -> str:
+    """The command list (of one group, e.g. "eval", when given)."""
+    head = f"scratchpad {group} <subcommand>" if group else "scratchpad <command>"
+    lines = [f"usage: {head} [options]   (add --help to any command for its options)", ""]
     for words, module, help_text in COMMANDS:
-        lines.append(f"  {' '.join(words):<18} {help_text}")
+        if group is None or words[0] == group:
+            lines.append(f"  {' '.join(words):<18} {help_text}")
     return "\n".join(lines)
+
+
+def groups() -> list[str]:
+    """First words shared by several commands ("eval", "bench", "data")."""
+    return sorted({words[0] for words, _, _ in COMMANDS if len(words) > 1})
 
 
 def resolve(argv: list[str]):
@@ -53,8 +61,17 @@ def main(argv: list[str] | None = None) -> int:
         print(usage())
         return 0
     found = resolve(argv)
+    if found is None and argv[0] in groups():
+        subs = [w[1] for w, _, _ in COMMANDS if w[0] == argv[0] and len(w) > 1]
+        if len(argv) > 1 and argv[1] in ("-h", "--help", "help"):
+            print(usage(argv[0]))
+            return 0
+        given = f"unknown subcommand {argv[1]!r}" if len(argv) > 1 else "a subcommand is needed"
+        print(f"error: scratchpad {argv[0]}: {given}; one of: {', '.join(subs)}", file=sys.stderr)
+        return 2
     if found is None:
-        print(f"scratchpad: unknown command {' '.join(argv[:2])!r}\n\n{usage()}", file=sys.stderr)
+        print(f"error: unknown command {argv[0]!r}; commands: {', '.join(sorted({w[0] for w, _, _ in COMMANDS}))} "
+              f"(scratchpad --help lists them)", file=sys.stderr)
         return 2
     words, module = found
     try:

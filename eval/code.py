@@ -27,6 +27,8 @@ import numpy as np
 from eval.bpb import run_bpb
 from eval.common import (
     Parser,
+    add_threads_flag,
+    describe,
     data_file,
     default_window,
     load_eval_model,
@@ -37,6 +39,7 @@ from eval.common import (
 )
 from eval.report import fmt, out_folder, table, write_report
 from scratchpad.errors import UserError, run_cli
+from scratchpad.flags import THRESHOLD_FLAGS
 from scratchpad.vocab import DOCUMENT_SEPARATOR
 
 
@@ -126,12 +129,13 @@ def complete(model, items: list[dict], threshold: float, max_line_bytes: int, ba
 
 
 def main(argv=None) -> int:
-    ap = Parser(prog="scratchpad eval code", description=__doc__.split("\n")[0])
+    ap = Parser(prog="scratchpad eval code", description=describe(__doc__))
     ap.add_argument("--model", help="model folder (default: the packaged default model)")
     ap.add_argument("--finetuned", help="the same model after code fine-tuning (model or training --out folder)")
     ap.add_argument("--data", required=True, help="code corpus folder (val.bin) or a byte file")
     ap.add_argument("--split", default="val")
-    ap.add_argument("--threshold", "-t", default="1.5", help="tau for BPB and generation (default 1.5; inf = none)")
+    ap.add_argument(*THRESHOLD_FLAGS, dest="threshold", default="1.5", metavar="TAU",
+                    help="tau for BPB and generation (default 1.5; inf = none)")
     ap.add_argument("--max-bytes", type=positive_int("--max-bytes", 2), default=1 << 17, help="bytes scored for BPB (default 131072)")
     ap.add_argument("--lines", type=positive_int("--lines"), default=100, help="held-out function-body lines to complete (default 100)")
     ap.add_argument("--max-line-bytes", type=positive_int("--max-line-bytes", 2), default=120,
@@ -140,7 +144,7 @@ def main(argv=None) -> int:
     ap.add_argument("--window", type=positive_int("--window", 2), help="BPB window (default min(max_seq_len, 1024))")
     ap.add_argument("--batch-size", type=positive_int("--batch-size"), default=8, help="windows per forward / prompts per generation batch")
     ap.add_argument("--seed", type=positive_int("--seed", 0), default=0)
-    ap.add_argument("--threads", type=positive_int("--threads"))
+    add_threads_flag(ap)
     ap.add_argument("--out", required=True)
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
     tau = parse_threshold(a.threshold, "--threshold")

@@ -21,23 +21,17 @@ import torch.nn.functional as F
 
 from infer.engine import parse_threshold  # noqa: F401  (re-exported for the eval commands)
 from scratchpad import load_model
-from train.cli import parse_int_flag
 from scratchpad.accounting import byte_baseline, costs, flops_for_events
-from scratchpad.checkpoint import CONFIG_FILE
+from scratchpad.checkpoint import resolve_model_folder
 from scratchpad.errors import UserError
+from scratchpad.flags import Parser, add_threads_flag, describe, parse_duration, set_threads  # noqa: F401  (re-exported)
+from scratchpad.flags import int_flag as positive_int
 
 LN2 = math.log(2)
 DEFAULT_WINDOW_CAP = 1024
 PARTS = ("encoder", "aux", "trunk", "decoder")
 WINDOWING = ("non-overlapping windows of {W} bytes, each scored fully from an empty context "
              "(every byte after the first predicted exactly once; no overlap or state carried between windows)")
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse whose mistakes are one-line UserErrors (exit code 2 through run_cli)."""
-
-    def error(self, message):
-        raise UserError(f"{self.prog}: {message}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -72,33 +66,8 @@ def parse_rates(text: str, flag: str = "--rates") -> list[float]:
     return parse_list(text, flag, parse_rate)
 
 
-def positive_int(flag: str, lo: int = 1):
-    """An argparse type: an integer >= lo for `flag`, with the trainer's one-line error."""
-    return lambda text: parse_int_flag(flag.lstrip("-"), text, lo)
-
-
-def set_threads(n: int | None):
-    if n:
-        torch.set_num_threads(n)
-
-
 # ----------------------------------------------------------------------------------------------
 # model and data
-
-
-def model_folder(path) -> Path:
-    """A model folder, or a training --out folder (its best/, else last/ checkpoint)."""
-    p = Path(path)
-    if not p.exists():
-        raise UserError(f"--model {p}: no such folder")
-    if not p.is_dir():
-        raise UserError(f"--model {p}: not a folder (a model folder holds config.json and model.safetensors)")
-    if (p / CONFIG_FILE).is_file():
-        return p
-    for sub in ("best", "last"):
-        if (p / sub / CONFIG_FILE).is_file():
-            return p / sub
-    raise UserError(f"--model {p}: not a model folder (no config.json) nor a training run (no best/ or last/)")
 
 
 def load_eval_model(path, threads: int | None = None):
@@ -108,7 +77,7 @@ def load_eval_model(path, threads: int | None = None):
         model = load_model(None)
         label = "default model (scratchpad/default_model)"
     else:
-        folder = model_folder(path)
+        folder = resolve_model_folder(path)
         model = load_model(folder)
         label = str(folder)
     return model.float().eval(), label
@@ -376,5 +345,5 @@ def common_args(ap: argparse.ArgumentParser, model: bool = True, window: bool = 
     if window:
         ap.add_argument("--window", type=positive_int("--window", 2), help=f"bytes per window (default min(max_seq_len, {DEFAULT_WINDOW_CAP}))")
     ap.add_argument("--batch-size", type=positive_int("--batch-size"), default=8, help="windows per forward (default 8)")
-    ap.add_argument("--threads", type=positive_int("--threads"), help="torch CPU threads")
+    add_threads_flag(ap)
     ap.add_argument("--out", required=True, help="report folder (Markdown, JSON, PNG)")

@@ -29,6 +29,7 @@ from eval.bpb import run_bpb
 from eval.common import (
     WINDOWING,
     Parser,
+    describe,
     common_args,
     default_window,
     engine_check,
@@ -87,7 +88,7 @@ def evaluate_baselines(paths: list[str], tokenizer_dir: str | None, arr, W: int,
 
 
 def main(argv=None) -> int:
-    ap = Parser(prog="scratchpad eval sweep", description=__doc__.split("\n")[0])
+    ap = Parser(prog="scratchpad eval sweep", description=describe(__doc__))
     common_args(ap, max_bytes=1 << 17)
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--thresholds", help=f"comma-separated taus in nats, 'inf' = none (default {DEFAULT_THRESHOLDS})")
@@ -95,7 +96,7 @@ def main(argv=None) -> int:
     ap.add_argument("--engine-bytes", type=positive_int("--engine-bytes", 0), default=256,
                     help="bytes per row decoded by the engine to check its counted FLOPs (default 256, 0 = skip)")
     ap.add_argument("--baseline", action="append", default=[], help="a trained baseline model (e.g. the byte preset); repeatable")
-    ap.add_argument("--tokenizer-baseline", help="a folder written by python -m eval.tokenizer_baseline")
+    ap.add_argument("--tokenizer-baseline", help="a folder written by scratchpad eval tokenizer")
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
     targets = parse_rates(a.rates) if a.rates else None
     taus = None if targets else parse_thresholds(a.thresholds or DEFAULT_THRESHOLDS)

@@ -3,7 +3,7 @@ the same trunk (the scratchpad package's `Stack` of a preset's trunk mixers and 
 its tokens; BPB is counted per byte (total token NLL / bytes), so it sits on the same axis as the
 byte-level models.
 
-    python -m eval.tokenizer_baseline --data /work/data/text --out runs/tok --preset byte --time-budget 20m
+    scratchpad eval tokenizer --data /work/data/text --out runs/tok --preset byte --time-budget 20m
 
 Lossless on any bytes: bytes map 1:1 to the code points U+0000..U+00FF (Latin-1) before
 sentencepiece sees them, normalisation is off (identity, no dummy prefix, whitespace kept), the
@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from eval.common import LN2, Parser, data_file, positive_int, read_bytes, set_threads
+from eval.common import LN2, Parser, add_threads_flag, describe, parse_duration, data_file, positive_int, read_bytes, set_threads
 from eval.report import out_folder, table, write_report
 from scratchpad import ModelConfig
 from scratchpad.accounting import block_macs
@@ -190,7 +190,7 @@ class TokenBaseline:
         missing = [f for f in (TOKENIZER_FILE, WEIGHTS_FILE, META_FILE) if not (folder / f).is_file()]
         if not folder.is_dir() or missing:
             raise UserError(f"--tokenizer-baseline {folder}: not a tokenizer-baseline folder "
-                            f"(missing {', '.join(missing) if folder.is_dir() else 'folder'}; build one with python -m eval.tokenizer_baseline)")
+                            f"(missing {', '.join(missing) if folder.is_dir() else 'folder'}; build one with scratchpad eval tokenizer)")
         try:
             meta = json.loads((folder / META_FILE).read_text())
             tok = Tokenizer((folder / TOKENIZER_FILE).read_bytes())
@@ -343,9 +343,7 @@ REPORT_HEADERS = ["trunk of", "params", "steps", "ms/step", "BPB (per byte)", "b
 
 
 def main(argv=None) -> int:
-    from train.cli import parse_duration
-
-    ap = Parser(prog="python -m eval.tokenizer_baseline", description=__doc__.split("\n")[0])
+    ap = Parser(prog="scratchpad eval tokenizer", description=describe(__doc__))
     ap.add_argument("--data", required=True, help="corpus folder with train.bin and val.bin")
     ap.add_argument("--out", required=True, help="folder for the tokenizer, token LM and report")
     ap.add_argument("--preset", default="byte", help="take the trunk (mixers, width) of this preset (default byte)")
@@ -359,7 +357,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seq-len", type=positive_int("--seq-len", 8), help="context in bytes, converted to tokens (default min(1024, max_seq_len))")
     ap.add_argument("--batch-size", type=positive_int("--batch-size"), default=8)
     ap.add_argument("--eval-bytes", type=positive_int("--eval-bytes", 2), default=1 << 16, help="bytes of val.bin scored (default 65536)")
-    ap.add_argument("--threads", type=positive_int("--threads"))
+    add_threads_flag(ap)
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
     ModelConfig.preset(a.preset)
     budget = parse_duration(a.time_budget) if a.time_budget else None

@@ -27,6 +27,7 @@ from eval.common import (
     WINDOWING,
     Events,
     Parser,
+    describe,
     accounting,
     batches,
     common_args,
@@ -96,7 +97,7 @@ def run_triggers(model, arr: np.ndarray, W: int, taus: list[float], batch_size: 
 
 
 def main(argv=None) -> int:
-    ap = Parser(prog="scratchpad eval triggers", description=__doc__.split("\n")[0])
+    ap = Parser(prog="scratchpad eval triggers", description=describe(__doc__))
     common_args(ap, max_bytes=1 << 16)
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--rates", help=f"target scratchpad rates; tau by entropy quantile (default {DEFAULT_RATES})")

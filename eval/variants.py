@@ -27,16 +27,19 @@ import torch
 
 from eval.common import (
     Parser,
+    add_threads_flag,
+    describe,
+    parse_duration,
     accounting,
     data_file,
     evaluate,
-    model_folder,
     positive_int,
     read_bytes,
     set_threads,
 )
 from eval.report import fmt, out_folder, plot_xy, table, write_report
 from scratchpad import ModelConfig, load_model
+from scratchpad.checkpoint import resolve_model_folder
 from scratchpad.errors import UserError, run_cli
 
 DEFAULT_PRESETS = ["byte", "study-A-fixed-mean", "study-B-attn-pool", "study-C-soft-boundary", "study-D-entropy",
@@ -109,7 +112,7 @@ def summarise_run(preset: str, run: Path, val, a) -> dict:
     end = next((e for e in reversed(log) if e.get("event") == "end"), {})
     ms = [e["step_ms"] for e in steps]
     ms_steady = ms[1:] if len(ms) > 2 else ms  # the first step pays one-off allocation costs
-    folder = model_folder(run)
+    folder = resolve_model_folder(run)
     model = load_model(folder).float().eval()
     cfg = model.cfg
     seq_len = int(start.get("args", {}).get("seq_len") or min(1024, cfg.max_seq_len))
@@ -187,9 +190,7 @@ def tokenizer_row(a, val, out: Path, log) -> dict:
 
 
 def main(argv=None) -> int:
-    from train.cli import parse_duration
-
-    ap = Parser(prog="scratchpad eval variants", description=__doc__.split("\n")[0])
+    ap = Parser(prog="scratchpad eval variants", description=describe(__doc__))
     ap.add_argument("--data", required=True, help="corpus folder with train.bin and val.bin")
     ap.add_argument("--out", required=True, help="report folder; training runs go to OUT/runs/<preset>")
     ap.add_argument("--time-budget", help="training time per variant (20m, 30s); the study used 20m")
@@ -205,14 +206,14 @@ def main(argv=None) -> int:
     ap.add_argument("--eval-batch", type=positive_int("--eval-batch"), default=8)
     ap.add_argument("--audit-positions", type=positive_int("--audit-positions"), default=4)
     ap.add_argument("--no-tokenizer", action="store_true", help="skip the tokenizer baseline row")
-    ap.add_argument("--tokenizer-baseline", metavar="DIR", help="use this trained tokenizer baseline (python -m "
-                    "eval.tokenizer_baseline) instead of training one")
+    ap.add_argument("--tokenizer-baseline", metavar="DIR", help="use this trained tokenizer baseline (written by "
+                    "scratchpad eval tokenizer) instead of training one")
     ap.add_argument("--tokenizer-preset", help="whose trunk the token LM uses (default byte, tiny-byte for tiny presets)")
     ap.add_argument("--vocab-size", type=positive_int("--vocab-size", 300), default=4096)
     ap.add_argument("--tokenizer-sample-bytes", type=positive_int("--tokenizer-sample-bytes", 1000), default=8 << 20)
     ap.add_argument("--tokenizer-train-bytes", type=positive_int("--tokenizer-train-bytes", 1000), default=32 << 20)
     ap.add_argument("--seed", type=positive_int("--seed", 0), default=0)
-    ap.add_argument("--threads", type=positive_int("--threads"))
+    add_threads_flag(ap)
     ap.add_argument("--device", choices=["cpu", "cuda"])
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
     a.time_budget = parse_duration(a.time_budget) if a.time_budget else None

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from infer.sampling import Sampler
+from infer.sampling import DEFAULT_TEMPERATURE, Sampler
 from infer.state import DecodeState, allocate_state
 from scratchpad.layers import entropy_nats
 from scratchpad.errors import UserError
@@ -182,7 +182,7 @@ class Engine:
         self.last_state = state
         return logits
 
-    def generate(self, prompts: list[bytes], max_bytes: int = 256, threshold=1.5, temperature: float = 0.0,
+    def generate(self, prompts: list[bytes], max_bytes: int = 256, threshold=1.5, temperature: float = DEFAULT_TEMPERATURE,
                  top_k: int = 0, top_p: float = 1.0, seed: int | None = None, stop: list[bytes] | None = None,
                  eos_byte: int | None = DOCUMENT_SEPARATOR, on_bytes=None) -> list[Generation]:
         """Generate up to max_bytes per prompt. `on_bytes(row, bytes)` streams each new byte.

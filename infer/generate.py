@@ -1,10 +1,10 @@
 """`scratchpad generate`: stream bytes from a prompt with entropy-triggered scratchpads.
 
-    scratchpad generate "Once upon a time" --entropy-threshold 1.5 --max-bytes 200 --stats
+    scratchpad generate "Once upon a time" -t 1.5 --max-bytes 200 --stats
+    echo "def main(" | scratchpad generate --max-bytes 80
 """
 from __future__ import annotations
 
-import argparse
 import codecs
 import json
 import math
@@ -15,9 +15,11 @@ from pathlib import Path
 import torch
 
 from infer.engine import Engine, parse_threshold
+from infer.sampling import DEFAULT_TEMPERATURE
 from infer.stats import decode_stats
 from scratchpad import load_model
 from scratchpad.errors import UserError, run_cli
+from scratchpad.flags import RATE_FLAGS, THRESHOLD_FLAGS, Parser, add_threads_flag, describe, int_flag, set_threads
 
 
 def read_file(path: str, what: str) -> bytes:
@@ -30,11 +32,11 @@ def read_file(path: str, what: str) -> bytes:
 def budget_threshold(model, prompt: bytes, rate: float) -> float:
     """tau such that about a fraction `rate` of the prompt's bytes would trigger a scratchpad."""
     if not 0 <= rate <= 1:
-        raise UserError(f"--scratchpad-budget must be a fraction in [0, 1], got {rate}")
+        raise UserError(f"--rate must be a fraction in [0, 1], got {rate}")
     if rate == 0:
         return math.inf
     if len(prompt) < 2:
-        raise UserError("--scratchpad-budget calibrates on the prompt; give a prompt of at least 2 bytes")
+        raise UserError("--rate calibrates on the prompt; give a prompt of at least 2 bytes")
     x = torch.tensor(list(prompt[-model.cfg.max_seq_len:]), dtype=torch.long).unsqueeze(0)
     with torch.no_grad():
         out = model(x)
@@ -44,43 +46,77 @@ def budget_threshold(model, prompt: bytes, rate: float) -> float:
     return float(ent.float().quantile(1 - rate).clamp(min=0))
 
 
+DEFAULT_THRESHOLD = 1.5
+DECODE_THREADS = 1  # batch-1 decode is a chain of tiny ops: more threads only add OpenMP overhead
+
+
 def build_parser():
-    ap = argparse.ArgumentParser(prog="scratchpad generate", description=__doc__.split("\n")[0])
-    ap.add_argument("prompt", nargs="?", default=None, help="prompt text (UTF-8); empty = beginning of text")
-    ap.add_argument("--prompt-file", help="read the prompt's bytes from a file (any bytes)")
-    ap.add_argument("--prompts-file", help="one prompt per line; generates them as one batch")
-    ap.add_argument("--batch", type=int, default=1, help="repeat the prompt this many times in one batch")
-    ap.add_argument("--model", help="model folder (default: the packaged default model)")
-    ap.add_argument("--entropy-threshold", "-t", default="1.5", help="tau in nats; 'inf'/'none' = no scratchpads")
-    ap.add_argument("--scratchpad-budget", type=float, help="pick tau on the prompt so about this fraction of bytes trigger")
-    ap.add_argument("--max-bytes", type=int, default=256)
-    ap.add_argument("--temperature", type=float, default=0.7)
-    ap.add_argument("--top-k", type=int, default=0)
-    ap.add_argument("--top-p", type=float, default=1.0)
-    ap.add_argument("--seed", type=int)
-    ap.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
-    ap.add_argument("--no-eos", action="store_true", help="do not stop at the end-of-text byte")
-    ap.add_argument("--stats", action="store_true", help="print scratchpad rate, trunk calls, FLOPs and KV vs byte baseline")
+    ap = Parser(prog="scratchpad generate", description=describe(__doc__),
+                epilog="The prompt comes from PROMPT, --prompt-file, --prompts-file, or standard input "
+                       "(PROMPT '-', --prompt-file -, or piped in with no PROMPT).")
+    ap.add_argument("prompt", nargs="?", default=None,
+                    help="prompt text (UTF-8); '' = beginning of text; '-' = read standard input")
+    ap.add_argument("--prompt-file", metavar="FILE", help="read the prompt's bytes from FILE ('-' = standard input)")
+    ap.add_argument("--prompts-file", metavar="FILE", help="one prompt per line; generates them as one batch")
+    ap.add_argument("--batch", type=int_flag("--batch"), metavar="N",
+                    help="generate the prompt N times in one batch (default 1; not with --prompts-file)")
+    ap.add_argument("--model", metavar="DIR", help="model folder, or a training --out folder (its best/, else last/); "
+                    "default: the packaged default model")
+    tau = ap.add_mutually_exclusive_group()
+    tau.add_argument(*THRESHOLD_FLAGS, dest="threshold", metavar="TAU",
+                     help=f"entropy threshold in nats: a scratchpad where the aux entropy exceeds it; 'inf' = none "
+                          f"(default {DEFAULT_THRESHOLD:g})")
+    tau.add_argument(*RATE_FLAGS, dest="rate", type=float, metavar="R",
+                     help="instead of --threshold: pick tau on the prompt so about a fraction R of bytes trigger")
+    ap.add_argument("--max-bytes", type=int_flag("--max-bytes"), default=256, metavar="N", help="bytes to generate per prompt")
+    ap.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE, metavar="T",
+                    help="sampling temperature; 0 = greedy (default: %(default)s, the same as Engine.generate's)")
+    ap.add_argument("--top-k", type=int, default=0, metavar="K", help="sample from the K most likely bytes; 0 = all")
+    ap.add_argument("--top-p", type=float, default=1.0, metavar="P", help="nucleus sampling mass; 1 = off")
+    ap.add_argument("--seed", type=int, metavar="S", help="sampling seed (default: a fresh random seed)")
+    ap.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop string (repeatable)")
+    ap.add_argument("--no-eos", action="store_true", help="do not stop at the end-of-text byte (0x00)")
+    ap.add_argument("--stats", action="store_true",
+                    help="print scratchpad rate, trunk calls, FLOPs and KV per byte vs the byte baseline (stderr)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
-    ap.add_argument("--raw", action="store_true", help="write raw bytes (no UTF-8 repair)")
-    ap.add_argument("--threads", type=int, help="torch CPU threads")
+    ap.add_argument("--raw", action="store_true", help="write the generated bytes exactly (no UTF-8 repair, no final newline)")
+    add_threads_flag(ap, DECODE_THREADS, "fastest for batch-1 decode on CPU")
     return ap
+
+
+def read_stdin() -> bytes:
+    try:
+        return sys.stdin.buffer.read()
+    except (OSError, AttributeError, ValueError) as e:
+        raise UserError(f"cannot read the prompt from standard input ({e})") from None
+
+
+def stdin_is_piped() -> bool:
+    try:
+        return sys.stdin is not None and not sys.stdin.isatty() and not sys.stdin.closed and sys.stdin.readable()
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def gather_prompts(args) -> list[bytes]:
     sources = sum(x is not None for x in (args.prompt, args.prompt_file, args.prompts_file))
     if sources > 1:
         raise UserError("give only one of PROMPT, --prompt-file, --prompts-file")
-    if args.batch < 1:
-        raise UserError(f"--batch must be >= 1, got {args.batch}")
     if args.prompts_file:
-        lines = read_file(args.prompts_file, "prompts file").split(b"\n")
-        prompts = [line for line in lines if line.strip()]
+        if args.batch is not None:
+            raise UserError("--batch repeats one prompt; with --prompts-file the batch is the file's lines")
+        data = read_stdin() if args.prompts_file == "-" else read_file(args.prompts_file, "prompts file")
+        prompts = [line for line in data.split(b"\n") if line.strip()]
         if not prompts:
             raise UserError(f"prompts file {args.prompts_file} holds no prompt")
         return prompts
-    prompt = read_file(args.prompt_file, "prompt file") if args.prompt_file else (args.prompt or "").encode("utf-8")
-    return [prompt] * args.batch
+    if args.prompt_file == "-" or args.prompt == "-" or (sources == 0 and stdin_is_piped()):
+        prompt = read_stdin()
+    elif args.prompt_file:
+        prompt = read_file(args.prompt_file, "prompt file")
+    else:
+        prompt = (args.prompt or "").encode("utf-8")
+    return [prompt] * (args.batch or 1)
 
 
 class Stream:
@@ -99,22 +135,24 @@ class Stream:
             sys.stdout.flush()
 
     def close(self):
-        if not self.raw:
-            sys.stdout.write(self.decoder.decode(b"", final=True))
-        sys.stdout.write("\n")
+        if not self.raw:  # raw output is exactly the generated bytes; text ends with a newline
+            sys.stdout.write(self.decoder.decode(b"", final=True) + "\n")
+            sys.stdout.flush()
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if args.max_bytes < 1:
-        raise UserError(f"--max-bytes must be >= 1, got {args.max_bytes}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    tau = parse_threshold(args.entropy_threshold)
+    set_threads(args.threads)
+    tau = parse_threshold(DEFAULT_THRESHOLD if args.threshold is None else args.threshold, "--threshold")
     prompts = gather_prompts(args)
     model = load_model(args.model)
-    if args.scratchpad_budget is not None:
-        tau = budget_threshold(model, prompts[0], args.scratchpad_budget)
+    if not model.cfg.scratchpad:
+        if args.rate is not None or (args.threshold is not None and math.isfinite(tau)):
+            print("note: this model was trained without scratchpads (config scratchpad=false); "
+                  "--threshold/--rate have no effect", file=sys.stderr)
+        tau = math.inf
+    elif args.rate is not None:
+        tau = budget_threshold(model, prompts[0], args.rate)
     limit = model.cfg.max_seq_len
     for p in prompts:
         if len(p) >= limit:
@@ -146,7 +184,8 @@ def main(argv=None) -> int:
 
 
 def format_stats(s: dict) -> str:
-    return (f"[stats] tau={s['threshold']}  scratchpad rate {s['scratchpad_rate']:.3f}  "
+    tau = s["threshold"]
+    return (f"[stats] tau={'inf' if tau == 'inf' else f'{tau:.3g}'}  scratchpad rate {s['scratchpad_rate']:.3f}  "
             f"trunk calls/byte {s['trunk_calls_per_byte']:.3f}  "
             f"FLOPs/byte {s['flops_per_byte'] / 1e6:.2f}M ({s['flops_ratio_vs_byte']:.2f}x byte baseline)  "
             f"KV bytes/byte {s['kv_bytes_per_byte']:.0f} ({s['kv_ratio_vs_byte']:.3f}x)  "

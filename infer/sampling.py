@@ -10,9 +10,13 @@ import torch
 
 from scratchpad.errors import UserError
 
+# The one default of `Engine.generate`, `Sampler` and `scratchpad generate --temperature`: greedy,
+# so the library and the CLI give the same, reproducible bytes unless asked to sample.
+DEFAULT_TEMPERATURE = 0.0
+
 
 class Sampler:
-    def __init__(self, rows: int, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
+    def __init__(self, rows: int, temperature: float = DEFAULT_TEMPERATURE, top_k: int = 0, top_p: float = 1.0,
                  seed: int | None = None):
         if not (temperature >= 0 and math.isfinite(temperature)):
             raise UserError(f"temperature must be a finite number >= 0, got {temperature}")

@@ -1,4 +1,5 @@
-"""Scan/step kernel benchmark: `scratchpad bench kernels [--quick] ...` (or `python -m kernels.bench`).
+"""Scan/step kernel benchmark, measured by `run` (its command line, `scratchpad bench kernels`,
+is eval/bench_kernels.py: kernels import nothing of the rest of the project).
 
 For every shape [B, T, D] it times the diagonal scan forward, and forward+backward, for each
 implementation that runs here:
@@ -18,9 +19,7 @@ table, then one JSON line with every number.
 """
 from __future__ import annotations
 
-import argparse
 import functools
-import json
 import math
 import platform
 import statistics
@@ -35,21 +34,6 @@ FULL_SHAPES = [(8, T, D) for T in (1024, 4096, 16384) for D in (512, 2048)]
 QUICK_SHAPES = [(8, 256, 128), (8, 1024, 512)]
 STEP_BATCHES = [1, 2, 4, 8, 16, 32, 64]
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def parse_shapes(text: str):
-    from scratchpad.errors import UserError
-
-    shapes = []
-    for part in text.split(","):
-        try:
-            B, T, D = (int(x) for x in part.lower().split("x"))
-        except ValueError:
-            raise UserError(f"--shapes: expected BxTxD[,BxTxD...], got {part!r}") from None
-        if min(B, T, D) < 1:
-            raise UserError(f"--shapes: sizes must be >= 1, got {part!r}")
-        shapes.append((B, T, D))
-    return shapes
 
 
 class Timer:
@@ -213,39 +197,21 @@ def fmt_table(scan_rows, step_rows) -> str:
     return "\n".join(lines)
 
 
-def main(argv) -> int:
-    from scratchpad.errors import UserError
-
-    p = argparse.ArgumentParser(prog="scratchpad bench kernels", description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help=f"small shapes {QUICK_SHAPES}, few repetitions (for CPU)")
-    p.add_argument("--shapes", help="BxTxD[,BxTxD...] instead of the defaults")
-    p.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="scan dtype (default bf16 on CUDA, fp32 on CPU)")
-    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
-    p.add_argument("--reps", type=int, default=None, help="timed repetitions (median is reported)")
-    p.add_argument("--warmup", type=int, default=None)
-    p.add_argument("--budget", type=float, default=None, help="seconds per timed cell before stopping early (min 3 reps)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--step-d", type=int, default=None, help="D for the step latency (default 2048, --quick 512)")
-    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
-    p.add_argument("--no-steps", action="store_true", help="skip the step latency table")
-    p.add_argument("--no-scan", action="store_true", help="skip the scan table")
-    args = p.parse_args(argv)
-
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: CUDA is not available here")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+def run(shapes, dtype_name: str | None = None, device=None, quick: bool = False, reps: int | None = None,
+        warmup: int | None = None, budget: float | None = None, step_d: int | None = None, compile_ref: bool = True,
+        steps: bool = True, scan: bool = True, print=print) -> dict:
+    """Run the benchmark, print the table, and return every number (the JSON record). None picks
+    the defaults: bf16 on CUDA / fp32 on CPU, reps 5 quick / 20 CUDA / 7 CPU, warmup 1 quick / 3,
+    budget 5 s quick / 30 s per cell, step D 512 quick / 2048."""
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     cuda = device.type == "cuda"
-    dtype = DTYPES[args.dtype or ("bf16" if cuda else "fp32")]
-    shapes = parse_shapes(args.shapes) if args.shapes else (QUICK_SHAPES if args.quick else FULL_SHAPES)
-    reps = args.reps or (5 if args.quick else (20 if cuda else 7))
-    warmup = args.warmup if args.warmup is not None else (1 if args.quick else 3)
-    budget = args.budget or (5.0 if args.quick else 30.0)
-    timer = Timer(device, warmup, reps, budget)
-    step_d = args.step_d or (512 if args.quick else 2048)
+    dtype = DTYPES[dtype_name or ("bf16" if cuda else "fp32")]
+    reps = reps or (5 if quick else (20 if cuda else 7))
+    warmup = warmup if warmup is not None else (1 if quick else 3)
+    timer = Timer(device, warmup, reps, budget or (5.0 if quick else 30.0))
+    step_d = step_d or (512 if quick else 2048)
 
-    bw = copy_bandwidth(device, (1 << 30) if cuda else (256 << 20 if not args.quick else 64 << 20), Timer(device, 2, 5 if cuda else 3, 60))
+    bw = copy_bandwidth(device, (1 << 30) if cuda else (256 << 20 if not quick else 64 << 20), Timer(device, 2, 5 if cuda else 3, 60))
     dev_name = torch.cuda.get_device_name(device) if cuda else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
     print(f"device: {dev_name}; copy bandwidth {bw / 1e9:.2f} GB/s (read + write); torch {torch.__version__}")
     if not cuda:
@@ -256,22 +222,12 @@ def main(argv) -> int:
     def log(rec):
         pass
 
-    scan_rows = [] if args.no_scan else bench_scan(shapes, dtype, device, timer, not args.no_compile, bw, log)
-    step_rows = [] if args.no_steps else bench_steps(step_d, dtype, device, timer, log)
+    scan_rows = bench_scan(shapes, dtype, device, timer, compile_ref, bw, log) if scan else []
+    step_rows = bench_steps(step_d, dtype, device, timer, log) if steps else []
     print(fmt_table(scan_rows, step_rows))
-    out = {
+    return {
         "bench": "kernels", "device": dev_name, "cuda": cuda, "torch": torch.__version__,
-        "copy_bandwidth_Bps": bw, "dtype": str(dtype).split(".")[-1], "quick": bool(args.quick),
+        "copy_bandwidth_Bps": bw, "dtype": str(dtype).split(".")[-1], "quick": bool(quick),
         "timing": "cuda events" if cuda else "perf_counter", "reps": reps,
         "scan": scan_rows, "steps": step_rows,
     }
-    print(json.dumps(out))
-    return 0
-
-
-if __name__ == "__main__":
-    import sys
-
-    from scratchpad.errors import run_cli
-
-    sys.exit(run_cli(main))

@@ -97,18 +97,38 @@ def read_tensors(path) -> dict:
         raise UserError(f"{path}: corrupted or truncated safetensors file ({str(e).splitlines()[0][:120]})") from None
 
 
-def load_model(folder=None, device="cpu"):
-    """Load a model folder (None: the packaged default model). Any missing, truncated or
-    mismatched file raises UserError naming it."""
+RUN_CHECKPOINTS = ("best", "last")  # what a training --out folder stands for, in this order
+
+
+def resolve_model_folder(path, flag: str = "--model") -> Path:
+    """The one rule for every flag that names a model (`generate/eval/bench --model`, `train
+    --init-from`): PATH is a model folder (it holds config.json), or a training --out folder, which
+    stands for its best/ checkpoint (lowest validation BPB), else its last/ (a run that has not
+    validated yet). Anything else is a UserError naming the flag."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"{flag} {p}: no such model folder")
+    if not p.is_dir():
+        raise UserError(f"{flag} {p}: not a folder (a model folder holds {CONFIG_FILE} and {MODEL_FILE})")
+    if (p / CONFIG_FILE).is_file():
+        return p
+    for sub in RUN_CHECKPOINTS:
+        if (p / sub / CONFIG_FILE).is_file():
+            return p / sub
+    raise UserError(f"{flag} {p}: not a model folder (no {CONFIG_FILE}) nor a training run (no "
+                    f"{' or '.join(s + '/' for s in RUN_CHECKPOINTS)})")
+
+
+def load_model(folder=None, device="cpu", flag: str = "--model"):
+    """Load a model folder or a training run folder (see resolve_model_folder; None: the packaged
+    default model) in eval mode. Any missing, truncated or mismatched file raises UserError naming it."""
     from scratchpad.model import build_model
 
     if folder is None:
         folder = DEFAULT_MODEL_DIR
         if not (folder / CONFIG_FILE).is_file():
             raise UserError("no default model is packaged in this install; pass --model PATH")
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise UserError(f"{folder}: no such model folder")
+    folder = resolve_model_folder(folder, flag)
     cfg = read_config(folder)
     model = build_model(cfg)
     state = read_tensors(folder / MODEL_FILE)

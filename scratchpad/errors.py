@@ -9,11 +9,13 @@ class UserError(Exception):
 
 
 def run_cli(main, argv=None) -> int:
-    """Run a subcommand's `main(argv)`; a UserError becomes one stderr line and exit code 2.
+    """Run a subcommand's `main(argv)`; a UserError becomes one stderr line and exit code 2; a
+    closed stdout (piped into `head`) ends quietly with exit code 141.
 
     Every CLI module ends with `sys.exit(run_cli(main))` so `python -m part.module` behaves
     like `scratchpad ...`.
     """
+    import os
     import sys
 
     try:
@@ -24,3 +26,14 @@ def run_cli(main, argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`scratchpad generate ... | head`): stop quietly, as Unix tools do.
+        # Point stdout at /dev/null so the interpreter's final flush cannot raise again.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return BROKEN_PIPE_EXIT
+
+
+BROKEN_PIPE_EXIT = 141  # 128 + SIGPIPE: what a shell reports for a writer whose reader closed

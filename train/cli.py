@@ -14,35 +14,16 @@ import math
 import re
 
 from scratchpad import ModelConfig, UserError
+from scratchpad.flags import Parser, parse_duration, parse_int_flag
 from train.args import DTYPES, TrainArgs
 from train.trainer import train
 
-_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str, flag: str = "--time-budget") -> float:
-    """'20m', '90s', '1h30m', '1.5h', '45' (seconds) -> seconds (> 0)."""
-    t = text.strip().lower().replace(" ", "")
-    if re.fullmatch(r"\d+(\.\d+)?", t):
-        total = float(t)
-    else:
-        parts = re.findall(r"(\d+(?:\.\d+)?)(sec|min|s|m|h|d)", t)
-        if not parts or "".join(n + u for n, u in parts) != t:
-            raise UserError(f"{flag} {text!r}: not a duration (examples: 20m, 90s, 1h30m, 1.5h)")
-        total = sum(float(n) * _UNITS[u] for n, u in parts)
-    if not math.isfinite(total) or total <= 0:
-        raise UserError(f"{flag} {text!r}: must be positive")
-    return total
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit code 2 through run_cli
-        raise UserError(f"scratchpad train: {message}")
+__all__ = ["build_parser", "main", "parse_args", "parse_duration", "parse_int_flag"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     d = TrainArgs()
-    p = _Parser(prog="scratchpad train", description="Train, resume or fine-tune a Scratchpad Patching model.",
+    p = Parser(prog="scratchpad train", description="Train, resume or fine-tune a Scratchpad Patching model.",
                 argument_default=argparse.SUPPRESS)
     m = p.add_argument_group("model")
     m.add_argument("--preset", metavar="NAME", help="a named ModelConfig (see --list-presets)")
@@ -80,17 +61,6 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--compile", action="store_true", help="torch.compile the training and evaluation forward "
                    "(the first step pays the compile time, reported once)")
     return p
-
-
-def parse_int_flag(name: str, text, lo: int) -> int:
-    """An integer flag value >= lo, or one UserError line naming --name."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise UserError(f"--{name} {text!r}: not an integer") from None
-    if v < lo:
-        raise UserError(f"--{name} {v}: must be >= {lo}")
-    return v
 
 
 def _float(name, text, lo, hi=math.inf, lo_open=False):

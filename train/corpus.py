@@ -53,6 +53,7 @@ from typing import Callable, Iterable, Mapping
 
 from scratchpad.checkpoint import ensure_writable_dir
 from scratchpad.errors import UserError
+from scratchpad.flags import Parser
 from scratchpad.vocab import DOCUMENT_SEPARATOR
 
 FORMAT_VERSION = 1
@@ -391,16 +392,11 @@ def check_val_fraction(val_fraction: float) -> None:
 # Command line
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line via run_cli, not usage + exit
-        raise UserError(f"data build: {message}")
-
-
 def make_parser() -> argparse.ArgumentParser:
     from train import sources as S
 
     names = {k: ", ".join(s.name for s in S.sources_for(k)) for k in S.KINDS}
-    p = _Parser(
+    p = Parser(
         prog="scratchpad data build",
         description="Build a byte corpus (train.bin, val.bin, manifest.json) from installed sources "
                     "(from a folder of your own files: scratchpad data build files --help).",

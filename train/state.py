@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from scratchpad.checkpoint import CONFIG_FILE, atomic_folder, read_tensors, write_model_files
+from scratchpad.checkpoint import atomic_folder, read_tensors, write_model_files
 from scratchpad.errors import UserError
 
 LOG_FILE = "log.jsonl"
@@ -132,14 +132,6 @@ def params_hash(model) -> str:
         h.update(name.encode())
         h.update(p.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:16]
-
-
-def resolve_model_folder(path) -> Path:
-    """A model folder, or a training --out folder (its last/ checkpoint)."""
-    p = Path(path)
-    if not (p / CONFIG_FILE).is_file() and (p / LAST / CONFIG_FILE).is_file():
-        return p / LAST
-    return p
 
 
 def recover_checkpoint_folders(out: Path):

@@ -49,7 +49,7 @@ import torch.nn as nn
 
 from scratchpad import ModelConfig, UserError, build_model, load_model
 from scratchpad.accounting import flops_for_events
-from scratchpad.checkpoint import ensure_writable_dir, read_config
+from scratchpad.checkpoint import ensure_writable_dir, read_config, resolve_model_folder
 from train.args import TrainArgs, merge_resume_args
 from train.data import ByteCorpus, batch_generator, seed_model_rng
 from train.dist import Dist
@@ -58,7 +58,7 @@ from train.hardware import (autocast, check_dtype, compile_problem, peak_flops, 
 from train.loop import NonFinite, StepLoop
 from train.optim import make_optimizer, schedule_warning
 from train.state import (BEST, LAST, LOG_FILE, STATE_FILE, params_hash, read_saved_args, read_saved_world,
-                         read_train_state, recover_checkpoint_folders, resolve_model_folder, restore_train_state,
+                         read_train_state, recover_checkpoint_folders, restore_train_state,
                          train_state_tensors, write_best, write_last)
 
 EVAL_TAU = 1.5  # the runtime default threshold, evaluated next to tau = inf for scratchpad models
@@ -160,10 +160,8 @@ class Trainer:
             except (OSError, UnicodeDecodeError) as e:
                 raise UserError(f"--config {path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
             requested, req_src = ModelConfig.from_json(text, source=str(path)), f"--config {path}"
-        source = resume_state or (resolve_model_folder(a.init_from) if a.init_from else None)
+        source = resume_state or (resolve_model_folder(a.init_from, "--init-from") if a.init_from else None)
         if source is not None:
-            if not Path(source).is_dir():
-                raise UserError(f"--init-from {a.init_from}: no such model folder")
             cfg = read_config(source)
             if requested is not None:
                 diff = config_diff(cfg, requested)

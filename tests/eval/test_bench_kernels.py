@@ -1,7 +1,7 @@
 """`scratchpad bench kernels` runs on CPU and ends with one JSON line."""
 import json
 
-from kernels.bench import main
+from eval.bench_kernels import main
 
 
 def test_bench_smoke(capsys):
@@ -23,3 +23,18 @@ def test_bench_bad_shapes():
 
     with pytest.raises(UserError, match="BxTxD"):
         main(["--shapes", "8x1024"])
+
+
+def test_kernels_import_nothing_of_the_project():
+    """kernels <- scratchpad <- train, infer <- eval: no module in kernels/ imports another part."""
+    import ast
+    from pathlib import Path
+
+    import kernels
+
+    for f in Path(kernels.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for n in names:
+                assert n.split(".")[0] not in ("scratchpad", "train", "infer", "eval"), f"{f.name} imports {n}"

@@ -1,0 +1,74 @@
+"""`scratchpad bench kernels`: scan and step kernel benchmarks (kernels/bench.py measures).
+
+    scratchpad bench kernels --quick          # CPU-sized shapes, few repetitions
+    scratchpad bench kernels --shapes 8x4096x2048 --dtype bf16
+
+Prints a table, then one JSON line with every number (see kernels/BENCHMARKS.md).
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+import torch
+
+from kernels.bench import DTYPES, QUICK_SHAPES, FULL_SHAPES, run
+from scratchpad.errors import UserError, run_cli
+from scratchpad.flags import Parser, add_threads_flag, describe, int_flag, set_threads
+
+
+def parse_shapes(text: str) -> list[tuple[int, int, int]]:
+    shapes = []
+    for part in text.split(","):
+        try:
+            B, T, D = (int(x) for x in part.lower().split("x"))
+        except ValueError:
+            raise UserError(f"--shapes: expected BxTxD[,BxTxD...], got {part!r}") from None
+        if min(B, T, D) < 1:
+            raise UserError(f"--shapes: sizes must be >= 1, got {part!r}")
+        shapes.append((B, T, D))
+    return shapes
+
+
+def positive_float(flag: str):
+    def parse(text):
+        try:
+            v = float(text)
+        except ValueError:
+            raise UserError(f"{flag} {text!r}: not a number") from None
+        if not v > 0:
+            raise UserError(f"{flag} {text}: must be > 0")
+        return v
+    return parse
+
+
+def main(argv=None) -> int:
+    p = Parser(prog="scratchpad bench kernels", description=describe(__doc__))
+    p.add_argument("--quick", action="store_true", help=f"small shapes {QUICK_SHAPES}, few repetitions (for CPU)")
+    p.add_argument("--shapes", metavar="BxTxD,...", help=f"shapes instead of the defaults {FULL_SHAPES}")
+    p.add_argument("--dtype", choices=sorted(DTYPES), help="scan dtype (default bf16 on CUDA, fp32 on CPU)")
+    p.add_argument("--device", help="cuda or cpu (default: cuda if available)")
+    p.add_argument("--reps", type=int_flag("--reps"), metavar="N",
+                   help="timed repetitions, the median is reported (default 5 with --quick, else 20 on CUDA, 7 on CPU)")
+    p.add_argument("--warmup", type=int_flag("--warmup", 0), metavar="N", help="untimed runs per cell (default 1 with --quick, else 3)")
+    p.add_argument("--budget", type=positive_float("--budget"), metavar="SECONDS",
+                   help="seconds per timed cell before stopping early, at least 3 reps (default 5 with --quick, else 30)")
+    add_threads_flag(p)
+    p.add_argument("--step-d", type=int_flag("--step-d"), metavar="D", help="D for the step latency (default 512 with --quick, else 2048)")
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
+    p.add_argument("--no-steps", action="store_true", help="skip the step latency table")
+    p.add_argument("--no-scan", action="store_true", help="skip the scan table")
+    a = p.parse_args(sys.argv[1:] if argv is None else argv)
+    device = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: CUDA is not available here")
+    set_threads(a.threads)
+    shapes = parse_shapes(a.shapes) if a.shapes else (QUICK_SHAPES if a.quick else FULL_SHAPES)
+    rec = run(shapes, a.dtype, device, a.quick, a.reps, a.warmup, a.budget, a.step_d, compile_ref=not a.no_compile,
+              steps=not a.no_steps, scan=not a.no_scan)
+    print(json.dumps(rec))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
