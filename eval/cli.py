@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     found = resolve(argv)
     if found is None and argv[0] in groups():
-        subs = [w[1] for w, _, _ in COMMANDS if w[0] == argv[0] and len(w) > 1]
+        subs = list(dict.fromkeys(w[1] for w, _, _ in COMMANDS if w[0] == argv[0] and len(w) > 1))
         if len(argv) > 1 and argv[1] in ("-h", "--help", "help"):
             print(usage(argv[0]))
             return 0

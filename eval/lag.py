@@ -31,6 +31,7 @@ from eval.common import (
     LN2,
     WINDOWING,
     Parser,
+    describe,
     common_args,
     default_window,
     eval_bytes,
@@ -210,7 +211,7 @@ def lag_plots(out, rows: list[dict], title: str, stem: str = "lag") -> str | Non
 def main(argv=None) -> int:
     from eval.bpb import run_bpb
 
-    ap = Parser(prog="scratchpad eval lag", description=__doc__.split("\n")[0])
+    ap = Parser(prog="scratchpad eval lag", description=describe(__doc__))
     common_args(ap, max_bytes=1 << 16)
     ap.add_argument("--thresholds", default=DEFAULT_THRESHOLDS,
                     help=f"comma-separated taus in nats, 'inf' = none; 0 and inf are always added (default {DEFAULT_THRESHOLDS})")

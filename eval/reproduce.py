@@ -38,6 +38,8 @@ from eval.bpb import run_bpb
 from eval.common import (
     WINDOWING,
     Parser,
+    add_threads_flag,
+    describe,
     default_window,
     eval_bytes,
     parse_thresholds,
@@ -209,7 +211,7 @@ def report(out: Path, models: dict, sets: list[dict], a, steps: int, command: st
 
 
 def main(argv=None) -> int:
-    ap = Parser(prog="scratchpad eval reproduce", description=__doc__.split("\n")[0])
+    ap = Parser(prog="scratchpad eval reproduce", description=describe(__doc__))
     ap.add_argument("--data", required=True, help="training corpus folder (train.bin, val.bin)")
     ap.add_argument("--eval-data", help="comma-separated held-out corpus folders or byte files (default: --data's val.bin)")
     ap.add_argument("--out", required=True, help="report folder")
@@ -229,7 +231,7 @@ def main(argv=None) -> int:
                     help="held-out bytes per set (default 65537: 64 full windows of 1024)")
     ap.add_argument("--eval-batch", type=positive_int("--eval-batch"), default=8)
     ap.add_argument("--audit-positions", type=positive_int("--audit-positions"), default=6)
-    ap.add_argument("--threads", type=positive_int("--threads"))
+    add_threads_flag(ap)
     ap.add_argument("--device", choices=["cpu", "cuda"])
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
     command = "scratchpad eval reproduce " + " ".join(sys.argv[1:] if argv is None else argv)

@@ -73,7 +73,7 @@ def test_help_names_the_command_and_is_whole(capsys, words):
     text = help_text(capsys, words)
     assert "python -m" not in text and f"usage: scratchpad {' '.join(words)}" in text
     description = " ".join(text.split("\n\n")[1].split())
-    assert description.endswith((".", ")")), description  # not cut off mid-sentence
+    assert description.endswith((".", ")", "?")), description  # not cut off mid-sentence
 
 
 def test_generate_help_shows_every_default(capsys):
