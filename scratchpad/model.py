@@ -223,5 +223,7 @@ class ScratchpadLM(nn.Module):
 
 
 def build_model(cfg: ModelConfig) -> ScratchpadLM:
-    """Build a randomly initialised model from a config (validated)."""
-    return ScratchpadLM(cfg)
+    """Build a randomly initialised model from a config (validated), in eval mode: its forward is
+    deterministic (two identical calls give identical logits). Training mode (`model.train()`, as
+    the trainer sets it) keeps a random `train_scratch_keep` fraction of the triggered scratchpads."""
+    return ScratchpadLM(cfg).eval()

@@ -114,3 +114,17 @@ def test_full_size_presets_build_and_train_one_step(name):
     out = model(x, targets=torch.roll(x, -1, 1), threshold=model.sample_thresholds(1))
     out.loss.backward()
     assert torch.isfinite(out.loss) and out.logits.shape == (1, 48, 256)
+
+
+def test_build_model_is_deterministic_by_default():
+    """A fresh model is in eval mode: identical calls agree exactly (training mode drops a random
+    share of scratchpads, which the trainer switches on explicitly)."""
+    model = build_model(ModelConfig.preset("tiny-sp-fixed-p4"))
+    x = torch.randint(0, 256, (2, 64))
+    a = model(x, threshold=0.0).logits
+    b = model(x, threshold=0.0).logits
+    assert not model.training and torch.equal(a, b)
+    model.train()
+    torch.manual_seed(1)
+    c = model(x, threshold=0.0)
+    assert c.scratch.sum() < model.eval()(x, threshold=0.0).scratch.sum()  # the drop is still there for training
