@@ -202,10 +202,10 @@ def make_parser() -> argparse.ArgumentParser:
                         "'src/**/*.c' from DIR; default: every text file)")
     p.add_argument("--exclude", nargs="+", action="extend", default=[], metavar="GLOB",
                    help="drop files and folders matching one of these (.gitignore syntax)")
-    p.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION,
+    p.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION, metavar="F",
                    help=f"fraction of files held out for val.bin (default {DEFAULT_VAL_FRACTION})")
-    p.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
-    p.add_argument("--max-mb", type=float, default=None, help="cap on train+val size in MB (default: no cap)")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="split seed (default 0)")
+    p.add_argument("--max-mb", type=float, default=None, metavar="MB", help="cap on train+val size in MB (default: no cap)")
     p.add_argument("--force", action="store_true",
                    help="rebuild even if up to date, and write into a folder holding files no builder wrote "
                         "(only train.bin, val.bin and manifest.json are replaced)")
