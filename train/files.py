@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Iterator
 
 from scratchpad.errors import UserError
+from scratchpad.flags import Parser
 from train.corpus import (
     FORMAT_VERSION,
     MANIFEST,
@@ -183,13 +184,8 @@ def read_document(rel: str, path: Path, skipped: Skipped) -> bytes | None:
 # Command line
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UserError(f"data build files: {message}")
-
-
 def make_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="scratchpad data build files",
+    p = Parser(prog="scratchpad data build files",
                 description="Build a byte corpus (train.bin, val.bin, manifest.json) from a folder of your own files, "
                             "e.g. to fine-tune with: scratchpad train --init-from MODEL --data OUT ...",
                 epilog="Skips binary files, files over 1 MB, generated files (build/cache folders, lock files, "
