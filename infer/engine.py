@@ -93,13 +93,13 @@ class Engine:
         if bnd.z is not None:
             ps.coord[row] = bnd.z[0, -1]
             ps.forced[row] = bnd.forced[0].sum()
-        W = self.cfg.window
+        W = self.cfg.longest_patch
         k = min(W, n)
-        state.window[row].zero_()
-        state.window[row, W - k :] = m.pooling.features(tr["h"][0, n - k :])
-        state.coord_window[row].zero_()
+        state.pool_ring[row].zero_()
+        state.pool_ring[row, W - k :] = m.pooling.features(tr["h"][0, n - k :])
+        state.coord_ring[row].zero_()
         if bnd.coord is not None:
-            state.coord_window[row, W - k :] = bnd.coord[0, n - k :]
+            state.coord_ring[row, W - k :] = bnd.coord[0, n - k :]
         state.ctx[row] = tr["ctx"][0, -1]
         c = state.counts
         c.bytes[row], c.commits[row], c.scratchpads[row], c.aux[row] = n, commits, int(out.scratch.sum()), n
@@ -124,9 +124,9 @@ class Engine:
         seen = state.counts.bytes[rows] + 1
         patch_index = state.counts.commits[rows]
         ends, coord, prob = m.patcher.step(x, h, entropy, ps, rows)
-        state.window[rows] = torch.cat([state.window[rows, 1:], m.pooling.features(h).unsqueeze(1)], 1)
+        state.pool_ring[rows] = torch.cat([state.pool_ring[rows, 1:], m.pooling.features(h).unsqueeze(1)], 1)
         if coord is not None:
-            state.coord_window[rows] = torch.cat([state.coord_window[rows, 1:], coord.unsqueeze(1)], 1)
+            state.coord_ring[rows] = torch.cat([state.coord_ring[rows, 1:], coord.unsqueeze(1)], 1)
         scratch = ~ends & (entropy > threshold) if math.isfinite(threshold) and cfg.scratchpad else torch.zeros_like(ends)
 
         commit_idx = ends.nonzero().flatten()
@@ -151,13 +151,13 @@ class Engine:
         return m.head_logits(d)
 
     def _pool(self, state, rows, idx, open_len, seen, patch_index, dtype):
-        """Pool the open patch (up to this byte) of rows[idx] from the encoder-state window."""
-        W = self.cfg.window
-        slot = torch.arange(W, device=state.window.device)
-        win = state.window[rows[idx]]
+        """Pool the open patch (up to this byte) of rows[idx] from the pooling ring (the last longest_patch bytes)."""
+        W = self.cfg.longest_patch
+        slot = torch.arange(W, device=state.pool_ring.device)
+        win = state.pool_ring[rows[idx]]
         if self.cfg.pooling == "soft":
             valid = (slot >= W - seen[idx].unsqueeze(1)) | (slot == W - 1)
-            return self.model.pooling(win, valid, state.coord_window[rows[idx]], patch_index[idx].to(dtype) + 0.5)
+            return self.model.pooling(win, valid, state.coord_ring[rows[idx]], patch_index[idx].to(dtype) + 0.5)
         return self.model.pooling(win, slot >= W - open_len[idx].unsqueeze(1))
 
     # whole sequences ---------------------------------------------------------------------------

@@ -26,8 +26,8 @@ class DecodeState:
     decoder: list
     trunk: list                # per-layer SSMState / patch-granular AttentionCache
     patcher: PatcherState
-    window: torch.Tensor       # [B, W, F] pooling features of the last W bytes, oldest first
-    coord_window: torch.Tensor  # [B, W] soft patcher coordinates of those bytes
+    pool_ring: torch.Tensor    # [B, W, F] pooling features of the last W = longest_patch bytes, oldest first
+    coord_ring: torch.Tensor   # [B, W] soft patcher coordinates of those bytes
     ctx: torch.Tensor          # [B, d_model] latest usable trunk output (start vector at first)
     counts: Counters
     patch_capacity: int        # committed patches the trunk KV cache can hold
@@ -49,9 +49,9 @@ def allocate_state(model, batch: int, max_bytes: int, device, dtype) -> DecodeSt
         decoder=model.decoder.allocate(batch, max_bytes, device, dtype),
         trunk=model.trunk.allocate(batch, patches, device, dtype),
         patcher=model.patcher.allocate(batch, cfg.d_local, device, dtype),
-        window=torch.zeros(batch, cfg.window, model.pooling.feature_dim,
+        pool_ring=torch.zeros(batch, cfg.longest_patch, model.pooling.feature_dim,
                            device=device, dtype=dtype),
-        coord_window=torch.zeros(batch, cfg.window, device=device, dtype=dtype),
+        coord_ring=torch.zeros(batch, cfg.longest_patch, device=device, dtype=dtype),
         ctx=model.start.detach().to(device, dtype).expand(batch, -1).clone(),
         counts=Counters(z.clone(), z.clone(), z.clone(), z.clone(), z.clone()),
         patch_capacity=patches,

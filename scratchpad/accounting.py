@@ -23,12 +23,12 @@ def block_macs(kind: str, d: int, cfg: ModelConfig) -> int:
 
 def local_macs(layers: int, cfg: ModelConfig) -> int:
     d = cfg.d_local
-    per = block_macs(cfg.local_mixer, d, cfg) + (2 * d * cfg.local_window if cfg.local_mixer == "attn" else 0)
+    per = block_macs(cfg.local_mixer, d, cfg) + (2 * d * cfg.local_attn_span if cfg.local_mixer == "attn" else 0)
     return layers * per
 
 
 def pooling_macs(cfg: ModelConfig) -> int:
-    d, W = cfg.d_local, cfg.window
+    d, W = cfg.d_local, cfg.longest_patch
     inner = {"mean": W * d, "soft": 3 * W * d, "attn": W * (2 * d * d + 2 * d),
              "xattn": W * (2 * d * d + 2 * d) + d * d, "gru": W * 6 * d * d}[cfg.pooling]
     return inner + d * cfg.d_model

@@ -7,20 +7,20 @@ from scratchpad.layers import MLP, RMSNorm
 from scratchpad.mixers import CausalAttention, DiagonalSSM
 
 
-def make_mixer(kind: str, d: int, n_heads: int, ssm_expand: int, window: int | None):
+def make_mixer(kind: str, d: int, n_heads: int, ssm_expand: int, span: int | None):
     if kind == "ssm":
         return DiagonalSSM(d, ssm_expand)
     if kind == "attn":
-        return CausalAttention(d, n_heads, window)
+        return CausalAttention(d, n_heads, span)
     raise ValueError(f"unknown mixer {kind!r}")
 
 
 class Block(nn.Module):
-    def __init__(self, kind, d, n_heads, ssm_expand, mlp_mult, window=None):
+    def __init__(self, kind, d, n_heads, ssm_expand, mlp_mult, span=None):
         super().__init__()
         self.kind = kind
         self.norm_mix = RMSNorm(d)
-        self.mixer = make_mixer(kind, d, n_heads, ssm_expand, window)
+        self.mixer = make_mixer(kind, d, n_heads, ssm_expand, span)
         self.norm_mlp = RMSNorm(d)
         self.mlp = MLP(d, mlp_mult)
 
@@ -46,9 +46,9 @@ class Stack(nn.Module):
     """Layers of blocks. `forward` also returns each layer's trace, which `scratch` (transient
     queries from committed positions) and `load` (prefill -> decode state) consume."""
 
-    def __init__(self, kinds, d, n_heads, ssm_expand, mlp_mult, window=None):
+    def __init__(self, kinds, d, n_heads, ssm_expand, mlp_mult, span=None):
         super().__init__()
-        self.blocks = nn.ModuleList(Block(k, d, n_heads, ssm_expand, mlp_mult, window) for k in kinds)
+        self.blocks = nn.ModuleList(Block(k, d, n_heads, ssm_expand, mlp_mult, span) for k in kinds)
 
     def forward(self, x, reset=None, scratch_x=None, scratch_parent=None):
         """x [B, N, d]; optional transient queries scratch_x [B, Q, d] from committed index

@@ -12,42 +12,46 @@ PATCHERS = ("fixed", "whitespace", "entropy", "entropy-monotonic", "router", "so
 POOLINGS = ("mean", "attn", "xattn", "gru", "soft")
 DECODERS = ("residual", "patch-ar")
 MIXERS = ("ssm", "attn")
+RENAMED = {"local_window": "local_attn_span"}  # old config.json field name -> current name
 
 
 @dataclass
 class ModelConfig:
-    name: str = "custom"
-    # local byte models
-    d_local: int = 128
-    n_enc_layers: int = 1
-    n_aux_layers: int = 2
-    n_dec_layers: int = 1
+    """Every architectural choice of a model; `config.json` of a model folder is this, as JSON.
+    Widths are `d_*`, layer counts `n_*`; sizes in bytes unless said otherwise."""
+
+    name: str = "custom"             # preset name or a label; informational only
+    # local byte models: encoder (every byte) -> aux head (next-byte entropy) ... decoder (every byte)
+    d_local: int = 128               # width of the byte-level encoder, aux stack and decoder
+    n_enc_layers: int = 1            # encoder layers (their states h feed patch pooling and the decoder)
+    n_aux_layers: int = 2            # aux stack layers; its head's entropy triggers scratchpads / entropy patches
+    n_dec_layers: int = 1            # decoder layers: h + the latest trunk output -> next-byte logits
     decoder_reads_aux: bool = False  # decoder input = aux stack output (aux layers feed prediction, always run)
-    local_mixer: str = "ssm"
-    local_window: int = 128          # attention span / ring size when local_mixer == "attn"
-    # trunk
-    d_model: int = 256
-    trunk_mixers: list = field(default_factory=lambda: ["ssm", "ssm", "ssm", "ssm"])
-    n_heads: int = 4
-    ssm_expand: int = 1
-    mlp_mult: float = 2.0
-    # patching
-    patcher: str = "fixed"
+    local_mixer: str = "ssm"         # sequence mixer of the local models: "ssm" (diagonal SSM) or "attn"
+    local_attn_span: int = 128       # local "attn" only: bytes a byte attends back to (= its KV ring size)
+    # trunk: runs once per committed patch (and per scratchpad), over pooled patch vectors
+    d_model: int = 256               # trunk width
+    trunk_mixers: list = field(default_factory=lambda: ["ssm", "ssm", "ssm", "ssm"])  # one "ssm"/"attn" per layer
+    n_heads: int = 4                 # attention heads (trunk, local attention, attention pooling)
+    ssm_expand: int = 1              # SSM inner width = ssm_expand * d
+    mlp_mult: float = 2.0            # MLP hidden width = mlp_mult * d
+    # patching: which bytes close a patch, and how a patch becomes one trunk input
+    patcher: str = "fixed"           # one of PATCHERS (see scratchpad/patchers.py)
     patch_size: int = 4              # fixed P; target mean size for router / soft
-    max_patch_len: int = 16          # bound on every variable patcher (fixed uses patch_size)
+    max_patch_len: int = 16          # bound on every variable patcher (fixed uses patch_size); see longest_patch
     entropy_boundary: float = 2.0    # nats; entropy patcher threshold (monotonic: on the increase)
-    soft_sigma: float = 0.5
-    router_ratio_weight: float = 0.03
-    pooling: str = "xattn"
-    decoder: str = "residual"
-    # scratchpads
-    scratchpad: bool = True
-    train_threshold_min: float = 0.0
+    soft_sigma: float = 0.5          # soft patcher / pooling: Gaussian width in patch coordinates
+    router_ratio_weight: float = 0.03  # router patcher: weight of the loss pulling its mean patch size to patch_size
+    pooling: str = "xattn"           # one of POOLINGS: span of encoder states -> one trunk input (scratchpad/pooling.py)
+    decoder: str = "residual"        # "residual" (byte residual + trunk context) or "patch-ar" (reset per patch)
+    # scratchpads: transient trunk steps where the aux entropy exceeds the runtime threshold tau
+    scratchpad: bool = True          # False: trained and run without scratchpads; tau has no effect
+    train_threshold_min: float = 0.0  # training samples tau per row uniformly in [min, max] ...
     train_threshold_max: float = 4.0
-    train_no_scratchpad_prob: float = 0.25
+    train_no_scratchpad_prob: float = 0.25  # ... or, with this probability, tau = inf (plain patching)
     train_scratch_keep: float = 0.3  # training keeps this random fraction of triggered scratchpads
-    aux_loss_weight: float = 1.0
-    max_seq_len: int = 4096
+    aux_loss_weight: float = 1.0     # loss = byte CE + aux_loss_weight * aux-head CE (+ router loss)
+    max_seq_len: int = 4096          # longest sequence (bytes) a forward or a decode may hold
 
     def aux_runs(self, entropy_scratchpads: bool) -> bool:
         """Does inference run the aux stack at every byte? For an entropy patcher, for a decoder that
@@ -57,8 +61,9 @@ class ModelConfig:
                 or (entropy_scratchpads and self.scratchpad and not every_byte))
 
     @property
-    def window(self) -> int:
-        """Longest possible patch: the pooling window."""
+    def longest_patch(self) -> int:
+        """Longest possible patch in bytes: how many byte features pooling reads per span (and
+        the decode state's pooling ring holds)."""
         return self.patch_size if self.patcher == "fixed" else self.max_patch_len
 
     def validate(self) -> "ModelConfig":
@@ -71,7 +76,7 @@ class ModelConfig:
             if not isinstance(v, want) or (isinstance(v, bool) and not isinstance(default, bool)):
                 bad(f.name, f"must be of type {type(default).__name__}, got {v!r}")
 
-        for name in ("d_local", "d_model", "n_heads", "ssm_expand", "patch_size", "max_patch_len", "max_seq_len", "local_window"):
+        for name in ("d_local", "d_model", "n_heads", "ssm_expand", "patch_size", "max_patch_len", "max_seq_len", "local_attn_span"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 bad(name, f"must be a positive integer, got {v!r}")
@@ -129,6 +134,7 @@ class ModelConfig:
     def from_dict(cls, d: dict, source: str = "config") -> "ModelConfig":
         if not isinstance(d, dict):
             raise UserError(f"{source}: expected a JSON object")
+        d = {RENAMED.get(k, k): v for k, v in d.items()}  # configs written before a field was renamed
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -168,7 +174,7 @@ def tiny(cfg: ModelConfig) -> ModelConfig:
     trunk = (kinds * 2)[:2]
     return dataclasses.replace(
         cfg, name=f"tiny-{cfg.name}", d_local=16, d_model=32, n_heads=2, trunk_mixers=trunk,
-        n_enc_layers=1, n_dec_layers=1, n_aux_layers=min(cfg.n_aux_layers, 2), local_window=min(cfg.local_window, 32),
+        n_enc_layers=1, n_dec_layers=1, n_aux_layers=min(cfg.n_aux_layers, 2), local_attn_span=min(cfg.local_attn_span, 32),
         max_seq_len=512,
     )
 
@@ -196,7 +202,7 @@ _PRESETS: dict[str, dict] = {
 # older than ~10 bytes must come through the trunk), the decoder reading the aux stack (the aux layer
 # feeds prediction, not only the trigger), and a 6-layer trunk holding ~94% of the parameters.
 _HEAVY = dict(d_local=64, n_enc_layers=1, n_aux_layers=1, n_dec_layers=1, decoder_reads_aux=True, local_mixer="attn",
-              local_window=4, d_model=256, trunk_mixers=["ssm", "attn"] * 3)
+              local_attn_span=4, d_model=256, trunk_mixers=["ssm", "attn"] * 3)
 _PRESETS["heavy-byte"] = dict(_HEAVY, patcher="fixed", patch_size=1, pooling="mean", scratchpad=False)
 _PRESETS["heavy-p16-plain"] = dict(_HEAVY, patcher="fixed", patch_size=16, scratchpad=False)
 for _p in (4, 8, 16):

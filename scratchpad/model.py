@@ -22,7 +22,7 @@ from scratchpad.blocks import Stack
 from scratchpad.config import ModelConfig
 from scratchpad.layers import RMSNorm, entropy_nats
 from scratchpad.patchers import Boundaries, Patcher
-from scratchpad.pooling import Pooling, gather_windows
+from scratchpad.pooling import Pooling, gather_spans
 from scratchpad.vocab import VOCAB_SIZE
 
 
@@ -71,7 +71,7 @@ class ScratchpadLM(nn.Module):
         self.cfg = cfg.validate()
         dl, dm = cfg.d_local, cfg.d_model
         local = dict(n_heads=cfg.n_heads, ssm_expand=cfg.ssm_expand, mlp_mult=cfg.mlp_mult,
-                     window=cfg.local_window if cfg.local_mixer == "attn" else None)
+                     span=cfg.local_attn_span if cfg.local_mixer == "attn" else None)
         self.embed = nn.Embedding(VOCAB_SIZE, dl)
         self.encoder = Stack([cfg.local_mixer] * cfg.n_enc_layers, dl, **local)
         self.aux = Stack([cfg.local_mixer] * cfg.n_aux_layers, dl, **local)
@@ -205,11 +205,11 @@ class ScratchpadLM(nn.Module):
         return out
 
     def pool_spans(self, h, start, end, patch_index, coord):
-        """Pool spans of byte features h[start..end] (h [B, T, F], the rest [B, Q]) through windows
-        of cfg.window bytes -> [B, Q, d_model]."""
+        """Pool spans of byte features h[start..end] (h [B, T, F], the rest [B, Q]) through the last
+        cfg.longest_patch bytes up to each end -> [B, Q, d_model]."""
         B, Q = end.shape
-        W = self.cfg.window
-        win, pos = gather_windows(h, end, W)
+        W = self.cfg.longest_patch
+        win, pos = gather_spans(h, end, W)
         last = pos == end.unsqueeze(-1)  # padding spans keep one valid byte so nothing is NaN
         if self.cfg.pooling == "soft":
             valid = (pos >= 0) | last

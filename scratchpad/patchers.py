@@ -56,7 +56,7 @@ def bound_length(natural: torch.Tensor, max_len: int) -> torch.Tensor:
 class Patcher(nn.Module):
     def __init__(self, cfg):
         super().__init__()
-        self.kind, self.size, self.max_len = cfg.patcher, cfg.patch_size, cfg.window
+        self.kind, self.size, self.max_len = cfg.patcher, cfg.patch_size, cfg.longest_patch
         self.threshold = cfg.entropy_boundary
         self.sigma = cfg.soft_sigma
         if self.kind == "router":

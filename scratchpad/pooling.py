@@ -2,9 +2,9 @@
 into one trunk input vector.
 
 Per-byte features (norm, and keys/values for attention pooling) are computed once per byte by
-`features`; every span then reads the same window of features: the `window` bytes ending at e,
-with a mask for bytes before s. Commits and scratchpads share one code path, and decode (which
-keeps the last `window` feature vectors per row) reproduces it.
+`features`; every span then reads the same stretch of features: the `cfg.longest_patch` bytes
+ending at e, with a mask for bytes before s. Commits and scratchpads share one code path, and
+decode (which keeps the last `longest_patch` feature vectors per row in a ring) reproduces it.
 """
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ import torch.nn as nn
 from scratchpad.layers import RMSNorm
 
 
-def gather_windows(h, end, window):
-    """h [B, T, d], end [B, Q] -> windows [B, Q, W, d] of h[end-W+1 .. end] (index < 0 -> zeros),
+def gather_spans(h, end, length):
+    """h [B, T, d], end [B, Q] -> the last `length` = W rows up to each end [B, Q, W, d]: h[end-W+1 .. end] (index < 0 -> zeros),
     and their absolute byte positions [B, Q, W]."""
-    pos = end.unsqueeze(-1) - (window - 1) + torch.arange(window, device=h.device)
+    pos = end.unsqueeze(-1) - (length - 1) + torch.arange(length, device=h.device)
     idx = pos.clamp(min=0)
     B, Q, W = idx.shape
     win = torch.gather(h, 1, idx.reshape(B, Q * W, 1).expand(-1, -1, h.shape[-1])).view(B, Q, W, h.shape[-1])
@@ -29,7 +29,7 @@ def gather_windows(h, end, window):
 class Pooling(nn.Module):
     def __init__(self, cfg):
         super().__init__()
-        self.kind, self.window, self.sigma = cfg.pooling, cfg.window, cfg.soft_sigma
+        self.kind, self.sigma = cfg.pooling, cfg.soft_sigma
         d = cfg.d_local
         self.norm = RMSNorm(d)
         if self.kind == "attn":  # a learned query

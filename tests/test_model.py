@@ -128,3 +128,21 @@ def test_build_model_is_deterministic_by_default():
     torch.manual_seed(1)
     c = model(x, threshold=0.0)
     assert c.scratch.sum() < model.eval()(x, threshold=0.0).scratch.sum()  # the drop is still there for training
+
+
+def test_config_written_before_the_window_renames_still_loads():
+    """`local_window` (the local attention span) was renamed `local_attn_span`; old config.json
+    files (the packaged default model's among them) keep loading."""
+    cfg = ModelConfig.from_dict({"local_mixer": "attn", "local_window": 64})
+    assert cfg.local_attn_span == 64 and "local_window" not in cfg.to_dict()
+    assert load_model(None).cfg.local_attn_span == 128
+
+
+def test_window_means_one_thing():
+    """Longest patch, local attention span and the decode pooling ring have their own names."""
+    from infer.state import DecodeState
+
+    cfg = ModelConfig.preset("tiny-sp-entropy-p8")
+    assert cfg.longest_patch == cfg.max_patch_len and not hasattr(cfg, "window")
+    assert {"pool_ring", "coord_ring"} <= set(DecodeState.__dataclass_fields__)
+    assert not any("window" in f for f in DecodeState.__dataclass_fields__)

@@ -1,7 +1,7 @@
 """Causal multi-head attention with RoPE and a preallocated (optionally ring) KV cache.
 
 In the trunk a position is a patch, so the cache holds one entry per committed patch. For byte
-level layers a `window` bounds both the attention span and the cache (a ring buffer: keys carry
+level layers a `span` bounds both how far back a byte attends and the cache (a ring buffer: keys carry
 their rotary phase, so slot order does not matter).
 """
 from __future__ import annotations
@@ -59,11 +59,11 @@ def banded_attention(q, k, v, span: int):
 
 
 class CausalAttention(nn.Module):
-    def __init__(self, d: int, n_heads: int, window: int | None = None):
+    def __init__(self, d: int, n_heads: int, span: int | None = None):
         super().__init__()
         if d % n_heads:
             raise ValueError(f"width {d} is not divisible by n_heads {n_heads}")
-        self.h, self.dh, self.window = n_heads, d // n_heads, window
+        self.h, self.dh, self.span = n_heads, d // n_heads, span
         self.qkv = nn.Linear(d, 3 * d, bias=False)
         self.out = nn.Linear(d, d, bias=False)
 
@@ -85,10 +85,10 @@ class CausalAttention(nn.Module):
         B, T, _ = x.shape
         pos = torch.arange(T, device=x.device).unsqueeze(0)
         q, k, v = self.project(x, pos)
-        if self.window is None or self.window >= T:
+        if self.span is None or self.span >= T:
             o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
-            o = banded_attention(q, k, v, self.window)
+            o = banded_attention(q, k, v, self.span)
         return self.merge(o), (k, v)
 
     def scratch(self, x, trace, parent):
@@ -99,7 +99,7 @@ class CausalAttention(nn.Module):
         return self.merge(attend(q, K, V, mask, k, v))
 
     def allocate(self, batch: int, capacity: int, device, dtype) -> AttentionCache:
-        cap = min(capacity, self.window) if self.window else capacity
+        cap = min(capacity, self.span) if self.span else capacity
         z = torch.zeros(batch, self.h, cap, self.dh, device=device, dtype=dtype)
         return AttentionCache(z, z.clone(), torch.zeros(batch, dtype=torch.long, device=device))
 
