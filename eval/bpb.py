@@ -28,7 +28,7 @@ from eval.common import (
     parse_rate,
     parse_threshold,
 )
-from eval.report import fmt, out_folder, table, write_report
+from eval.report import fmt, out_folder, plot_bars, short_path, table, write_report
 from scratchpad.errors import UserError, run_cli
 from scratchpad.flags import RATE_FLAGS, THRESHOLD_FLAGS
 
@@ -41,8 +41,9 @@ def run_bpb(model, arr, window: int, threshold: float, batch_size: int, lag: boo
     t0 = time.perf_counter()
     stats = LagStats() if lag else None
     ev = evaluate(model, arr, window, threshold, batch_size, on_output=stats)
-    res = dict(threshold=threshold, bpb=ev.bpb, bytes=ev.bytes, windows=ev.windows, nats=ev.nats,
-               commits=ev.commits, scratchpads=ev.scratchpads, keys=ev.keys, aux_steps=ev.aux)
+    res = dict(threshold=threshold, bpb=ev.bpb, bpb_se=ev.bpb_se, bytes=ev.bytes, windows=ev.windows, nats=ev.nats,
+               commits=ev.commits, scratchpads=ev.scratchpads, keys=ev.keys, aux_steps=ev.aux,
+               window_bpb=[round(v, 6) for v in ev.window_bpb])
     res.update(accounting(model.cfg, ev))
     if stats is not None:
         res["lag"] = stats.summary()
@@ -90,9 +91,9 @@ def main(argv=None) -> int:
         + (f" τ = {fmt(tau)} was chosen as the entropy quantile giving a target scratchpad rate of {fmt(rate)}."
            if rate is not None else "")
         + (f"\n\nNote: {note}." if note else ""),
-        table(["τ", "BPB", "scratchpad rate", "trunk calls / byte", "FLOPs / byte", "× byte baseline",
+        table(["τ", "BPB", "± SE (windows)", "scratchpad rate", "trunk calls / byte", "FLOPs / byte", "× byte baseline",
                "KV bytes / byte", "KV × byte baseline"],
-              [[tau_eff, r["bpb"], r["scratchpad_rate"], r["trunk_calls_per_byte"], r["flops_per_byte"],
+              [[tau_eff, r["bpb"], r["bpb_se"], r["scratchpad_rate"], r["trunk_calls_per_byte"], r["flops_per_byte"],
                 r["flops_ratio_vs_byte"], r["kv_bytes_per_byte"], r["kv_ratio_vs_byte"]]]),
         "FLOPs per byte by part: " + ", ".join(f"{k} {fmt(v)}" for k, v in fs.items())
         + f" (byte-level baseline of equal trunk: {fmt(r['byte_baseline_flops_per_byte'])} FLOPs/byte, "
@@ -102,8 +103,15 @@ def main(argv=None) -> int:
     if a.compare_compressors:
         result["compressors"] = comp = compressors.compare(arr, W)
         sections.append(compressors.section(comp, r["bpb"], f"τ = {fmt(tau_eff)}"))
-    write_report(out, "bpb", "Bits per byte", sections, result)
-    print(f"bpb {r['bpb']:.4f} at tau {fmt(tau_eff)} over {r['bytes']:,} bytes ({r['windows']} windows of {W}); "
+    parts = list(r["flops_per_byte_split"])
+    note = plot_bars(out / "bpb.png", [f"{model.cfg.name}, τ = {fmt(tau_eff, 3)}\nBPB {r['bpb']:.4f}", "byte-level baseline,\nequal trunk"],
+                     [dict(label=k, values=[r["flops_per_byte_split"][k], r["byte_baseline_flops_per_byte_split"][k]])
+                      for k in parts], "inference FLOPs per byte",
+                     f"FLOPs per byte by part, {short_path(data['path'])} ({r['bytes']:,} bytes)", stacked=True,
+                     note=f"BPB {r['bpb']:.4f} ± {fmt(r['bpb_se'], 2)} (standard error over {r['windows']} windows); "
+                          f"scratchpads at {100 * r['scratchpad_rate']:.1f}% of bytes")
+    write_report(out, "bpb", "Bits per byte", sections, result, png_note=note, png=True)
+    print(f"bpb {r['bpb']:.4f} (± {fmt(r['bpb_se'], 2)} SE over windows) at tau {fmt(tau_eff)} over {r['bytes']:,} bytes ({r['windows']} windows of {W}); "
           f"scratchpads at {100 * r['scratchpad_rate']:.1f}% of bytes, {r['trunk_calls_per_byte']:.3f} trunk calls/byte, "
           f"{r['flops_ratio_vs_byte']:.3f}x the byte baseline's FLOPs -> {out / 'bpb.md'}")
     if a.compare_compressors:

@@ -37,7 +37,7 @@ from eval.common import (
     positive_int,
     read_bytes,
 )
-from eval.report import fmt, out_folder, table, write_report
+from eval.report import fmt, out_folder, plot_bars, short_path, table, write_report
 from scratchpad.errors import UserError, run_cli
 from scratchpad.flags import THRESHOLD_FLAGS
 from scratchpad.vocab import DOCUMENT_SEPARATOR
@@ -228,7 +228,11 @@ def main(argv=None) -> int:
     if delta:
         sections.append("Fine-tuned minus base: " + ", ".join(f"{k} {fmt(v)}" for k, v in delta.items() if v is not None) + ".")
     sections.append("## First lines\n\n" + table(ex_head, ex_body))
-    write_report(out, "code", "Code: BPB and next-line completion", sections, result)
+    note = plot_bars(out / "code.png", ["BPB, held-out code", "BPB, held-out Python", "next-line similarity"],
+                     [dict(label=f"{r['role']} ({r['completion']['exact']}/{r['completion']['lines']} lines exact)",
+                           values=[r["bpb_code"], r["bpb_python"], r["completion"]["mean_similarity"]]) for r in results],
+                     "bits per byte / similarity (0-1)", f"Code evaluation, {short_path(path)}")
+    write_report(out, "code", "Code: BPB and next-line completion", sections, result, png_note=note, png=True)
     print(f"-> {out / 'code.md'}")
     return 0
 

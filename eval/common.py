@@ -172,15 +172,40 @@ class Events:
     aux: int = 0
     baseline_keys: int = 0       # keys of the byte-level baseline on the same windows
     windows: int = 0
+    window_nats: list = field(default_factory=list)   # per scored window, in window order
+    window_bytes: list = field(default_factory=list)
     extra: dict = field(default_factory=dict)
 
     def add(self, other: "Events"):
-        for k in ("nats", "bytes", "commits", "scratchpads", "keys", "aux", "baseline_keys", "windows"):
+        for k in ("nats", "bytes", "commits", "scratchpads", "keys", "aux", "baseline_keys", "windows",
+                  "window_nats", "window_bytes"):
             setattr(self, k, getattr(self, k) + getattr(other, k))
 
     @property
     def bpb(self) -> float:
         return self.nats / max(self.bytes, 1) / LN2
+
+    @property
+    def window_bpb(self) -> list[float]:
+        return [n / max(b, 1) / LN2 for n, b in zip(self.window_nats, self.window_bytes)]
+
+    @property
+    def bpb_se(self) -> float | None:
+        """Standard error of the BPB over windows (spread of the per-window BPB / sqrt(windows))."""
+        return standard_error(self.window_bpb)
+
+
+def standard_error(values) -> float | None:
+    """Sample standard deviation / sqrt(n); None for fewer than two values."""
+    v = np.asarray(values, dtype=np.float64)
+    return float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else None
+
+
+def paired_difference(a: list[float], b: list[float]) -> tuple[float, float | None]:
+    """Mean per-window difference a - b over the same windows and its standard error: the noise
+    that matters when two settings are scored on identical bytes (much smaller than either SE)."""
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    return float(d.mean()), standard_error(d)
 
 
 def row_events(ends: torch.Tensor, scratch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -199,9 +224,10 @@ def score(model, x, y=None, threshold=None, scratchpad_mask=None, entropy_trigge
     came from the aux entropy (then inference runs the aux head) or from a data-blind rule."""
     B, L = x.shape
     out = model(x, threshold=threshold, scratchpad_mask=scratchpad_mask)
-    nats = 0.0
+    nats, per_window = 0.0, []
     if y is not None:
-        nats = F.cross_entropy(out.logits.reshape(-1, 256).float(), y.reshape(-1), reduction="sum").double()
+        per_window = F.cross_entropy(out.logits.reshape(-1, 256).float(), y.reshape(-1), reduction="none").view(B, L).double().sum(1)
+        nats, per_window = per_window.sum(), per_window.tolist()
     commits, scratch, keys = row_events(out.ends, out.scratch)
     if scratchpad_mask is not None:
         entropy_scratchpads = entropy_trigger
@@ -209,7 +235,8 @@ def score(model, x, y=None, threshold=None, scratchpad_mask=None, entropy_trigge
         entropy_scratchpads = threshold is not None and math.isfinite(float(threshold))
     aux = B * L if model.cfg.aux_runs(entropy_scratchpads) else 0
     ev = Events(nats=float(nats), bytes=B * L, commits=int(commits.sum()), scratchpads=int(scratch.sum()),
-                keys=int(keys.sum()), aux=aux, baseline_keys=B * L * (L + 1) // 2, windows=B)
+                keys=int(keys.sum()), aux=aux, baseline_keys=B * L * (L + 1) // 2, windows=B,
+                window_nats=per_window, window_bytes=[L] * len(per_window))
     return ev, out
 
 

@@ -88,60 +88,138 @@ def have_matplotlib() -> bool:
     return True
 
 
-PLOT_MISSING = "PNG skipped: matplotlib is not installed (`pip install matplotlib` or the `plot` extra)"
+PLOT_MISSING = "PNG skipped: matplotlib is not installed (pip install -e '.[plot]', the `plot` extra)"
 
 
-def plot_xy(path: Path, series: list[dict], xlabel: str, ylabel: str, title: str, points: list[dict] | None = None,
-            vlines: list[dict] | None = None, logx: bool = False) -> str | None:
-    """Line plot of series [{label, x, y, annotate?}] with optional single points [{label, x, y}]
-    and vertical lines [{label, x}]. Returns None when written, else a one-line note why not."""
-    if not have_matplotlib():
-        return PLOT_MISSING
+# (marker, colour) pairs: every point or series of one picture gets its own pair (15 shapes x 10 colours)
+MARKERS = "osD^v<>ph*XPd8H"
+
+
+def style(i: int) -> dict:
+    """The i-th distinct point style of a picture."""
+    return dict(marker=MARKERS[i % len(MARKERS)], color=f"C{i % 10}")
+
+
+def short_path(path) -> str:
+    """A path for a picture's title: its last two components, never the machine's absolute path."""
+    parts = Path(str(path)).parts
+    return "/".join(parts[-2:]) if len(parts) > 1 else str(path)
+
+
+def xy_figure(series: list[dict], xlabel: str, ylabel: str, title: str, points: list[dict] | None = None,
+              vlines: list[dict] | None = None, logx: bool = False, note: str | None = None):
+    """A matplotlib figure: line series [{label, x, y, err?, annotate?}] (err: y error bars, e.g. the
+    standard error), single points [{label, x, y, err?}], vertical lines [{label, x}] (named in the
+    legend), and an optional note under the axes. Every series and point has its own marker."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    markers = "os^Dv<>p*h"
+    fig, ax = plt.subplots(figsize=(7.5, 5 if note else 4.5), dpi=120)
+    for i, s in enumerate(series):
+        errs = s.get("err") or [None] * len(s["x"])
+        pts = [(x, y, e) for x, y, e in zip(s["x"], s["y"], errs) if _finite(x) and _finite(y)]
+        if not pts:
+            continue
+        xs, ys, es = zip(*pts)
+        yerr = [e if _finite(e) else 0.0 for e in es] if any(_finite(e) for e in es) else None
+        ax.errorbar(xs, ys, yerr=yerr, capsize=3, label=s["label"], **style(i))
+        merged: dict = {}  # coinciding points share one label
+        for x, y, text in zip(s["x"], s["y"], s.get("annotate") or []):
+            if _finite(x) and _finite(y) and text:
+                merged.setdefault((round(x, 9), round(y, 9)), []).append(text)
+        for (x, y), texts in merged.items():
+            ax.annotate(texts[0] if len(texts) == 1 else f"{texts[0]} … {texts[-1]}", (x, y),
+                        textcoords="offset points", xytext=(4, 4), fontsize=7)
+    for j, p in enumerate(points or []):
+        if _finite(p["x"]) and _finite(p["y"]):
+            st = style(len(series) + j)
+            ax.errorbar([p["x"]], [p["y"]], yerr=[p["err"]] if _finite(p.get("err")) else None, capsize=3,
+                        markersize=9, linestyle="none", zorder=5, label=p["label"], **st)
+    for k, v in enumerate(vlines or []):
+        if _finite(v["x"]):
+            ax.axvline(v["x"], linestyle="--", linewidth=1, color=f"C{(len(series) + len(points or []) + k) % 10}",
+                       label=v["label"])
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="best")
+    if note:
+        fig.text(0.01, 0.01, note, fontsize=7, wrap=True, va="bottom")
+    fig.tight_layout(rect=(0, 0.06 if note else 0, 1, 1))
+    return fig
+
+
+def bar_figure(categories: list[str], series: list[dict], ylabel: str, title: str, stacked: bool = False,
+               note: str | None = None):
+    """Bars: one group per category, one bar (or, stacked, one layer) per series [{label, values}];
+    each bar is labelled with its value."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5 if not note else 5), dpi=120)
+    n = len(series)
+    width = 0.8 if stacked else 0.8 / max(n, 1)
+    bottom = [0.0] * len(categories)
+    for i, s in enumerate(series):
+        vals = [v if _finite(v) else 0.0 for v in s["values"]]
+        xs = [c + (0 if stacked else (i - (n - 1) / 2) * width) for c in range(len(categories))]
+        bars = ax.bar(xs, vals, width, bottom=bottom if stacked else None, label=s["label"], color=f"C{i % 10}")
+        if not stacked:
+            ax.bar_label(bars, labels=[fmt(v, 3) if _finite(v) else "-" for v in s["values"]], fontsize=7)
+        else:
+            bottom = [b + v for b, v in zip(bottom, vals)]
+    if stacked:
+        for c, total in enumerate(bottom):
+            ax.annotate(fmt(float(total), 3), (c, total), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=8)
+    ax.set_xticks(range(len(categories)), categories, fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, axis="y", alpha=0.3)
+    if n > 1:
+        ax.legend(fontsize=7)
+    if note:
+        fig.text(0.01, 0.01, note, fontsize=7, wrap=True, va="bottom")
+    fig.tight_layout(rect=(0, 0.06 if note else 0, 1, 1))
+    return fig
+
+
+def save_figure(path: Path, make) -> str | None:
+    """Write the figure `make()` builds to path. Returns None when written, else a one-line note
+    why not (no matplotlib, or matplotlib failed): a picture must never cost the numbers."""
+    if not have_matplotlib():
+        return PLOT_MISSING
+    import matplotlib.pyplot as plt
+
+    fig = None
     try:
-        for i, s in enumerate(series):
-            pts = [(x, y) for x, y in zip(s["x"], s["y"]) if _finite(x) and _finite(y)]
-            if not pts:
-                continue
-            xs, ys = zip(*pts)
-            ax.plot(xs, ys, marker=markers[i % len(markers)], label=s["label"])
-            merged: dict = {}  # coinciding points share one label
-            for x, y, note in zip(s["x"], s["y"], s.get("annotate") or []):
-                if _finite(x) and _finite(y) and note:
-                    merged.setdefault((round(x, 9), round(y, 9)), []).append(note)
-            for (x, y), notes in merged.items():
-                ax.annotate(notes[0] if len(notes) == 1 else f"{notes[0]} … {notes[-1]}", (x, y),
-                            textcoords="offset points", xytext=(4, 4), fontsize=7)
-        for j, p in enumerate(points or []):
-            if _finite(p["x"]) and _finite(p["y"]):
-                ax.scatter([p["x"]], [p["y"]], marker="*XPd"[j % 4], s=120, zorder=5, label=p["label"],
-                           color=f"C{(len(series) + j) % 10}")
-        for v in vlines or []:
-            if _finite(v["x"]):
-                ax.axvline(v["x"], linestyle="--", linewidth=1, color="grey")
-                ax.annotate(v["label"], (v["x"], 0.98), xycoords=("data", "axes fraction"), rotation=90,
-                            va="top", ha="right", fontsize=7, color="grey")
-        if logx:
-            ax.set_xscale("log")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        ax.set_title(title, fontsize=10)
-        ax.grid(True, alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
-        fig.tight_layout()
+        fig = make()
         fig.savefig(path)
-    except Exception as e:  # a picture must never cost the numbers
+    except Exception as e:  # noqa: BLE001
         return f"PNG skipped: matplotlib failed ({type(e).__name__}: {e})"
     finally:
-        plt.close(fig)
+        if fig is not None:
+            plt.close(fig)
     return None
+
+
+def plot_xy(path: Path, series: list[dict], xlabel: str, ylabel: str, title: str, points: list[dict] | None = None,
+            vlines: list[dict] | None = None, logx: bool = False, note: str | None = None) -> str | None:
+    """xy_figure written to path; None when written, else a one-line note why not."""
+    return save_figure(path, lambda: xy_figure(series, xlabel, ylabel, title, points, vlines, logx, note))
+
+
+def plot_bars(path: Path, categories: list[str], series: list[dict], ylabel: str, title: str, stacked: bool = False,
+              note: str | None = None) -> str | None:
+    """bar_figure written to path; None when written, else a one-line note why not."""
+    return save_figure(path, lambda: bar_figure(categories, series, ylabel, title, stacked, note))
 
 
 def _finite(v) -> bool:

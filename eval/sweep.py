@@ -28,6 +28,7 @@ import time
 from eval.bpb import run_bpb
 from eval.common import (
     WINDOWING,
+    paired_difference,
     Parser,
     describe,
     common_args,
@@ -43,10 +44,35 @@ from eval.common import (
     positive_int,
 )
 from eval.lag import lag_figures, lag_plots, lag_sections
-from eval.report import fmt, out_folder, plot_xy, table, write_report
+from eval.report import fmt, out_folder, plot_xy, short_path, table, write_report
 from scratchpad.errors import UserError, run_cli
 
 DEFAULT_THRESHOLDS = "0,0.5,1,1.5,2,3,inf"
+
+
+def spread_summary(rows: list[dict]) -> dict:
+    """What a BPB difference between taus means: each row's standard error over windows, and each
+    row's difference from tau = inf with its paired standard error (same windows, so the
+    window-to-window spread cancels); the text names the best finite tau."""
+    se = [r["bpb_se"] for r in rows if r.get("bpb_se") is not None]
+    out = dict(se_min=min(se) if se else None, se_max=max(se) if se else None, windows=rows[0]["windows"])
+    text = (f"each BPB's standard error over its {rows[0]['windows']} windows is {fmt(out['se_min'], 2)}–{fmt(out['se_max'], 2)}"
+            if se else "one window only: no spread to show")
+    plain = next((r for r in rows if math.isinf(r["threshold"])), None)
+    others = [r for r in rows if r is not plain and r.get("window_bpb")]
+    if plain is None or not plain.get("window_bpb") or not others:
+        out["text"] = text
+        return out
+    for r in others:
+        r["diff_vs_plain"], r["diff_vs_plain_se"] = paired_difference(r["window_bpb"], plain["window_bpb"])
+    best = min(others, key=lambda r: r["bpb"])
+    d, d_se = best["diff_vs_plain"], best["diff_vs_plain_se"]
+    z = abs(d) / d_se if d_se else math.inf
+    out.update(best_threshold=best["threshold"], diff_vs_plain=d, diff_vs_plain_se=d_se)
+    out["text"] = (text + f"; the best finite τ = {fmt(best['threshold'], 3)} differs from τ = ∞ by {d:+.4f} BPB "
+                   f"± {fmt(d_se, 2)} (paired SE over the same windows; {fmt(z, 2)} SE: "
+                   + ("more than noise)" if z >= 2 else "within noise)"))
+    return out
 
 
 def sweep_rows(model, arr, W: int, taus: list[float], batch_size: int, engine_bytes: int, engine_rows: int = 2,
@@ -63,7 +89,7 @@ def sweep_rows(model, arr, W: int, taus: list[float], batch_size: int, engine_by
             r["engine"]["seconds"] = time.perf_counter() - t0
         rows.append(r)
         log(f"tau {fmt(tau):>6}: bpb {r['bpb']:.4f}, scratchpads {100 * r['scratchpad_rate']:5.1f}%, "
-            f"{r['flops_per_byte']:.4g} FLOPs/byte ({r['flops_ratio_vs_byte']:.3f}x byte), KV {r['kv_ratio_vs_byte']:.3f}x"
+            f"{fmt(r['flops_per_byte'])} FLOPs/byte ({r['flops_ratio_vs_byte']:.3f}x byte), KV {r['kv_ratio_vs_byte']:.3f}x"
             + (f", engine {'agrees' if r['engine']['agree'] else 'DISAGREES'}" if sample is not None else ""))
     return rows
 
@@ -75,7 +101,7 @@ def evaluate_baselines(paths: list[str], tokenizer_dir: str | None, arr, W: int,
         Wb = min(W, m.cfg.max_seq_len)
         r = run_bpb(m, arr, Wb, math.inf, batch_size)
         out.append(dict(label=f"{m.cfg.name} ({label})", kind="model", path=label, window=Wb, **{
-            k: r[k] for k in ("bpb", "flops_per_byte", "flops_per_byte_split", "kv_bytes_per_byte", "scratchpad_rate",
+            k: r[k] for k in ("bpb", "bpb_se", "flops_per_byte", "flops_per_byte_split", "kv_bytes_per_byte", "scratchpad_rate",
                               "trunk_calls_per_byte", "bytes")}))
     if tokenizer_dir:
         from eval.tokenizer_baseline import TokenBaseline
@@ -117,7 +143,7 @@ def main(argv=None) -> int:
     figures = lag_figures(model, arr, W, rows, a.batch_size)
     baselines = evaluate_baselines(a.baseline, a.tokenizer_baseline, arr, W, a.batch_size, a.threads)
     for b in baselines:
-        print(f"baseline {b['label']}: bpb {b['bpb']:.4f}, {b['flops_per_byte']:.4g} FLOPs/byte", flush=True)
+        print(f"baseline {b['label']}: bpb {b['bpb']:.4f}, {fmt(b['flops_per_byte'])} FLOPs/byte", flush=True)
     byte_base = dict(flops_per_byte=rows[0]["byte_baseline_flops_per_byte"],
                      flops_per_byte_split=rows[0]["byte_baseline_flops_per_byte_split"],
                      kv_bytes_per_byte=rows[0]["byte_baseline_kv_bytes_per_byte"])
@@ -129,12 +155,17 @@ def main(argv=None) -> int:
                   mode="rates" if targets is not None else "thresholds", rows=rows, byte_baseline=byte_base,
                   baselines=baselines, engine_check=engine_summary, lag_figures=figures)
 
+    spread = spread_summary(rows)
+    result["spread"] = spread
     note = plot_xy(out / "sweep.png",
-                   [dict(label=f"{model.cfg.name} (τ sweep)", x=[r["flops_per_byte"] for r in rows], y=[r["bpb"] for r in rows],
+                   [dict(label=f"{model.cfg.name} (τ sweep; bars ± 1 SE over windows)", x=[r["flops_per_byte"] for r in rows],
+                         y=[r["bpb"] for r in rows], err=[r.get("bpb_se") for r in rows],
                          annotate=[f"τ={fmt(r['threshold'], 3)}" for r in rows])],
-                   "FLOPs per byte (inference accounting)", "bits per byte", f"BPB vs FLOPs per byte, {data['path']}",
-                   points=[dict(label=b["label"], x=b["flops_per_byte"], y=b["bpb"]) for b in baselines],
-                   vlines=[dict(label="byte-level baseline FLOPs", x=byte_base["flops_per_byte"])], logx=True)
+                   "FLOPs per byte (inference accounting)", "bits per byte",
+                   f"BPB vs FLOPs per byte, {short_path(data['path'])}",
+                   points=[dict(label=b["label"], x=b["flops_per_byte"], y=b["bpb"], err=b.get("bpb_se")) for b in baselines],
+                   vlines=[dict(label="byte-level baseline FLOPs", x=byte_base["flops_per_byte"])], logx=True,
+                   note=spread["text"])
 
     head = ["τ"] + (["target rate"] if targets is not None else []) + [
         "BPB", "scratchpad rate", "trunk calls / byte", "FLOPs / byte", "encoder", "aux", "trunk", "decoder",
@@ -156,6 +187,7 @@ def main(argv=None) -> int:
         + (" τ per target rate = the entropy quantile (over bytes that do not close a patch) that leaves that fraction "
            "of all scored bytes above it." if targets is not None else ""),
         "## Sweep\n\n" + table(head, body),
+        "Noise: " + spread["text"],
         "FLOPs per byte = scratchpad/accounting.py applied to the parallel forward's events (bytes, commits, "
         "scratchpads, attended keys, aux steps where inference needs the aux head). Byte-level baseline of equal "
         f"trunk on the same windows: {fmt(byte_base['flops_per_byte'])} FLOPs/byte (encoder {fmt(bb['encoder'])}, "

@@ -11,11 +11,12 @@ newline is a user-defined piece (sentencepiece trains on lines), and byte fallba
 unseen; decode(encode(b)) == b is checked on the evaluated bytes and reported. The merges therefore
 act on bytes, as in byte-level BPE.
 
-The folder it writes (loaded by `eval sweep --tokenizer-baseline DIR` and `eval variants`):
-    tokenizer.model         the sentencepiece model
-    token_lm.safetensors    the token LM's weights
-    token_lm.json           vocab size, trunk config, token seq len, training summary, evaluation
-    tokenizer_baseline.md / .json   the report
+What it writes into --out (OUT, or OUT/baseline, is what `eval sweep --tokenizer-baseline` and
+`eval variants --tokenizer-baseline` load):
+    baseline/tokenizer.model         the sentencepiece model  } written atomically, like a
+    baseline/token_lm.safetensors    the token LM's weights   } model checkpoint folder
+    baseline/token_lm.json           vocab size, trunk config, token seq len, training summary, evaluation
+    tokenizer_baseline.md / .json / .png   the report (the PNG: the training loss curve)
 """
 from __future__ import annotations
 
@@ -30,15 +31,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from eval.common import LN2, Parser, add_threads_flag, describe, parse_duration, data_file, positive_int, read_bytes, set_threads
-from eval.report import out_folder, table, write_report
+from eval.common import (LN2, Parser, add_threads_flag, batches, data_file, describe, parse_duration, positive_int,
+                         read_bytes, set_threads)
+from eval.report import out_folder, plot_xy, short_path, table, write_report
 from scratchpad import ModelConfig
 from scratchpad.accounting import block_macs
 from scratchpad.blocks import Stack
+from scratchpad.checkpoint import atomic_folder
 from scratchpad.errors import UserError, run_cli
 from scratchpad.layers import RMSNorm
 
 TOKENIZER_FILE, WEIGHTS_FILE, META_FILE = "tokenizer.model", "token_lm.safetensors", "token_lm.json"
+CLI_SUBFOLDER = "baseline"  # `scratchpad eval tokenizer --out OUT` writes the baseline into OUT/baseline/
 NEWLINE = "\n"
 
 
@@ -148,16 +152,6 @@ def token_macs(trunk: dict, vocab: int) -> tuple[int, int]:
     return per_token, attn * 2 * d
 
 
-def windows(ids: np.ndarray, seq_len: int):
-    """(start, length) of non-overlapping token windows: length inputs predict tokens start+1..start+length."""
-    spans, s = [], 0
-    while s + 1 < len(ids):
-        L = min(seq_len, len(ids) - 1 - s)
-        spans.append((s, L))
-        s += L
-    return spans
-
-
 # ----------------------------------------------------------------------------------------------
 # the baseline: train, evaluate, save, load
 
@@ -171,22 +165,27 @@ class TokenBaseline:
     def params(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
-    def save(self, folder: Path):
+    def save(self, folder: Path) -> Path:
+        """Write the baseline's folder atomically (the checkpoint writer: a temporary sibling
+        renamed into place), replacing any previous version of it."""
         from safetensors.torch import save_file
 
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / TOKENIZER_FILE).write_bytes(self.tok.proto)
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}, str(folder / WEIGHTS_FILE))
-        meta = dict(self.meta, vocab_size=self.tok.vocab_size, trunk=self.model.trunk_cfg, seq_len=self.seq_len,
-                    params=self.params)
-        (folder / META_FILE).write_text(json.dumps(meta, indent=2))
+        with atomic_folder(folder) as tmp:
+            (tmp / TOKENIZER_FILE).write_bytes(self.tok.proto)
+            save_file({k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}, str(tmp / WEIGHTS_FILE))
+            meta = dict(self.meta, vocab_size=self.tok.vocab_size, trunk=self.model.trunk_cfg, seq_len=self.seq_len,
+                        params=self.params)
+            (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+        return Path(folder)
 
     @classmethod
     def load(cls, folder) -> "TokenBaseline":
+        """A baseline folder, or the --out folder of `scratchpad eval tokenizer` (its baseline/)."""
         from safetensors.torch import load_file
 
         folder = Path(folder)
+        if not (folder / META_FILE).is_file() and (folder / CLI_SUBFOLDER / META_FILE).is_file():
+            folder = folder / CLI_SUBFOLDER
         missing = [f for f in (TOKENIZER_FILE, WEIGHTS_FILE, META_FILE) if not (folder / f).is_file()]
         if not folder.is_dir() or missing:
             raise UserError(f"--tokenizer-baseline {folder}: not a tokenizer-baseline folder "
@@ -211,26 +210,19 @@ class TokenBaseline:
         lossless = self.tok.decode(ids) == raw
         if len(ids) < 2:
             raise UserError("tokenizer baseline: the evaluated bytes encode to fewer than 2 tokens")
-        nats, tokens, keys = 0.0, 0, 0
-        spans = windows(ids, self.seq_len)
-        groups: dict[int, list[int]] = {}
-        for s, L in spans:
-            groups.setdefault(L, []).append(s)
-        for L, starts in groups.items():
-            for i in range(0, len(starts), batch_size):
-                w = torch.from_numpy(np.stack([ids[s : s + L + 1] for s in starts[i : i + batch_size]]).astype(np.int64))
-                logits = self.model(w[:, :-1])
-                nats += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), w[:, 1:].reshape(-1),
-                                              reduction="sum").double())
-                tokens += w[:, 1:].numel()
-                keys += w.shape[0] * L * (L + 1) // 2
+        nats, tokens, keys, n_windows = 0.0, 0, 0, 0
+        for x, y in batches(ids, self.seq_len, batch_size):  # the same windows as the byte models' scoring
+            logits = self.model(x)
+            nats += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1), reduction="sum").double())
+            B, L = x.shape
+            tokens, keys, n_windows = tokens + B * L, keys + B * L * (L + 1) // 2, n_windows + B
         covered = len(raw) - len(self.tok.decode(ids[:1]))  # bytes of the predicted tokens
         per_token, per_key = token_macs(self.model.trunk_cfg, self.tok.vocab_size)
         attn = sum(k == "attn" for k in self.model.trunk_cfg["trunk_mixers"])
         flops = 2 * (tokens * per_token + keys * per_key)
         base = self.byte_baseline_flops(covered)
         kv_entry = attn * 2 * self.model.trunk_cfg["d_model"] * 4
-        return dict(bpb=nats / max(covered, 1) / LN2, bytes=covered, tokens=tokens, windows=len(spans),
+        return dict(bpb=nats / max(covered, 1) / LN2, bytes=covered, tokens=tokens, windows=n_windows,
                     bytes_per_token=covered / max(tokens, 1), lossless=lossless, flops_per_byte=flops / max(covered, 1),
                     byte_baseline_flops_per_byte=base / max(covered, 1), flops_ratio_vs_byte=flops / max(base, 1),
                     trunk_calls_per_byte=tokens / max(covered, 1), kv_bytes_per_byte=kv_entry * tokens / max(covered, 1),
@@ -329,8 +321,15 @@ def train_baseline(data, preset: str, vocab_size: int = 4096, sample_bytes: int 
     meta = dict(data=str(data), preset=preset, steps=step, train_seconds=elapsed, ms_per_step=float(np.median(step_ms)),
                 tokenizer_seconds=tok_s, tokenizer_sample_bytes=min(len(train_arr), sample_bytes),
                 train_tokens=len(ids), train_bytes_per_token=bytes_per_token, seq_len_bytes=seq_bytes,
-                batch_size=batch_size, lr=lr, final_loss_nats_per_token=float(np.mean(losses[-10:])))
+                batch_size=batch_size, lr=lr, final_loss_nats_per_token=float(np.mean(losses[-10:])),
+                loss_curve=loss_curve(losses))
     return TokenBaseline(tok, model, seq_len, meta)
+
+
+def loss_curve(losses: list[float], points: int = 200) -> list[list]:
+    """[[step, mean training loss (nats/token) of the steps since the previous point]], at most `points` of them."""
+    every = max(1, math.ceil(len(losses) / points))
+    return [[min(i + every, len(losses)), float(np.mean(losses[i : i + every]))] for i in range(0, len(losses), every)]
 
 
 def report_rows(res: dict, meta: dict, params: int) -> list:
@@ -369,7 +368,7 @@ def main(argv=None) -> int:
     tb = train_baseline(a.data, a.preset, a.vocab_size, a.sample_bytes, a.train_bytes, budget, a.steps, a.seq_len, a.batch_size)
     res = tb.evaluate(val, a.batch_size)
     tb.meta["eval"] = res
-    tb.save(out)
+    tb.save(out / CLI_SUBFOLDER)
     sections = [
         f"BPE tokenizer ({tb.tok.vocab_size} pieces, sentencepiece) trained on {tb.meta['tokenizer_sample_bytes']:,} bytes "
         f"of `{a.data}` train.bin; token LM = embedding → the `{a.preset}` trunk "
@@ -378,8 +377,16 @@ def main(argv=None) -> int:
         f"in non-overlapping token windows; BPB = summed token NLL / bytes covered / ln 2.",
         table(REPORT_HEADERS, report_rows(res, tb.meta, tb.params)),
     ]
+    per_byte = 1 / (math.log(2) * tb.meta["train_bytes_per_token"])  # nats/token -> bits/byte on the training data
+    curve = tb.meta.get("loss_curve") or []
+    note = plot_xy(out / "tokenizer_baseline.png",
+                   [dict(label="training loss (bits per byte via train bytes/token)", x=[c[0] for c in curve],
+                         y=[c[1] * per_byte for c in curve])],
+                   "training step", "bits per byte",
+                   f"BPE baseline ({tb.tok.vocab_size} pieces, {a.preset} trunk), {short_path(a.data)}",
+                   points=[dict(label=f"held-out BPB {res['bpb']:.4f}", x=float(tb.meta["steps"]), y=res["bpb"])])
     write_report(out, "tokenizer_baseline", "Tokenizer baseline", sections, dict(command="tokenizer_baseline", **tb.meta,
-                 params=tb.params, vocab_size=tb.tok.vocab_size, seq_len=tb.seq_len))
+                 params=tb.params, vocab_size=tb.tok.vocab_size, seq_len=tb.seq_len), png_note=note, png=True)
     print(f"tokenizer baseline: bpb {res['bpb']:.4f} ({res['bytes_per_token']:.2f} bytes/token, {tb.meta['steps']} steps) "
           f"-> {out}")
     return 0

@@ -133,7 +133,7 @@ def main(argv=None) -> int:
                              aux_steps=ev.aux, **accounting(cfg, ev)))
     for r in rows:
         print(f"tau {fmt(r['threshold']):>7} {r['trigger']:<10}: bpb {r['bpb']:.4f}, scratchpads {100 * r['scratchpad_rate']:5.1f}%, "
-              f"{r['flops_per_byte']:.4g} FLOPs/byte")
+              f"{fmt(r['flops_per_byte'])} FLOPs/byte")
     # per tau: which trigger has the lowest BPB
     best = {}
     for i, tau in enumerate(taus):
