@@ -64,7 +64,7 @@ def fmt(v, digits: int = 4) -> str:
             return "-"
         if math.isinf(v):
             return "∞" if v > 0 else "-∞"
-        if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
+        if v != 0 and (abs(v) >= 10 ** digits or abs(v) < 1e-3):  # one pattern for every large number: 2.300e+06
             return f"{v:.{max(1, digits - 1)}e}"
         return f"{v:.{digits}g}" if abs(v) >= 1 else f"{v:.{digits}f}".rstrip("0").rstrip(".") or "0"
     if isinstance(v, int) and abs(v) >= 100_000:

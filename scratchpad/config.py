@@ -47,7 +47,7 @@ class ModelConfig:
     # scratchpads: transient trunk steps where the aux entropy exceeds the runtime threshold tau
     scratchpad: bool = True          # False: trained and run without scratchpads; tau has no effect
     train_threshold_min: float = 0.0  # training samples tau per row uniformly in [min, max] ...
-    train_threshold_max: float = 4.0
+    train_threshold_max: float = 4.0  # ... (the upper end of that range) ...
     train_no_scratchpad_prob: float = 0.25  # ... or, with this probability, tau = inf (plain patching)
     train_scratch_keep: float = 0.3  # training keeps this random fraction of triggered scratchpads
     aux_loss_weight: float = 1.0     # loss = byte CE + aux_loss_weight * aux-head CE (+ router loss)

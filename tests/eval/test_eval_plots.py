@@ -39,6 +39,23 @@ def test_stacked_bars_total_is_labelled():
     assert "4" in texts and "6" in texts
 
 
+def test_one_number_format():
+    from eval.report import fmt
+
+    assert [fmt(2.3e6), fmt(3.755e6), fmt(56000.0), fmt(2.1318562030792236)] == ["2.300e+06", "3.755e+06", "5.600e+04", "2.132"]
+
+
+def test_tokenizer_scores_the_byte_models_windows():
+    """One windowing: the token LM's windows are eval.common's window_spans over its token ids."""
+    import inspect
+
+    from eval.common import window_spans
+
+    assert not hasattr(tokenizer_baseline, "windows")
+    assert "batches(" in inspect.getsource(tokenizer_baseline.TokenBaseline.evaluate)
+    assert window_spans(10, 4) == [(0, 4), (4, 4), (8, 1)]
+
+
 def test_spread_helpers():
     assert standard_error([1.0]) is None
     assert standard_error([1.0, 3.0]) == pytest.approx(1.0)
@@ -89,3 +106,7 @@ def test_tokenizer_baseline_writes_png_and_saves_atomically(assets, tmp_path, cl
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left behind
     tb = tokenizer_baseline.TokenBaseline.load(tmp_path)  # the --out folder stands for its baseline/
     assert tb.meta["loss_curve"][-1][0] == 3
+    from eval.common import window_spans
+
+    ids = tb.tok.encode(bytes(np.fromfile(assets["corpus"] / "val.bin", np.uint8)[:600]))
+    assert tb.meta["eval"]["windows"] == len(window_spans(len(ids), tb.seq_len))
