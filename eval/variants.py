@@ -46,7 +46,7 @@ DEFAULT_PRESETS = ["byte", "study-A-fixed-mean", "study-B-attn-pool", "study-C-s
                    "study-E-full-bytes", "study-F-gru-local-dec", "sp-fixed-p16"]
 SP_TAU = 1.5
 
-# The study's numbers (DESIGN.md section 1): diagonal SSM, d = 256, 4 layers, seq 1024, 20 min per variant.
+# The study's numbers (docs/ARCHITECTURE.md section 10): diagonal SSM, d = 256, 4 layers, seq 1024, 20 min per variant.
 PUBLISHED = {
     "study-A-fixed-mean": dict(bpb=1.132, ms_per_step=55.6, text="1.132 BPB, 55.6 ms/step"),
     "study-B-attn-pool": dict(bpb=1.165, text="1.165 BPB"),

@@ -1,4 +1,4 @@
-"""Compute and memory accounting from the config alone (DESIGN.md section 6).
+"""Compute and memory accounting from the config alone (docs/ARCHITECTURE.md section 6).
 
 Costs are multiply-adds (MACs); FLOPs = 2 * MACs. Attention cost grows with the number of keys
 read, so trunk steps are priced as a fixed part plus a part per attended key. The engine counts

@@ -1,6 +1,6 @@
 """Byte corpora: `scratchpad data build {text,code} --out DIR` and the library behind it.
 
-Output (DESIGN.md §8): DIR/train.bin and DIR/val.bin, flat uint8, plus DIR/manifest.json.
+Output (docs/ARCHITECTURE.md §8): DIR/train.bin and DIR/val.bin, flat uint8, plus DIR/manifest.json.
 Each document is written as its bytes followed by one DOCUMENT_SEPARATOR (0x00). Documents never
 contain 0x00 (it is stripped), so a reader can split on it; every byte value is still legal model
 input.
