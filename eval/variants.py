@@ -189,6 +189,14 @@ def tokenizer_row(a, val, out: Path, log) -> dict:
                 published=dict(text="not in the study; the standard tokenized baseline"))
 
 
+def plot_variants(out: Path, rows: list[dict], budget: str) -> str | None:
+    """variants.png from the report's rows (each variant its own marker and colour); None when written."""
+    return plot_xy(out / "variants.png", [], "ms per training step", "val BPB (τ=∞)",
+                   f"Variants at equal training time ({budget} each)",
+                   points=[dict(label=r["preset"], x=r["ms_per_step"], y=r["val_bpb"]) for r in rows if r.get("ms_per_step")],
+                   logx=True)
+
+
 def main(argv=None) -> int:
     ap = Parser(prog="scratchpad eval variants", description=describe(__doc__))
     ap.add_argument("--data", required=True, help="corpus folder with train.bin and val.bin")
@@ -290,10 +298,7 @@ def main(argv=None) -> int:
     claims.append("Causality audit on the trained weights: " + ("all variants PASS (no leak: the study's 0.09–0.10 BPB "
                   "for C/D came from a leak this implementation does not have)" if not leaks else f"FAIL for {', '.join(leaks)}")
                   + ". Any val BPB below 0.5 is treated as a leak until proven otherwise.")
-    note = plot_xy(out / "variants.png", [], "ms per training step", "val BPB (τ=∞)",
-                   f"Variants at equal training time ({budget} each)",
-                   points=[dict(label=r["preset"], x=r["ms_per_step"], y=r["val_bpb"]) for r in rows if r.get("ms_per_step")],
-                   logx=True)
+    note = plot_variants(out, rows, budget)
     sections = [
         f"Data: `{a.data}`. Each variant trained for {budget} of training-step time (batch {a.batch_size}, seq "
         f"{a.seq_len or 'min(1024, max_seq_len)'}), device {result['device']}. Our val BPB: the first {len(val):,} bytes of "
