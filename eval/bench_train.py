@@ -12,6 +12,13 @@ patch at almost every byte until its aux head learns; see the B/patch column).
     scratchpad bench train                       # byte, the six study-* presets, sp-fixed-p16
     scratchpad bench train --quick               # seq 256, 1 warm-up + 3 timed steps
     scratchpad bench train --presets byte,sp-fixed-p4 --batch-size 8 --steps 10
+    scratchpad bench train --presets sp-fixed-p16 --no-plain --compile --seq-len 256 --warmup 5 --steps 45
+
+--compile runs every row twice, eager then torch.compile, on the same seeded steps: the row gains
+the compiled bytes/s, the speedup, the first (compiling) step's seconds and the largest relative
+difference between the two runs' per-step losses (warm-up steps included). --dtype bf16 trains
+under bf16 autocast (the default on CUDA). Step times wait for the device; model FLOPs come from
+scratchpad.accounting (forward x 3), MFU is given where the GPU's peak is known (train/hardware.py).
 """
 from __future__ import annotations
 
@@ -29,9 +36,11 @@ import numpy as np
 import torch
 
 from scratchpad import ModelConfig, UserError, build_model
-from train.hardware import autocast
-from train.optim import make_optimizer
 from scratchpad.flags import Parser, add_threads_flag
+from train.hardware import (autocast, check_dtype, compile_module, compile_problem, peak_flops, peak_memory_bytes,
+                            reset_peak_memory, synchronize)
+from train.optim import make_optimizer
+from train.trainer import LossModule, train_flops
 
 DEFAULT_PRESETS = ["byte", "study-A-fixed-mean", "study-B-attn-pool", "study-C-soft-boundary", "study-D-entropy",
                    "study-E-full-bytes", "study-F-gru-local-dec", "sp-fixed-p16"]
@@ -66,47 +75,71 @@ def load_bytes(data_dir: str | None, n: int) -> np.ndarray:
 
 
 def bench_preset(name: str, data: np.ndarray, batch: int, seq_len: int, warmup: int, steps: int, device,
-                 scratchpads: bool = True) -> dict:
-    """scratchpads=False trains with threshold None (plain patching) even for a scratchpad config."""
+                 scratchpads: bool = True, dtype: str = "fp32", compiled: bool = False) -> dict:
+    """scratchpads=False trains with threshold None (plain patching) even for a scratchpad config.
+    Every step's data, thresholds and model randomness are seeded by its index, so an eager and a
+    compiled run of one preset take the same steps (their `losses` can be compared)."""
     cfg = ModelConfig.preset(name)
     T = min(seq_len, cfg.max_seq_len)
     torch.manual_seed(0)
     model = build_model(cfg).to(device).train()
     opt = make_optimizer(model, 1e-3, 0.1, device)
     params = [p for p in model.parameters() if p.requires_grad]
+    step_fn = LossModule(model)
+    if compiled:
+        step_fn = compile_module(step_fn)
     rng = np.random.default_rng(1)
-    times, scratch, commits = [], 0, 0
+    times, losses, scratch, commits, first_s = [], [], 0, 0, None
+    reset_peak_memory(device)
     for i in range(warmup + steps):
         offs = rng.integers(0, len(data) - T - 1, size=batch)
         w = torch.from_numpy(np.stack([data[o : o + T + 1] for o in offs]).astype(np.int64)).to(device)
         tau = model.sample_thresholds(batch, torch.Generator().manual_seed(i)).to(device) if scratchpads else None
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        torch.manual_seed(1000 + i)
+        synchronize(device)
         t0 = time.perf_counter()
-        with autocast(device, "bf16" if device.type == "cuda" else "fp32"):
-            out = model(w[:, :-1], targets=w[:, 1:], threshold=tau)
-        out.loss.backward()
+        with autocast(device, dtype):
+            loss, stats = step_fn(w[:, :-1], w[:, 1:], tau)
+        loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        synchronize(device)
         dt = time.perf_counter() - t0
-        if not math.isfinite(float(out.loss.detach())):
+        first_s = dt if first_s is None else first_s
+        losses.append(float(loss.detach()))
+        if not math.isfinite(losses[-1]):
             raise RuntimeError(f"{name}: non-finite loss in the benchmark")
         if i >= warmup:
             times.append(dt)
-            scratch += int(out.scratch.sum())
-            commits += int(out.ends.sum())
+            scratch += int(stats[2])
+            commits += int(stats[3])
     n_params = sum(p.numel() for p in model.parameters())
-    del model, opt
-    gc.collect()
     med = statistics.median(times)
-    return dict(preset=name, scratchpads=bool(cfg.scratchpad and scratchpads), params=n_params, seq_len=T, batch=batch,
-                ms_per_step=round(1000 * med, 2),
-                ms_per_step_mean=round(1000 * statistics.fmean(times), 2), ms_per_step_min=round(1000 * min(times), 2),
-                bytes_per_s=round(batch * T / med, 1), bytes_per_patch=round(steps * batch * T / max(1, commits), 3),
-                scratch_rate=round(scratch / (steps * batch * T), 4))
+    flops = train_flops(cfg, batch, T, commits / steps, scratch / steps)
+    peak, mem = peak_flops(device, dtype), peak_memory_bytes(device)
+    del model, opt, step_fn
+    gc.collect()
+    row = dict(preset=name, scratchpads=bool(cfg.scratchpad and scratchpads), params=n_params, seq_len=T, batch=batch,
+               dtype=dtype, compiled=compiled, ms_per_step=round(1000 * med, 2),
+               ms_per_step_mean=round(1000 * statistics.fmean(times), 2), ms_per_step_min=round(1000 * min(times), 2),
+               bytes_per_s=round(batch * T / med, 1), bytes_per_patch=round(steps * batch * T / max(1, commits), 3),
+               scratch_rate=round(scratch / (steps * batch * T), 4), model_flops_per_step=flops,
+               first_step_s=round(first_s, 3), losses=losses)
+    if peak:
+        row["mfu"] = round(flops / med / peak, 5)
+    if mem is not None:
+        row["peak_mem_bytes"] = mem
+    return row
+
+
+def compare(eager: dict, comp: dict) -> dict:
+    """What --compile adds to an eager row: the compiled numbers, the speedup, the loss agreement."""
+    diffs = [abs(a - b) / max(abs(a), 1e-12) for a, b in zip(eager["losses"], comp["losses"])]
+    return dict(compiled_bytes_per_s=comp["bytes_per_s"], compiled_ms_per_step=comp["ms_per_step"],
+                compile_first_step_s=comp["first_step_s"], compile_speedup=round(comp["bytes_per_s"] / eager["bytes_per_s"], 3),
+                loss_steps_compared=len(diffs), loss_max_rel_diff=max(diffs) if diffs else None,
+                **({"compiled_mfu": comp["mfu"]} if "mfu" in comp else {}))
 
 
 def main(argv=None) -> int:
@@ -121,6 +154,9 @@ def main(argv=None) -> int:
     p.add_argument("--data", default=None, help="corpus folder to read train.bin from (default: synthetic text)")
     add_threads_flag(p)
     p.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    p.add_argument("--dtype", choices=["fp32", "bf16"], default=None, help="default bf16 autocast on CUDA, fp32 on CPU")
+    p.add_argument("--compile", action="store_true", help="also run every row under torch.compile on the same steps: "
+                   "bytes/s of both, the speedup, and the largest relative difference of their per-step losses")
     a = p.parse_args(sys.argv[1:] if argv is None else argv)
     seq_len = a.seq_len or (256 if a.quick else 1024)
     warmup = a.warmup if a.warmup is not None else (1 if a.quick else 2)
@@ -136,6 +172,12 @@ def main(argv=None) -> int:
     if kind == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is available")
     device = torch.device(kind)
+    a.dtype = a.dtype or ("bf16" if kind == "cuda" else "fp32")
+    note = check_dtype(a.dtype, device)
+    if note:
+        print(note, file=sys.stderr)
+    if a.compile and compile_problem(device):
+        raise UserError(f"--compile: {compile_problem(device)}; run without --compile")
     old_threads = torch.get_num_threads()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -153,8 +195,11 @@ def _run(a, names, device, seq_len, warmup, steps) -> int:
     dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or platform.machine()} CPU"
     print(f"training throughput on {dev_name}, {torch.get_num_threads()} threads, batch {a.batch_size} x {seq_len} bytes, "
           f"{warmup} warm-up + {steps} timed steps (median), AdamW + clipping"
-          + (", bf16 autocast" if device.type == "cuda" else ", fp32"), flush=True)
+          + (", bf16 autocast" if a.dtype == "bf16" else ", fp32") + (", eager and torch.compile" if a.compile else ""),
+          flush=True)
     hdr = f"{'preset':<26}{'params':>9}{'seq':>6}{'ms/step':>10}{'bytes/s':>11}{'vs byte':>9}{'B/patch':>9}{'scratch':>9}"
+    if a.compile:
+        hdr += f"{'compiled':>11}{'speedup':>9}{'loss diff':>11}{'compile s':>11}"
     print(hdr)
     print("-" * len(hdr), flush=True)
     results = []
@@ -162,17 +207,23 @@ def _run(a, names, device, seq_len, warmup, steps) -> int:
     if not a.no_plain:  # scratchpad presets also without scratchpads: what the trunk costs alone
         runs += [(n, False) for n in names if ModelConfig.preset(n).scratchpad]
     for n, sp in runs:
-        r = bench_preset(n, data, a.batch_size, seq_len, warmup, steps, device, scratchpads=sp)
+        r = bench_preset(n, data, a.batch_size, seq_len, warmup, steps, device, scratchpads=sp, dtype=a.dtype)
+        if a.compile:
+            r.update(compare(r, bench_preset(n, data, a.batch_size, seq_len, warmup, steps, device, scratchpads=sp,
+                                             dtype=a.dtype, compiled=True)))
         results.append(r)
         base = next((x for x in results if x["preset"] == "byte"), None)
         rel = f"{r['bytes_per_s'] / base['bytes_per_s']:.2f}x" if base else "-"
         label = n if sp or not ModelConfig.preset(n).scratchpad else f"{n} tau=inf"
         print(f"{label:<26}{r['params'] / 1e6:>8.2f}M{r['seq_len']:>6}{r['ms_per_step']:>10.1f}{r['bytes_per_s']:>11,.0f}"
-              f"{rel:>9}{r['bytes_per_patch']:>9.2f}{100 * r['scratch_rate']:>8.1f}%", flush=True)
+              f"{rel:>9}{r['bytes_per_patch']:>9.2f}{100 * r['scratch_rate']:>8.1f}%"
+              + (f"{r['compiled_bytes_per_s']:>11,.0f}{r['compile_speedup']:>8.2f}x{r['loss_max_rel_diff']:>11.1e}"
+                 f"{r['compile_first_step_s']:>11.1f}" if a.compile else ""), flush=True)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     print(json.dumps(dict(bench="train", date=datetime.now(timezone.utc).isoformat(timespec="seconds"), device=str(device),
                           device_name=dev_name, threads=torch.get_num_threads(), batch=a.batch_size, seq_len=seq_len,
-                          warmup=warmup, steps=steps, torch=torch.__version__, load_avg_1m=load, results=results)))
+                          warmup=warmup, steps=steps, dtype=a.dtype, compile=a.compile, torch=torch.__version__,
+                          load_avg_1m=load, results=results)))
     return 0
 
 

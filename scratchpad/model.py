@@ -53,7 +53,13 @@ def compact(mask: torch.Tensor):
     """mask [B, T] bool -> (positions [B, Q] of the True entries in order, valid [B, Q])."""
     B, T = mask.shape
     counts = mask.sum(1)
-    Q = int(counts.max().item()) if B else 0
+    if torch.compiler.is_compiling():
+        # traced with capture_scalar_outputs: Q is an unbacked size, at least 2 (padding queries
+        # are masked) so the compiler never has to guard on Q == 0 or Q == 1: no graph break
+        Q = counts.max().clamp(min=2).item()
+        torch._check(Q >= 2)
+    else:
+        Q = int(counts.max().item()) if B else 0
     slot = torch.where(mask, mask.long().cumsum(1) - 1, torch.full_like(counts, Q).unsqueeze(1))
     buf = torch.zeros(B, Q + 1, dtype=torch.long, device=mask.device)
     buf.scatter_(1, slot, torch.arange(T, device=mask.device).expand(B, T))
@@ -124,9 +130,12 @@ class ScratchpadLM(nn.Module):
             return scratchpad_mask.bool() & ~ends
         if threshold is None or not self.cfg.scratchpad:  # a model trained without scratchpads never fires one
             return torch.zeros_like(ends)
-        tau = torch.as_tensor(threshold, dtype=entropy.dtype, device=entropy.device)
-        if torch.isnan(tau).any() or (tau < 0).any():
+        if not torch.is_tensor(threshold):  # validated as a Python value: no tensor test, no graph break
+            if any(math.isnan(float(t)) or float(t) < 0 for t in (threshold if isinstance(threshold, (list, tuple)) else [threshold])):
+                raise ValueError(f"entropy threshold must be >= 0 or inf, got {threshold}")
+        elif not torch.compiler.is_compiling() and (torch.isnan(threshold).any() or (threshold < 0).any()):
             raise ValueError(f"entropy threshold must be >= 0 or inf, got {threshold}")
+        tau = torch.as_tensor(threshold, dtype=entropy.dtype, device=entropy.device)
         tau = tau.view(-1, 1) if tau.dim() else tau
         return (entropy > tau) & ~ends
 
@@ -160,7 +169,8 @@ class ScratchpadLM(nn.Module):
             scratch = scratch & (torch.rand(scratch.shape, device=x.device) < self.cfg.train_scratch_keep)
 
         # spans: commits (s_j .. e_j) and scratchpads (s of the open patch .. n)
-        end_pos, end_ok = compact(ends)
+        static = self.patcher.static_end_positions(B, T, x.device)  # fixed patches: no host sync
+        end_pos, end_ok = static if static is not None else compact(ends)
         scr_pos, scr_ok = compact(scratch)
         patch_of = ends.long().cumsum(1) - ends.long()          # patch index of each byte
         start_of_patch = torch.cat([end_pos.new_zeros(B, 1), end_pos + 1], 1)  # [B, N+1]

@@ -67,6 +67,15 @@ class Patcher(nn.Module):
             nn.init.constant_(self.score.bias, -torch.log(torch.tensor(cfg.patch_size - 1.0)).item())
 
     # parallel ----------------------------------------------------------------------------
+    def static_end_positions(self, batch: int, length: int, device):
+        """Fixed patches end at static positions: (positions [B, N], valid [B, N]) without looking
+        at the data (what `compact(ends)` gives, with no host sync); None for the other patchers."""
+        if self.kind != "fixed":
+            return None
+        n = length // self.size
+        pos = (torch.arange(n, device=device) * self.size + self.size - 1).expand(batch, n)
+        return pos, torch.ones(batch, n, dtype=torch.bool, device=device)
+
     def forward(self, x, h, entropy) -> Boundaries:
         """x [B, T] bytes, h [B, T, d] encoder states, entropy [B, T] nats of the aux head."""
         if self.kind == "fixed":

@@ -105,3 +105,16 @@ def peak_flops(device: torch.device, dtype: str) -> float | None:
         if part in name and dt == dtype:
             return tflops * 1e12
     return None
+
+
+def compile_module(module: torch.nn.Module):
+    """torch.compile for training and evaluation forwards. capture_scalar_outputs lets the
+    scratchpad count become an unbacked size inside the graph (no graph break at `compact`);
+    fallback_random makes the compiled graph draw the same random numbers as eager (the random
+    subset of scratchpads a training forward keeps), so compiled and eager runs take the same steps."""
+    import torch._dynamo
+    import torch._inductor.config
+
+    torch._dynamo.config.capture_scalar_outputs = True
+    torch._inductor.config.fallback_random = True
+    return torch.compile(module)

@@ -53,7 +53,7 @@ from scratchpad.checkpoint import ensure_writable_dir, read_config, resolve_mode
 from train.args import TrainArgs, merge_resume_args
 from train.data import ByteCorpus, batch_generator, seed_model_rng
 from train.dist import Dist
-from train.hardware import (autocast, check_dtype, compile_problem, peak_flops, peak_memory_bytes,
+from train.hardware import (autocast, check_dtype, compile_module, compile_problem, peak_flops, peak_memory_bytes,
                             reset_peak_memory)
 from train.loop import NonFinite, StepLoop
 from train.optim import make_optimizer, schedule_warning
@@ -342,7 +342,7 @@ class Trainer:
         ddp = dist.wrap(LossModule(model), find_unused=bool(unused))
         step_model, self.eval_model = ddp, model
         if a.compile:
-            step_model, self.eval_model = torch.compile(ddp), torch.compile(model)
+            step_model, self.eval_model = compile_module(ddp), compile_module(model)
 
         self._open_log(log_offset)
         n_params = sum(p.numel() for p in model.parameters())
