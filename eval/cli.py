@@ -29,6 +29,7 @@ COMMANDS = [
     (("bench", "generate"), "eval.bench_generate", "decode speed: SP vs byte-level baseline"),
     (("bench", "train"), "eval.bench_train", "training throughput of the presets"),
     (("bench", "kernels"), "eval.bench_kernels", "scan kernel benchmarks"),
+    (("bench", "gpu"), "eval.bench_gpu", "the prepared GPU run: gpu tests, kernels, training bytes/s and MFU, decode"),
 ]
 
 

@@ -107,14 +107,19 @@ def peak_flops(device: torch.device, dtype: str) -> float | None:
     return None
 
 
-def compile_module(module: torch.nn.Module):
-    """torch.compile for training and evaluation forwards. capture_scalar_outputs lets the
-    scratchpad count become an unbacked size inside the graph (no graph break at `compact`);
-    fallback_random makes the compiled graph draw the same random numbers as eager (the random
-    subset of scratchpads a training forward keeps), so compiled and eager runs take the same steps."""
+def configure_compile():
+    """capture_scalar_outputs lets the scratchpad count become an unbacked size inside the graph
+    (no graph break at `compact`); fallback_random makes compiled graphs draw the same random
+    numbers as eager (the random subset of scratchpads a training forward keeps), so compiled and
+    eager runs take the same steps."""
     import torch._dynamo
     import torch._inductor.config
 
     torch._dynamo.config.capture_scalar_outputs = True
     torch._inductor.config.fallback_random = True
+
+
+def compile_module(module: torch.nn.Module):
+    """torch.compile for training and evaluation forwards (configure_compile's settings)."""
+    configure_compile()
     return torch.compile(module)
