@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import json
 import math
 import sys
 import time
@@ -47,7 +48,7 @@ from eval.common import (
     set_threads,
 )
 from eval.lag import lag_figures, lag_plots
-from eval.report import fmt, out_folder, plot_xy, table, write_report
+from eval.report import fmt, jsonable, out_folder, plot_xy, table, write_report
 from eval.variants import read_log, train_variant
 from scratchpad import ModelConfig, load_model
 from scratchpad.accounting import expected_events, flops_for_events, parameter_counts
@@ -92,10 +93,23 @@ def train_flops(cfg: ModelConfig, log: list[dict], seq_len: int, batch: int) -> 
 
 
 def evaluate_model(key: str, run: Path, sets: list[dict], taus: list[float], a) -> dict:
-    """Every number of one trained model: per eval set, rows per τ with lag profiles and the figures."""
+    """Every number of one trained model: per eval set, rows per τ with lag profiles and the figures.
+    Kept in run/eval.json and reused while the checkpoint and the evaluation settings are the same."""
     from eval.causality import audit_model
 
     folder = run / "last"
+    settings = jsonable(dict(checkpoint_mtime=(folder / "model.safetensors").stat().st_mtime_ns, taus=taus,
+                             window=a.window, eval_batch=a.eval_batch, audit_positions=a.audit_positions,
+                             sets=[[s["path"], s["bytes"]] for s in sets]))
+    cache = run / "eval.json"
+    if cache.is_file():
+        try:
+            saved = json.loads(cache.read_text(), parse_constant=float)
+        except json.JSONDecodeError:
+            saved = {}
+        if saved.get("settings") == settings:
+            print("  reused its evaluation (eval.json)", flush=True)
+            return restore_inf(saved["result"])
     model = load_model(folder).float().eval()
     cfg = model.cfg
     log = read_log(run)
@@ -115,7 +129,19 @@ def evaluate_model(key: str, run: Path, sets: list[dict], taus: list[float], a) 
                causality_passed=audit.passed, causality_checks=audit.checks)
     del model
     gc.collect()
+    cache.write_text(json.dumps(jsonable(dict(settings=settings, result=res))))
     return res
+
+
+def restore_inf(v):
+    """Undo jsonable's "inf" strings (thresholds) after reading a cached evaluation."""
+    if v == "inf":
+        return math.inf
+    if isinstance(v, dict):
+        return {k: restore_inf(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [restore_inf(x) for x in v]
+    return v
 
 
 def targets(models: dict, set_name: str) -> list[dict]:

@@ -47,6 +47,14 @@ def test_reproduce_trains_on_equal_data_and_checks_the_targets(assets, tmp_path,
     code, stdout, err = cli(main, args(assets, tmp_path, "--models", "p16-plain,p16"))
     assert code == 0, err
     assert stdout.count("reused a finished run") == 1
+    assert stdout.count("reused its evaluation") == 2   # same weights, same settings
+    again = read_report(tmp_path / "out" / "reproduce.json")["models"]
+    assert again["p16-plain"]["evals"] == models["p16-plain"]["evals"]
+    code, stdout, err = cli(main, args(assets, tmp_path, "--models", "p16", "--thresholds", "2"))
+    assert code == 0, err
+    assert "reused its evaluation" not in stdout                # other settings: evaluated anew
+    assert [row["threshold"] for row in read_report(tmp_path / "out" / "reproduce.json")["models"]["p16"]["evals"]
+            ["corpus"]["rows"]] == ["inf", 2.0, 0.0]
 
 
 @pytest.mark.parametrize("extra, needle", [
