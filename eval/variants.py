@@ -82,7 +82,7 @@ def train_variant(preset: str | None, a, run: Path, config: str | None = None,
 
     resume = False
     if (run / "log.jsonl").exists():
-        if any(e.get("event") == "end" for e in read_log(run)):
+        if any(e.get("event") == "end" and e.get("reason") != "signal" for e in read_log(run)):
             return True, 0.0
         if not resume_unfinished:
             raise UserError(f"{run}: holds an unfinished training run; remove it (or continue it with "

@@ -43,7 +43,9 @@ def test_reproduce_trains_on_equal_data_and_checks_the_targets(assets, tmp_path,
     # a second call reuses the finished runs; a run cut short continues with --resume
     log = tmp_path / "runs" / "p16" / "log.jsonl"
     lines = log.read_text().splitlines()
-    log.write_text("\n".join(line for line in lines if json.loads(line)["event"] != "end") + "\n")
+    ends = [json.loads(line) for line in lines if json.loads(line)["event"] == "end"]
+    assert ends and ends[-1]["reason"] == "steps"
+    log.write_text("\n".join(line.replace('"reason": "steps"', '"reason": "signal"') for line in lines) + "\n")  # as if killed
     code, stdout, err = cli(main, args(assets, tmp_path, "--models", "p16-plain,p16"))
     assert code == 0, err
     assert stdout.count("reused a finished run") == 1
