@@ -149,7 +149,13 @@ def lag_figures(model, arr, window: int, rows: list[dict], batch_size: int) -> d
                 gap_plain_minus_dense=gap)
 
 
-def lag_sections(rows: list[dict], figures: dict, cfg) -> list[str]:
+def _grid(rows: list[dict], key: str, text) -> list[list]:
+    """Table rows: one per bucket of rows[*]["lag"][key], one cell per τ (text(cell), '-' if empty)."""
+    cells = [{b["bucket"]: b for b in r["lag"][key]} for r in rows]
+    return [[g] + [text(c[g]) if g in c else "-" for c in cells] for g in sorted(set().union(*cells))]
+
+
+def lag_sections(rows: list[dict], figures: dict) -> list[str]:
     """Markdown for the three figures (shared with `eval sweep`)."""
     f = figures
     aux = (f"aux head alone (encoder + aux stack, no trunk): **{fmt(f['aux_bpb'])}** BPB"
@@ -160,22 +166,8 @@ def lag_sections(rows: list[dict], figures: dict, cfg) -> list[str]:
             "slope by lag", "± se"]
     body = [[r["threshold"], r["bpb"], r["scratchpad_rate"], r.get("gap_closed"), r["lag"]["offset_slope"]["slope"],
              r["lag"]["offset_slope"]["se"], r["lag"]["lag_slope"]["slope"], r["lag"]["lag_slope"]["se"]] for r in rows]
-    offsets = sorted({b["bucket"] for r in rows for b in r["lag"]["by_offset"]})
-    grid = []
-    for o in offsets:
-        line = [o]
-        for r in rows:
-            cell = next((b for b in r["lag"]["by_offset"] if b["bucket"] == o), None)
-            line.append(f"{cell['bpb']:.3f} ± {cell['se']:.3f}" if cell and cell["se"] is not None else "-")
-        grid.append(line)
-    lags = sorted({b["bucket"] for r in rows for b in r["lag"]["by_lag"]})
-    lgrid = []
-    for g in lags:
-        line = [g]
-        for r in rows:
-            cell = next((b for b in r["lag"]["by_lag"] if b["bucket"] == g), None)
-            line.append(f"{cell['bpb']:.3f} ({cell['bytes']:,})" if cell else "-")
-        lgrid.append(line)
+    grid = _grid(rows, "by_offset", lambda c: f"{c['bpb']:.3f} ± {c['se']:.3f}" if c["se"] is not None else "-")
+    lgrid = _grid(rows, "by_lag", lambda c: f"{c['bpb']:.3f} ({c['bytes']:,})")
     taus = [f"τ = {fmt(r['threshold'])}" for r in rows]
     return [
         "## Where scratchpads can pay\n\n"
@@ -246,7 +238,7 @@ def main(argv=None) -> int:
                   note=note, rows=rows, **figures)
     sections = [f"Model: `{label}` ({cfg.name}, patcher {cfg.patcher}, P={cfg.patch_size}). Data: `{data['path']}`, "
                 f"{data['bytes_used']:,} bytes. Method: {WINDOWING.format(W=W)}." + (f"\n\nNote: {note}." if note else "")]
-    sections += lag_sections(rows, figures, cfg)
+    sections += lag_sections(rows, figures)
     if png_note is None:
         sections.append("![BPB by realised lag](lag-realised.png)")
     write_report(out, "lag", "Patch-lag diagnostics", sections, result, png_note=png_note, png=True)

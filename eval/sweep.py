@@ -196,7 +196,7 @@ def main(argv=None) -> int:
         "KV × byte is committed trunk entries per byte (1/P for fixed patches).",
         "## FLOPs by part relative to the byte-level baseline\n\n" + table(ratio_head, ratio_body),
     ]
-    sections += lag_sections(rows, figures, model.cfg)
+    sections += lag_sections(rows, figures)
     if lag_plots(out, rows, f"{model.cfg.name}, {data['split'] or 'file'}") is None:
         sections.append("![BPB by offset since the latest commit, a line per τ](lag.png)")
     if eng:
