@@ -87,7 +87,9 @@ def train_variant(preset: str | None, a, run: Path, config: str | None = None,
         if not resume_unfinished:
             raise UserError(f"{run}: holds an unfinished training run; remove it (or continue it with "
                             f"'scratchpad train --resume --out {run}') and run variants again")
-        resume = (run / "last").is_dir()
+        if not (run / "last").is_dir():
+            raise UserError(f"{run}: an unfinished training run with no checkpoint to continue from; remove it and run again")
+        resume = True
     args = TrainArgs(data=str(a.data), out=str(run), preset=preset, config=config, time_budget=a.time_budget,
                      steps=a.steps, batch_size=a.batch_size, seq_len=a.seq_len, lr=a.lr, warmup=a.warmup,
                      eval_every=a.eval_every, eval_windows=a.eval_windows, save_every=0 if not resume_unfinished else 100,
