@@ -15,8 +15,8 @@ import time
 import torch
 
 from infer import Engine
-from infer.engine import parse_threshold
 from infer.generate import DECODE_THREADS
+from infer.options import parse_threshold
 from infer.stats import decode_stats
 from scratchpad import ModelConfig, build_model, load_model
 from scratchpad.accounting import byte_baseline

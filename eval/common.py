@@ -19,9 +19,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from infer.engine import parse_threshold  # noqa: F401  (re-exported for the eval commands)
+from infer.options import parse_threshold  # noqa: F401  (re-exported for the eval commands)
 from scratchpad import load_model
-from scratchpad.accounting import byte_baseline, costs, flops_for_events
+from scratchpad.accounting import Events as CountedEvents
+from scratchpad.accounting import flops_for_events, per_byte, row_events
 from scratchpad.checkpoint import resolve_model_folder
 from scratchpad.errors import UserError
 from scratchpad.flags import Parser, add_threads_flag, describe, parse_duration, set_threads  # noqa: F401  (re-exported)
@@ -29,7 +30,6 @@ from scratchpad.flags import int_flag as positive_int
 
 LN2 = math.log(2)
 DEFAULT_WINDOW_CAP = 1024
-PARTS = ("encoder", "aux", "trunk", "decoder")
 WINDOWING = ("non-overlapping windows of {W} bytes, each scored fully from an empty context "
              "(every byte after the first predicted exactly once; no overlap or state carried between windows)")
 
@@ -161,15 +161,10 @@ def batches(arr: np.ndarray, window: int, batch_size: int):
 
 
 @dataclass
-class Events:
-    """Summed over scored rows. keys = trunk entries read over all trunk steps (self included)."""
+class Events(CountedEvents):
+    """Events summed over scored rows, with the scored nats and the byte baseline's keys."""
 
     nats: float = 0.0
-    bytes: int = 0
-    commits: int = 0
-    scratchpads: int = 0
-    keys: int = 0
-    aux: int = 0
     baseline_keys: int = 0       # keys of the byte-level baseline on the same windows
     windows: int = 0
     window_nats: list = field(default_factory=list)   # per scored window, in window order
@@ -177,8 +172,8 @@ class Events:
     extra: dict = field(default_factory=dict)
 
     def add(self, other: "Events"):
-        for k in ("nats", "bytes", "commits", "scratchpads", "keys", "aux", "baseline_keys", "windows",
-                  "window_nats", "window_bytes"):
+        super().add(other)
+        for k in ("nats", "baseline_keys", "windows", "window_nats", "window_bytes"):
             setattr(self, k, getattr(self, k) + getattr(other, k))
 
     @property
@@ -206,15 +201,6 @@ def paired_difference(a: list[float], b: list[float]) -> tuple[float, float | No
     that matters when two settings are scored on identical bytes (much smaller than either SE)."""
     d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
     return float(d.mean()), standard_error(d)
-
-
-def row_events(ends: torch.Tensor, scratch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per row [B]: commits, scratchpads, keys (commit j reads j+1 entries; a scratchpad in patch p
-    reads the p committed ones plus itself), exactly as the engine counts them."""
-    commits = ends.sum(1)
-    patch_of = ends.long().cumsum(1) - ends.long()
-    keys = commits * (commits + 1) // 2 + ((patch_of + 1) * scratch.long()).sum(1)
-    return commits, scratch.sum(1), keys
 
 
 @torch.no_grad()
@@ -280,31 +266,8 @@ def entropy_quantile_thresholds(model, arr: np.ndarray, window: int, rates: list
 
 
 def accounting(cfg, ev: Events) -> dict:
-    """FLOPs per byte by part, KV bytes per byte and both against the byte-level baseline of equal
-    trunk (every byte a patch, no scratchpads, no aux head) on the same windows."""
-    n = max(ev.bytes, 1)
-    fl = flops_for_events(cfg, bytes=ev.bytes, commits=ev.commits, scratchpads=ev.scratchpads, keys=ev.keys, aux_steps=ev.aux)
-    base_cfg = byte_baseline(cfg)
-    base = flops_for_events(base_cfg, bytes=ev.bytes, commits=ev.bytes, scratchpads=0, keys=ev.baseline_keys,
-                            aux_steps=ev.bytes if base_cfg.aux_runs(False) else 0)
-    kv = costs(cfg).kv_bytes_per_patch
-    base_kv = costs(base_cfg).kv_bytes_per_patch
-    return dict(
-        scratchpad_rate=ev.scratchpads / n,
-        commits_per_byte=ev.commits / n,
-        trunk_calls_per_byte=(ev.commits + ev.scratchpads) / n,
-        flops_per_byte=fl["total"] / n,
-        flops_per_byte_split={k: fl[k] / n for k in PARTS},
-        byte_baseline_flops_per_byte=base["total"] / n,
-        byte_baseline_flops_per_byte_split={k: base[k] / n for k in PARTS},
-        flops_ratio_vs_byte=fl["total"] / max(base["total"], 1),
-        flops_ratio_vs_byte_split={k: fl[k] / max(base[k], 1) if base[k] else None for k in PARTS},
-        kv_bytes_per_byte=kv * ev.commits / n,
-        byte_baseline_kv_bytes_per_byte=float(base_kv),
-        # trunk cache entries per byte relative to one per byte (= KV bytes ratio when the trunk
-        # has attention layers; an SSM-only trunk has no KV cache at all, then this is the entry ratio)
-        kv_ratio_vs_byte=ev.commits / n,
-    )
+    """FLOPs and KV per byte against the byte-level baseline on the same windows."""
+    return per_byte(cfg, ev, ev.baseline_keys)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -328,9 +291,9 @@ def engine_check(model, x: torch.Tensor, threshold: float) -> dict:
     B, L = x.shape
     engine = Engine(model)
     logits = engine.teacher_force(x, threshold)
-    c = engine.last_state.counts
-    eng = Events(bytes=int(c.bytes.sum()), commits=int(c.commits.sum()), scratchpads=int(c.scratchpads.sum()),
-                 keys=int(c.keys.sum()), aux=int(c.aux.sum()), baseline_keys=B * L * (L + 1) // 2, windows=B)
+    eng = Events(baseline_keys=B * L * (L + 1) // 2, windows=B)
+    for e in engine.last_events:
+        CountedEvents.add(eng, e)  # the counts only
     par, out = score(model, x, None, tau)
     ref = out.logits
     rel = float((logits - ref).abs().max() / ref.abs().max().clamp(min=1e-30))

@@ -1,4 +1,6 @@
-"""Generation engine: prefill, per-byte decode with commit vs transient trunk steps, sampling."""
-from infer.engine import Engine, Generation
+"""Generation engine: runner (prefill, static decode step), scheduler (continuous batching over
+fixed slots), sequences, device-side sampling, paged trunk KV, the `generate` and `serve` CLIs."""
+from infer.engine import Engine
+from infer.sequence import Generation, Request
 
-__all__ = ["Engine", "Generation"]
+__all__ = ["Engine", "Generation", "Request"]

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from infer.engine import Engine, parse_threshold
+from infer.engine import Engine
+from infer.options import budget_threshold, parse_threshold
 from infer.sampling import DEFAULT_TEMPERATURE
 from infer.stats import decode_stats
 from scratchpad import load_model
@@ -27,23 +28,6 @@ def read_file(path: str, what: str) -> bytes:
         return Path(path).read_bytes()
     except OSError as e:
         raise UserError(f"{what} {path}: {e.strerror}") from None
-
-
-def budget_threshold(model, prompt: bytes, rate: float) -> float:
-    """tau such that about a fraction `rate` of the prompt's bytes would trigger a scratchpad."""
-    if not 0 <= rate <= 1:
-        raise UserError(f"--rate must be a fraction in [0, 1], got {rate}")
-    if rate == 0:
-        return math.inf
-    if len(prompt) < 2:
-        raise UserError("--rate calibrates on the prompt; give a prompt of at least 2 bytes")
-    x = torch.tensor(list(prompt[-model.cfg.max_seq_len:]), dtype=torch.long).unsqueeze(0)
-    with torch.no_grad():
-        out = model(x)
-    ent = out.entropy[~out.ends]
-    if ent.numel() == 0:
-        return math.inf
-    return float(ent.float().quantile(1 - rate).clamp(min=0))
 
 
 DEFAULT_THRESHOLD = 1.5
@@ -152,7 +136,7 @@ def main(argv=None) -> int:
                   "--threshold/--rate have no effect", file=sys.stderr)
         tau = math.inf
     elif args.rate is not None:
-        tau = budget_threshold(model, prompts[0], args.rate)
+        tau = budget_threshold(model, prompts[0], args.rate, "--rate")
     limit = model.cfg.max_seq_len
     for p in prompts:
         if len(p) >= limit:
@@ -161,11 +145,18 @@ def main(argv=None) -> int:
             break
     stream = Stream(args.raw) if len(prompts) == 1 and not args.json else None
     engine = Engine(model)
+    if not engine.scratchpads_enabled and math.isfinite(tau):
+        print(f"note: model {model.cfg.name!r} was trained without scratchpads; the entropy threshold has no effect",
+              file=sys.stderr)
     start = time.perf_counter()
     gens = engine.generate(prompts, max_bytes=args.max_bytes, threshold=tau, temperature=args.temperature,
                            top_k=args.top_k, top_p=args.top_p, seed=args.seed, stop=[s.encode() for s in args.stop],
                            eos_byte=None if args.no_eos else 0, on_bytes=stream)
     seconds = time.perf_counter() - start
+    slides = sum(g.slides for g in gens)
+    if slides:
+        print(f"\nnote: generation ran past the model's {limit}-byte context; the context slid {slides} time(s), "
+              f"keeping the last {limit * 3 // 4} bytes each time", file=sys.stderr)
     stats = decode_stats(model.cfg, gens, seconds)
     stats["threshold"] = tau if math.isfinite(tau) else "inf"
     if args.json:

@@ -1,58 +1,97 @@
-"""Typed decode state for a batch of rows, allocated once per request batch."""
+"""Fixed decode slots: every cache and per-slot setting, allocated once for `slots` rows.
+
+A slot holds one sequence at a time. The decode step runs every slot (a free slot steps on
+garbage that nobody reads); `reset` clears a slot before a prefill loads a new sequence into it.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
 
+from infer.kv_pages import PagedCache, PageTable
+from scratchpad.accounting import Events
+from scratchpad.mixers import AttentionCache, CausalAttention, SSMState
 from scratchpad.patchers import PatcherState
 
-
-@dataclass
-class Counters:
-    """Events the engine actually ran, per row [B] long."""
-
-    bytes: torch.Tensor        # encoder/decoder steps
-    commits: torch.Tensor      # committed trunk steps (one per closed patch)
-    scratchpads: torch.Tensor  # transient trunk steps
-    keys: torch.Tensor         # trunk entries read, summed over trunk steps (self included)
-    aux: torch.Tensor          # aux-head steps (skipped when nothing needs the entropy)
+# rows of SlotState.counts: the events each slot ran since its last prefill
+BYTES, COMMITS, SCRATCHPADS, KEYS, AUX = range(5)
 
 
 @dataclass
-class DecodeState:
-    encoder: list              # per-layer SSMState / AttentionCache (byte level)
+class SlotState:
+    encoder: list              # per-layer SSMState / byte-level ring AttentionCache
     aux: list
     decoder: list
-    trunk: list                # per-layer SSMState / patch-granular AttentionCache
+    trunk: list                # per-layer SSMState / PagedCache (patch-granular pages)
+    pages: PageTable
     patcher: PatcherState
-    pool_ring: torch.Tensor    # [B, W, F] pooling features of the last W = longest_patch bytes, oldest first
+    pool_ring: torch.Tensor    # [B, W, F] pooling features, W = longest_patch: byte t at slot t % W
     coord_ring: torch.Tensor   # [B, W] soft patcher coordinates of those bytes
     ctx: torch.Tensor          # [B, d_model] latest usable trunk output (start vector at first)
-    counts: Counters
-    patch_capacity: int        # committed patches the trunk KV cache can hold
+    counts: torch.Tensor       # [5, B] long: bytes, commits, scratchpads, keys, aux (see above)
+    tau: torch.Tensor          # [B] entropy threshold per slot (inf: no scratchpads)
+    active: torch.Tensor       # [B] bool, the slot holds a sequence
+    logits: torch.Tensor       # [B, 256] next-byte logits of each slot
 
     @property
-    def batch(self) -> int:
+    def slots(self) -> int:
         return self.ctx.shape[0]
 
+    @property
+    def trunk_length(self) -> torch.Tensor:
+        """Committed patches per slot (= the trunk caches' length; a view of counts)."""
+        return self.counts[COMMITS]
 
-def allocate_state(model, batch: int, max_bytes: int, device, dtype) -> DecodeState:
-    """Preallocate every cache for `batch` rows of up to `max_bytes` bytes each."""
+    def events(self, slot: int) -> Events:
+        c = self.counts[:, slot].tolist()
+        return Events(bytes=c[BYTES], commits=c[COMMITS], scratchpads=c[SCRATCHPADS], keys=c[KEYS], aux=c[AUX])
+
+
+def allocate_slots(model, slots: int, device, dtype, page: int = 16, pages: int | None = None) -> SlotState:
+    """Caches for `slots` rows of up to cfg.max_seq_len bytes; trunk KV in pages of `page` patches."""
     cfg = model.cfg
-    min_patch = cfg.patch_size if cfg.patcher == "fixed" else 1
-    patches = max_bytes // min_patch + 1
-    z = torch.zeros(batch, dtype=torch.long, device=device)
-    return DecodeState(
-        encoder=model.encoder.allocate(batch, max_bytes, device, dtype),
-        aux=model.aux.allocate(batch, max_bytes, device, dtype),
-        decoder=model.decoder.allocate(batch, max_bytes, device, dtype),
-        trunk=model.trunk.allocate(batch, patches, device, dtype),
-        patcher=model.patcher.allocate(batch, cfg.d_local, device, dtype),
-        pool_ring=torch.zeros(batch, cfg.longest_patch, model.pooling.feature_dim,
-                           device=device, dtype=dtype),
-        coord_ring=torch.zeros(batch, cfg.longest_patch, device=device, dtype=dtype),
-        ctx=model.start.detach().to(device, dtype).expand(batch, -1).clone(),
-        counts=Counters(z.clone(), z.clone(), z.clone(), z.clone(), z.clone()),
-        patch_capacity=patches,
+    n = cfg.max_seq_len
+    counts = torch.zeros(5, slots, dtype=torch.long, device=device)
+    table = PageTable(slots, n, page, device, pages)
+    trunk = []
+    for block in model.trunk.blocks:
+        mixer = block.mixer
+        if isinstance(mixer, CausalAttention):
+            trunk.append(PagedCache(table, mixer.h, mixer.dh, counts[COMMITS], device, dtype))
+        else:
+            trunk.append(mixer.allocate(slots, n, device, dtype))
+    return SlotState(
+        encoder=model.encoder.allocate(slots, n, device, dtype),
+        aux=model.aux.allocate(slots, n, device, dtype),
+        decoder=model.decoder.allocate(slots, n, device, dtype),
+        trunk=trunk,
+        pages=table,
+        patcher=model.patcher.allocate(slots, cfg.d_local, device, dtype),
+        pool_ring=torch.zeros(slots, cfg.longest_patch, model.pooling.feature_dim, device=device, dtype=dtype),
+        coord_ring=torch.zeros(slots, cfg.longest_patch, device=device, dtype=dtype),
+        ctx=model.start.detach().to(device, dtype).expand(slots, -1).clone(),
+        counts=counts,
+        tau=torch.full((slots,), float("inf"), device=device, dtype=dtype),
+        active=torch.zeros(slots, dtype=torch.bool, device=device),
+        logits=torch.zeros(slots, 256, device=device, dtype=dtype),
     )
+
+
+def reset_slot(model, state: SlotState, slot: int):
+    """Clear one slot to the beginning-of-text state and give back its KV pages."""
+    for layer in state.encoder + state.aux + state.decoder + state.trunk:
+        if isinstance(layer, SSMState):
+            layer.h[slot] = 0
+        elif isinstance(layer, AttentionCache):
+            layer.k[slot], layer.v[slot], layer.length[slot] = 0, 0, 0
+    state.pages.release(slot)
+    ps = state.patcher
+    for t in vars(ps).values():
+        t[slot] = 0
+    ps.last_byte[slot] = -1
+    state.pool_ring[slot] = 0
+    state.coord_ring[slot] = 0
+    state.ctx[slot] = model.start.detach().to(state.ctx.dtype)
+    state.counts[:, slot] = 0
+    state.logits[slot] = 0

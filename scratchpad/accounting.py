@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import torch
+
 from scratchpad.config import ModelConfig
 
 
@@ -63,6 +65,37 @@ def costs(cfg: ModelConfig, kv_dtype_bytes: int = 4) -> Costs:
     )
 
 
+@dataclass
+class Events:
+    """Events a decode or a parallel forward ran, summed over rows. keys = trunk entries read over
+    all trunk steps, self included (a commit of patch j reads j + 1, a scratchpad in patch p reads
+    the p committed ones plus itself); aux = aux-head steps (skipped when nothing needs entropy)."""
+
+    bytes: int = 0
+    commits: int = 0
+    scratchpads: int = 0
+    keys: int = 0
+    aux: int = 0
+
+    COUNTS = ("bytes", "commits", "scratchpads", "keys", "aux")
+
+    def add(self, other: "Events") -> "Events":
+        for k in self.COUNTS:
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+        return self
+
+    def counts(self) -> dict:
+        return {k: getattr(self, k) for k in self.COUNTS}
+
+
+def row_events(ends: torch.Tensor, scratch: torch.Tensor):
+    """Per row [B] of a parallel forward's ends, scratch [B, T] bool: (commits, scratchpads, keys)."""
+    commits = ends.sum(1)
+    patch_of = ends.long().cumsum(1) - ends.long()
+    keys = commits * (commits + 1) // 2 + ((patch_of + 1) * scratch.long()).sum(1)
+    return commits, scratch.sum(1), keys
+
+
 def byte_baseline(cfg: ModelConfig) -> ModelConfig:
     """The byte-level model of equal trunk: every byte is a patch, no scratchpads, no aux head."""
     return dataclasses.replace(cfg, name=f"{cfg.name}-byte-baseline", patcher="fixed", patch_size=1,
@@ -83,6 +116,38 @@ def flops_for_events(cfg: ModelConfig, *, bytes: int, commits: int, scratchpads:
     flops = {k: 2 * v for k, v in macs.items()}
     flops["total"] = sum(flops.values())
     return flops
+
+
+PARTS = ("encoder", "aux", "trunk", "decoder")
+
+
+def per_byte(cfg: ModelConfig, ev: Events, baseline_keys: int) -> dict:
+    """FLOPs per byte by part, KV bytes per byte and both against the byte-level baseline of equal
+    trunk (every byte a patch, no scratchpads, no aux head) reading `baseline_keys` on the same bytes."""
+    n = max(ev.bytes, 1)
+    fl = flops_for_events(cfg, bytes=ev.bytes, commits=ev.commits, scratchpads=ev.scratchpads, keys=ev.keys,
+                          aux_steps=ev.aux)
+    base_cfg = byte_baseline(cfg)
+    base = flops_for_events(base_cfg, bytes=ev.bytes, commits=ev.bytes, scratchpads=0, keys=baseline_keys,
+                            aux_steps=ev.bytes if base_cfg.aux_runs(False) else 0)
+    kv = costs(cfg).kv_bytes_per_patch
+    base_kv = costs(base_cfg).kv_bytes_per_patch
+    return dict(
+        scratchpad_rate=ev.scratchpads / n,
+        commits_per_byte=ev.commits / n,
+        trunk_calls_per_byte=(ev.commits + ev.scratchpads) / n,
+        flops_per_byte=fl["total"] / n,
+        flops_per_byte_split={k: fl[k] / n for k in PARTS},
+        byte_baseline_flops_per_byte=base["total"] / n,
+        byte_baseline_flops_per_byte_split={k: base[k] / n for k in PARTS},
+        flops_ratio_vs_byte=fl["total"] / max(base["total"], 1),
+        flops_ratio_vs_byte_split={k: fl[k] / max(base[k], 1) if base[k] else None for k in PARTS},
+        kv_bytes_per_byte=kv * ev.commits / n,
+        byte_baseline_kv_bytes_per_byte=float(base_kv),
+        # trunk cache entries per byte relative to one per byte (= KV bytes ratio when the trunk
+        # has attention layers; an SSM-only trunk has no KV cache at all, then this is the entry ratio)
+        kv_ratio_vs_byte=ev.commits / n,
+    )
 
 
 def expected_events(cfg: ModelConfig, length: int, scratch_rate: float = 0.0, commits: int | None = None) -> dict:

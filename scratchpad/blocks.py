@@ -33,12 +33,9 @@ class Block(nn.Module):
         x = x + self.mixer.scratch(self.norm_mix(x), trace, parent)
         return x + self.mlp(self.norm_mlp(x))
 
-    def step(self, x, state, rows, reset=None):
-        x = x + self.mixer.step(self.norm_mix(x), state, rows, reset=reset)
-        return x + self.mlp(self.norm_mlp(x))
-
-    def transient(self, x, state, rows):
-        x = x + self.mixer.transient(self.norm_mix(x), state, rows)
+    def decode(self, x, state, write=None, reset=None):
+        """One position for every row (x [B, d]); state written where `write` (None: all rows)."""
+        x = x + self.mixer.decode(self.norm_mix(x), state, write, reset)
         return x + self.mlp(self.norm_mlp(x))
 
 
@@ -64,14 +61,11 @@ class Stack(nn.Module):
     def allocate(self, batch, capacity, device, dtype):
         return [b.mixer.allocate(batch, capacity, device, dtype) for b in self.blocks]
 
-    def step(self, x, states, rows, reset=None):
+    def decode(self, x, states, write=None, reset=None):
+        """One decode position for every row: x [B, d] -> [B, d]. Where `write` [B] bool is False
+        the step is transient (caches and states read, never written); None writes every row."""
         for block, state in zip(self.blocks, states):
-            x = block.step(x, state, rows, reset=reset)
-        return x
-
-    def transient(self, x, states, rows):
-        for block, state in zip(self.blocks, states):
-            x = block.transient(x, state, rows)
+            x = block.decode(x, state, write, reset)
         return x
 
     def load(self, states, traces, count: int, row: int):

@@ -125,10 +125,10 @@ class Patcher(nn.Module):
             coord=z.double(), forced=z.long(),
         )
 
-    def step(self, x, h, entropy, st: PatcherState, rows):
-        """One byte for `rows`: x [R] bytes, h [R, d], entropy [R]. Returns (ends [R] bool,
-        coord [R] | None, prob [R] | None) and advances the rows' state."""
-        n = st.length[rows] + 1
+    def step(self, x, h, entropy, st: PatcherState):
+        """One byte for every row: x [B] bytes, h [B, d], entropy [B]. Returns (ends [B] bool,
+        coord [B] | None, prob [B] | None) and advances the state in place (no host sync)."""
+        n = st.length + 1
         coord = prob = None
         if self.kind == "fixed":
             natural = torch.zeros_like(n, dtype=torch.bool)
@@ -136,27 +136,30 @@ class Patcher(nn.Module):
         else:
             limit = self.max_len
             if self.kind == "whitespace":
-                natural = spacelike(x) & ~spacelike(st.last_byte[rows].clamp(min=0)) & (st.last_byte[rows] >= 0)
+                natural = spacelike(x) & ~spacelike(st.last_byte.clamp(min=0)) & (st.last_byte >= 0)
             elif self.kind == "entropy":
                 natural = entropy > self.threshold
             elif self.kind == "entropy-monotonic":
-                prev = torch.where(st.last_byte[rows] >= 0, st.last_entropy[rows], entropy)
+                prev = torch.where(st.last_byte >= 0, st.last_entropy, entropy)
                 natural = entropy - prev > self.threshold
             elif self.kind == "router":
-                prob = self.router_prob(h, st.last_hidden[rows])
+                prob = self.router_prob(h, st.last_hidden)
                 natural = prob >= 0.5
             else:
                 p = torch.sigmoid(self.score(h).squeeze(-1))
-                z0 = st.coord[rows]
+                z0 = st.coord.clone()
                 z = z0 + p.double()
                 natural = torch.floor(z) > torch.floor(z0)
-                coord = (z + st.forced[rows]).to(h.dtype)
-                st.coord[rows] = z
+                coord = (z + st.forced).to(h.dtype)
+                st.coord.copy_(z)
         ends = natural | (n >= limit)
         if self.kind == "soft":
-            st.forced[rows] += (ends & ~natural).long()
-        st.length[rows] = torch.where(ends, torch.zeros_like(n), n)
-        st.last_entropy[rows] = entropy
-        st.last_byte[rows] = x
-        st.last_hidden[rows] = h
+            st.forced += (ends & ~natural).long()
+        st.length.copy_(torch.where(ends, torch.zeros_like(n), n))
+        if self.kind in ("entropy-monotonic",):
+            st.last_entropy.copy_(entropy)
+        if self.kind == "whitespace" or self.kind == "entropy-monotonic":
+            st.last_byte.copy_(x)
+        if self.kind == "router":
+            st.last_hidden.copy_(h)
         return ends, coord, prob

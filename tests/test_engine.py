@@ -8,7 +8,8 @@ import torch
 from eval.causality import audit_bytes, calibrate_entropy_patcher
 from infer import Engine
 from scratchpad import ModelConfig, build_model
-from scratchpad.mixers import AttentionCache, SSMState
+from infer.kv_pages import PagedCache
+from scratchpad.mixers import SSMState
 
 
 def model_for(name, dtype=torch.float64):
@@ -29,11 +30,12 @@ def test_decode_equals_parallel_forward_float64(name):
     x = text_bytes(3, 36, seed=3)
     median_entropy = float(model(x).entropy.median()) + 1e-7  # off any exact tie
     for tau in (0.0, 1.5, median_entropy, math.inf):
-        ref = model(x, threshold=tau)
+        ref = model(x, threshold=tau if model.cfg.scratchpad else None)  # no scratchpads if never trained with them
         got = engine.teacher_force(x, tau, prefill=[0, 7, 20])  # batch > 1, different prompt lengths
         assert (got - ref.logits).abs().max() <= 1e-9, f"tau={tau}"
-        counts = engine.last_state.counts
-        assert torch.equal(counts.commits, ref.commits) and torch.equal(counts.scratchpads, ref.scratchpads)
+        ev = engine.last_events
+        assert [e.commits for e in ev] == ref.commits.tolist()
+        assert [e.scratchpads for e in ev] == ref.scratchpads.tolist()
 
 
 @pytest.mark.parametrize("name", ["tiny-sp-fixed-p4", "tiny-sp-whitespace-p8", "tiny-sp-router-p8"])
@@ -45,14 +47,18 @@ def test_decode_equals_parallel_forward_float32(name):
     assert ((got - ref).abs().max() / ref.abs().max()) <= 1e-4
 
 
-def cache_snapshot(state):
-    out = []
-    for layer in state.trunk:
+def cache_snapshot(runner):
+    """The trunk's committed state: SSM states, and each row's valid KV entries read through its pages."""
+    st = runner.state
+    out = [st.trunk_length.clone()]
+    for layer in st.trunk:
         if isinstance(layer, SSMState):
             out.append(layer.h.clone())
         else:
-            assert isinstance(layer, AttentionCache)
-            out += [layer.k.clone(), layer.v.clone(), layer.length.clone()]
+            assert isinstance(layer, PagedCache)
+            K, V, valid = layer.keys()
+            for b in range(st.slots):
+                out += [K[b][:, valid[b]].clone(), V[b][:, valid[b]].clone()]
     return out
 
 
@@ -62,16 +68,14 @@ def test_scratchpads_leave_trunk_caches_bit_identical(name):
     engine = Engine(model)
     x = text_bytes(2, 33, seed=7)
     engine.teacher_force(x, math.inf)
-    plain = engine.last_state
+    plain = cache_snapshot(engine.last_runner)
     engine.teacher_force(x, 0.0)
-    with_scratch = engine.last_state
-    assert with_scratch.counts.scratchpads.sum() > 0
-    for a, b in zip(cache_snapshot(plain), cache_snapshot(with_scratch)):
+    assert sum(e.scratchpads for e in engine.last_events) > 0
+    with_scratch = cache_snapshot(engine.last_runner)
+    assert len(plain) == len(with_scratch)
+    for a, b in zip(plain, with_scratch):
         assert torch.equal(a, b)
-    commits = model(x).commits
-    for layer in with_scratch.trunk:
-        if isinstance(layer, AttentionCache):
-            assert torch.equal(layer.length, commits), "KV cache length == committed patches"
+    assert torch.equal(engine.last_runner.state.trunk_length, model(x).commits), "KV length == committed patches"
 
 
 def test_batch_rows_are_independent():
@@ -98,8 +102,12 @@ def test_sampling_is_reproducible_and_stops():
     assert c.stop_reason == "stop_string" and c.output.endswith(stop) and len(c.output) <= 7 + 2
 
 
-def test_prompt_longer_than_limit_keeps_its_tail():
+def test_prompt_longer_than_context_keeps_its_tail_and_slides():
     model = model_for("tiny-sp-fixed-p4", torch.float32)
     limit = model.cfg.max_seq_len
-    g = Engine(model).generate([b"x" * (limit + 50)], max_bytes=5, eos_byte=None)[0]
-    assert len(g.prompt) == limit - 1 and g.stop_reason == "limit" and len(g.output) == 1
+    prompt = bytes(range(256)) * ((limit + 50) // 256 + 1)
+    g = Engine(model).generate([prompt], max_bytes=5, eos_byte=None)[0]
+    assert g.prompt == prompt and len(g.output) == 5 and g.stop_reason == "max_bytes" and g.slides == 1
+    assert g.bytes == (limit - 1) + 1 + (limit * 3 // 4) + 3  # first context, one step, slid context, 3 steps
+    stopped = Engine(model, context="stop").generate([prompt], max_bytes=5, eos_byte=None)[0]
+    assert stopped.stop_reason == "limit" and len(stopped.output) == 2 and stopped.slides == 0

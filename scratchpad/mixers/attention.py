@@ -13,20 +13,51 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from scratchpad.layers import rotary
+from scratchpad.layers import apply_rotary, rotary, rotary_cos_sin
+
+
+def rope_lookup(cos, sin, pos):
+    """Rotary cos, sin tables [positions, dh // 2] at positions pos [B] -> [B, 1, 1, dh // 2]."""
+    pos = pos.clamp(max=cos.shape[0] - 1)  # a free decode slot keeps stepping; its values are unused
+    return cos[pos].view(-1, 1, 1, cos.shape[-1]), sin[pos].view(-1, 1, 1, sin.shape[-1])
 
 
 @dataclass
 class AttentionCache:
-    """k, v: [B, H, C, dh] with rotary applied; length: [B] long, positions committed per row."""
+    """A ring of C slots per row for byte-level layers: k, v [B, H, C, dh] with rotary applied,
+    length [B] long (positions written per row), rotary tables cos, sin [positions, dh // 2]."""
 
     k: torch.Tensor
     v: torch.Tensor
     length: torch.Tensor
+    cos: torch.Tensor
+    sin: torch.Tensor
 
     @property
     def capacity(self) -> int:
         return self.k.shape[2]
+
+    def rope(self, pos):
+        return rope_lookup(self.cos, self.sin, pos)
+
+    def keys(self, span=None):
+        """All C slots and which of them the next query (at position length) may read, self excluded:
+        the slot's newest position p = length - 1 - age must exist and lie within the attention span."""
+        C = self.capacity
+        age = (self.length.unsqueeze(1) - 1 - torch.arange(C, device=self.k.device)) % C
+        valid = age < self.length.unsqueeze(1)
+        if span is not None:
+            valid = valid & (age < span - 1)
+        return self.k, self.v, valid
+
+    def store(self, k, v, write=None):
+        """Write k, v [B, H, 1, dh] at slot length % C and advance (rows where write, or all)."""
+        if write is not None:
+            raise ValueError("a byte-level ring cache writes every row at every byte")
+        slot = (self.length % self.capacity).view(-1, 1, 1, 1).expand(-1, self.k.shape[1], 1, self.k.shape[3])
+        self.k.scatter_(2, slot, k)
+        self.v.scatter_(2, slot, v)
+        self.length += 1
 
 
 def attend(q, K, V, key_mask, k_self=None, v_self=None):
@@ -99,38 +130,30 @@ class CausalAttention(nn.Module):
         return self.merge(attend(q, K, V, mask, k, v))
 
     def allocate(self, batch: int, capacity: int, device, dtype) -> AttentionCache:
+        """A ring of min(capacity, span) slots per row (byte-level layers; the engine gives the
+        trunk's attention layers paged caches instead, see infer/kv_pages.py)."""
         cap = min(capacity, self.span) if self.span else capacity
         z = torch.zeros(batch, self.h, cap, self.dh, device=device, dtype=dtype)
-        return AttentionCache(z, z.clone(), torch.zeros(batch, dtype=torch.long, device=device))
+        cos, sin = rotary_cos_sin(torch.arange(capacity + 1, device=device), self.dh, dtype)
+        return AttentionCache(z, z.clone(), torch.zeros(batch, dtype=torch.long, device=device), cos, sin)
 
-    def _rows_view(self, cache: AttentionCache, rows):
-        """Keys/values of `rows`, cut to the longest valid prefix (a view when all rows step)."""
-        span = int(min(cache.length[rows].max().item() + 1, cache.capacity))
-        if rows.numel() == cache.k.shape[0]:
-            return cache.k[:, :, :span], cache.v[:, :, :span], span
-        return cache.k[rows, :, :span], cache.v[rows, :, :span], span
-
-    def step(self, x, cache: AttentionCache, rows, reset=None):
-        """Commit one position for `rows` [R] (sorted, distinct): x [R, d] -> y [R, d]."""
+    def decode(self, x, cache, write=None, reset=None):
+        """One position for every row at its cache length: x [B, d] -> y [B, d]. The query attends
+        to the row's cached keys and to its own key; the new key/value is stored where `write`
+        [B] bool (None: every row) and the cache decides whether that advances the row's length
+        (a ring advances itself; a paged trunk cache is advanced by the engine after the commit).
+        No host sync: every shape is fixed by the cache."""
         if reset is not None:
             raise ValueError("attention mixers do not support state resets")
-        pos = cache.length[rows]
-        q, k, v = self.project(x.unsqueeze(1), pos.unsqueeze(1))
-        slot = pos % cache.capacity
-        cache.k[rows, :, slot] = k[:, :, 0]
-        cache.v[rows, :, slot] = v[:, :, 0]
-        K, V, span = self._rows_view(cache, rows)
-        valid = torch.arange(span, device=x.device).unsqueeze(0) <= pos.clamp(max=cache.capacity - 1).unsqueeze(1)
-        cache.length[rows] += 1
-        return self.merge(attend(q, K, V, valid.view(-1, 1, 1, span))).squeeze(1)
-
-    def transient(self, x, cache: AttentionCache, rows):
-        """Read-only step at the next position for `rows`: x [R, d] -> y [R, d]."""
-        pos = cache.length[rows]
-        q, k, v = self.project(x.unsqueeze(1), pos.unsqueeze(1))
-        K, V, span = self._rows_view(cache, rows)
-        valid = torch.arange(span, device=x.device).unsqueeze(0) < pos.clamp(max=cache.capacity).unsqueeze(1)
-        return self.merge(attend(q, K, V, valid.view(-1, 1, 1, span), k, v)).squeeze(1)
+        pos = cache.length
+        qkv = self.qkv(x).view(-1, 3, self.h, 1, self.dh)
+        cos, sin = cache.rope(pos)
+        q, k = apply_rotary(qkv[:, 0], cos, sin), apply_rotary(qkv[:, 1], cos, sin)
+        v = qkv[:, 2]
+        K, V, valid = cache.keys(self.span)
+        o = attend(q, K, V, valid.view(valid.shape[0], 1, 1, -1), k, v)
+        cache.store(k, v, write)
+        return self.out(o.reshape(o.shape[0], self.h * self.dh))
 
     def load(self, cache: AttentionCache, trace, count: int, row: int):
         """Prefill hand-off for one row from a batch-1 trace: the last `capacity` of `count` positions."""

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from kernels import diagonal_scan, diagonal_step, scratch_step
+from kernels import diagonal_scan, scratch_step
 
 
 @dataclass
@@ -73,19 +73,19 @@ class DiagonalSSM(nn.Module):
         state_dtype = torch.float64 if dtype == torch.float64 else torch.float32
         return SSMState(torch.zeros(batch, self.inner, device=device, dtype=state_dtype))
 
-    def step(self, x, state: SSMState, rows, reset=None):
-        """Commit one position for `rows` [R]: x [R, d] -> y [R, d]; state.h[rows] advances.
-        reset [R] bool starts those rows from a zero state."""
+    def decode(self, x, state: SSMState, write=None, reset=None):
+        """One step for every row: x [B, d] -> y [B, d]. The state advances where `write` [B] bool
+        (None: every row); elsewhere the step is transient and writes nothing. reset [B] bool starts
+        those rows from a zero state. No gathers, no host sync."""
         a, b, g = self.coefficients(x)
         if reset is not None:
             a = a.masked_fill(reset.unsqueeze(-1), 0.0)
-        h = diagonal_step(a, b, state.h, rows)
+        h = scratch_step(a, b, state.h.to(b.dtype))
+        if write is None:
+            state.h.copy_(h)
+        else:
+            state.h.copy_(torch.where(write.unsqueeze(-1), h, state.h))
         return self.output(h, g)
-
-    def transient(self, x, state: SSMState, rows):
-        """One read-only step for `rows`: x [R, d] -> y [R, d]; the state is not written."""
-        a, b, g = self.coefficients(x)
-        return self.output(scratch_step(a, b, state.h[rows]), g)
 
     def load(self, state: SSMState, trace, count: int, row: int):
         """Prefill hand-off for one row from a batch-1 trace: the state after `count` positions."""

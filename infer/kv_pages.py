@@ -1,0 +1,125 @@
+"""Patch-granular paged KV cache for the trunk's attention layers.
+
+A trunk position is a committed patch. Each slot owns pages of `page` positions, allocated on
+demand as its patches commit (never one entry per byte, whatever the patcher), and returned when
+the slot is freed. Page 0 is a trash page: free slots and unallocated table entries point at it,
+so the decode step can write every row unconditionally (a write at position `length` is beyond
+the valid keys until the commit advances the length). All attention layers share the page table.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from scratchpad.layers import rotary_cos_sin
+from scratchpad.mixers.attention import rope_lookup
+
+
+class PageTable:
+    """Host-side page ownership plus the device table [slots, max_pages] the step reads."""
+
+    def __init__(self, slots: int, max_positions: int, page: int, device, pages: int | None = None):
+        self.page = page
+        self.width = math.ceil((max_positions + 1) / page)
+        self.table = torch.zeros(slots, self.width, dtype=torch.long, device=device)
+        self.owned: list[list[int]] = [[] for _ in range(slots)]
+        self.capacity = pages if pages is not None else 1 + 2 * slots
+        self.free = list(range(self.capacity - 1, 0, -1))
+        self.caches: list[PagedCache] = []
+        self.static_span = False  # graph capture reads the full table width
+        self.grown = 0
+
+    @property
+    def span(self) -> int:
+        """Pages the step gathers: the most any slot holds (full width when captured)."""
+        return self.width if self.static_span else max(1, max(len(o) for o in self.owned))
+
+    def pages_held(self, slot: int) -> int:
+        return len(self.owned[slot])
+
+    def ensure(self, slot: int, position: int):
+        """Make sure the page holding `position` (and every page before it) belongs to `slot`."""
+        need = position // self.page + 1
+        if need > self.width:
+            raise ValueError(f"position {position} beyond the page table ({self.width} pages)")
+        owned = self.owned[slot]
+        while len(owned) < need:
+            if not self.free:
+                self._grow()
+            p = self.free.pop()
+            self.table[slot, len(owned)] = p
+            owned.append(p)
+
+    def release(self, slot: int):
+        self.free.extend(reversed(self.owned[slot]))
+        self.owned[slot] = []
+        self.table[slot].zero_()
+
+    def _grow(self):
+        """Double the pool (a rare host-side reallocation; captured graphs must be rebuilt)."""
+        old = self.capacity
+        self.capacity *= 2
+        self.free.extend(range(self.capacity - 1, old - 1, -1))
+        for c in self.caches:
+            c.grow(self.capacity)
+        self.grown += 1
+
+
+class PagedCache:
+    """One trunk attention layer: k, v pools [pages, H, page, dh]; length [B] is shared (the slot's
+    committed patches, advanced by the engine after each commit)."""
+
+    def __init__(self, table: PageTable, heads: int, dh: int, length: torch.Tensor, device, dtype):
+        self.pages, self.length = table, length
+        shape = (table.capacity, heads, table.page, dh)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.cos, self.sin = rotary_cos_sin(torch.arange(table.width * table.page, device=device), dh, dtype)
+        table.caches.append(self)
+
+    @property
+    def bytes_per_position(self) -> int:
+        return 2 * self.k.shape[1] * self.k.shape[3] * self.k.element_size()
+
+    def grow(self, capacity: int):
+        extra = capacity - self.k.shape[0]
+        self.k = torch.cat([self.k, self.k.new_zeros(extra, *self.k.shape[1:])])
+        self.v = torch.cat([self.v, self.v.new_zeros(extra, *self.v.shape[1:])])
+
+    def rope(self, pos):
+        return rope_lookup(self.cos, self.sin, pos)
+
+    def keys(self, span=None):
+        """K, V [B, H, span * page, dh] gathered through the page table, and valid [B, span * page]
+        (positions before the slot's length, within the attention span)."""
+        n = self.pages.span
+        idx = self.pages.table[:, :n]
+        B, H, P, dh = idx.shape[0], self.k.shape[1], self.pages.page, self.k.shape[3]
+        K = self.k[idx].transpose(1, 2).reshape(B, H, n * P, dh)
+        V = self.v[idx].transpose(1, 2).reshape(B, H, n * P, dh)
+        j = torch.arange(n * P, device=idx.device)
+        age = self.length.unsqueeze(1) - j
+        valid = age > 0
+        if span is not None:
+            valid = valid & (age < span)
+        return K, V, valid
+
+    def store(self, k, v, write=None):
+        """Write k, v [B, H, 1, dh] at each slot's position `length` (every row: for rows that do
+        not commit the entry stays beyond the valid keys and the next commit overwrites it)."""
+        pos = self.length.clamp(max=self.pages.width * self.pages.page - 1)
+        page = self.pages.table.gather(1, (pos // self.pages.page).unsqueeze(1)).squeeze(1)
+        off = pos % self.pages.page
+        self.k[page, :, off] = k[:, :, 0]
+        self.v[page, :, off] = v[:, :, 0]
+
+    def load(self, slot: int, K, V, count: int):
+        """Prefill hand-off: K, V [H, count, dh] of one slot (pages must be ensured)."""
+        P = self.pages.page
+        for i, p in enumerate(self.pages.owned[slot]):
+            lo, hi = i * P, min(count, (i + 1) * P)
+            if lo >= hi:
+                break
+            self.k[p, :, : hi - lo] = K[:, lo:hi]
+            self.v[p, :, : hi - lo] = V[:, lo:hi]

@@ -1,0 +1,71 @@
+"""Request options shared by the engine, the CLI commands and the server: thresholds, prompts,
+the scratchpad budget. Validation lives here, outside the decode step's hot path."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from scratchpad.errors import UserError
+
+
+def check_threshold(threshold) -> float:
+    """tau >= 0 or inf; None means inf (no scratchpads)."""
+    if threshold is None:
+        return math.inf
+    try:
+        tau = float(threshold)
+    except (TypeError, ValueError):
+        raise UserError(f"entropy threshold must be a number >= 0 or inf, got {threshold!r}") from None
+    if math.isnan(tau) or tau < 0:
+        raise UserError(f"entropy threshold must be a number >= 0 or inf, got {threshold!r}")
+    return tau
+
+
+def parse_threshold(text, flag: str = "--entropy-threshold") -> float:
+    """A tau from the command line: a number >= 0, or inf / none / off (no scratchpads)."""
+    s = str(text).strip().lower()
+    if s in ("inf", "+inf", "infinity", "none", "off"):
+        return math.inf
+    try:
+        v = float(s)
+    except ValueError:
+        raise UserError(f"{flag}: {text!r} is not a number (give a value >= 0 or 'inf')") from None
+    if math.isnan(v) or v < 0:
+        raise UserError(f"{flag}: {text!r} must be >= 0 or 'inf'")
+    return v
+
+
+def as_prompt(p) -> bytes:
+    """bytes, bytearray or str (UTF-8) -> bytes."""
+    if isinstance(p, str):
+        return p.encode("utf-8")
+    if isinstance(p, (bytes, bytearray, memoryview)):
+        return bytes(p)
+    raise TypeError(f"a prompt is bytes or str, got {type(p).__name__}")
+
+
+def as_prompts(prompts) -> list[bytes]:
+    """One prompt (bytes or str) or a list/tuple of them -> list of bytes."""
+    if isinstance(prompts, (str, bytes, bytearray, memoryview)):
+        return [as_prompt(prompts)]
+    if isinstance(prompts, (list, tuple)):
+        return [as_prompt(p) for p in prompts]
+    raise TypeError(f"prompts: give bytes, str or a list of them, got {type(prompts).__name__}")
+
+
+def budget_threshold(model, prompt: bytes, rate: float, flag: str = "--scratchpad-budget") -> float:
+    """tau such that about a fraction `rate` of the prompt's bytes would trigger a scratchpad."""
+    if not 0 <= rate <= 1:
+        raise UserError(f"{flag} must be a fraction in [0, 1], got {rate}")
+    if rate == 0:
+        return math.inf
+    if len(prompt) < 2:
+        raise UserError(f"{flag} calibrates on the prompt; give a prompt of at least 2 bytes")
+    x = torch.tensor(list(prompt[-model.cfg.max_seq_len:]), dtype=torch.long, device=next(model.parameters()).device)
+    with torch.no_grad():
+        out = model(x.unsqueeze(0))
+    ent = out.entropy[~out.ends]
+    if ent.numel() == 0:
+        return math.inf
+    return float(ent.float().quantile(1 - rate).clamp(min=0))

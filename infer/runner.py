@@ -1,0 +1,157 @@
+"""The model runner: prefill into a slot, and one static decode step over all slots.
+
+Per byte, for every slot at once: encoder step -> aux entropy (when any slot needs it) ->
+patcher -> pooling-feature ring -> one trunk pass for all slots whose byte closes a patch
+(commit: the write mask lets SSM states and KV advance) or whose entropy exceeds the slot's tau
+(transient: the same pass, nothing written) -> decoder step -> logits. No `nonzero`, no row
+gathers, no `.item()`: shapes are fixed by the slots, so the step can be compiled (CPU) or
+captured as a CUDA graph. On CPU the trunk pass is skipped when no slot needs it (reading one
+flag costs nothing there); a captured step always runs it and lets the masks decide.
+"""
+from __future__ import annotations
+
+import torch
+
+from infer.sampling import SlotSampler
+from infer.state import BYTES, COMMITS, KEYS, SlotState, allocate_slots, reset_slot
+from scratchpad.accounting import row_events
+from scratchpad.layers import entropy_nats
+
+
+class ModelRunner:
+    def __init__(self, model, slots: int, device=None, page: int = 16, compile: bool = False,
+                 cuda_graphs: bool = True):
+        if model.training:
+            raise ValueError("the engine needs a model in eval mode (call model.eval() first): training mode "
+                             "drops scratchpads at random; the engine does not change the mode for you")
+        p = next(model.parameters())
+        self.model, self.cfg = model, model.cfg
+        self.device = torch.device(device) if device else p.device
+        self.dtype = p.dtype
+        graphs = self.device.type == "cuda" and cuda_graphs
+        worst = 1 + slots * -(-(model.cfg.max_seq_len + 1) // page)  # every slot one patch per byte
+        self.state: SlotState = allocate_slots(model, slots, self.device, self.dtype, page, worst if graphs else None)
+        B, W = slots, self.cfg.longest_patch
+        self.rows = torch.arange(B, device=self.device)
+        self.ring = torch.arange(W, device=self.device)
+        self.zero_entropy = torch.zeros(B, device=self.device, dtype=self.dtype)
+        self.no_rows = torch.zeros(B, dtype=torch.bool, device=self.device)
+        self.run_aux = self.cfg.aux_runs(False)  # does a step run the aux stack (see update_aux)
+        self.sampler = SlotSampler(slots, self.device)
+        self.kv_bytes_per_position = sum(c.bytes_per_position for c in self.state.pages.caches)
+        self.static = False
+        self._compiled = None
+        self.graphs = None
+        if graphs:
+            from infer.graphs import StepGraphs
+
+            self.graphs = StepGraphs(self)
+        elif compile:
+            self.static = True
+            self._compiled = torch.compile(self._step, dynamic=False)
+
+    @property
+    def slots(self) -> int:
+        return self.state.slots
+
+    def update_aux(self, finite_tau: bool):
+        """Whether steps run the aux stack (ModelConfig.aux_runs): for an entropy patcher, a decoder
+        that reads it, or when some active slot has a finite tau and the model has scratchpads."""
+        self.run_aux = self.cfg.aux_runs(finite_tau)
+
+    # prefill -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def prefill(self, slot: int, prompt: torch.Tensor, tau: float):
+        """Reset `slot`, run the parallel forward over prompt [n] (n >= 1) and load its caches;
+        state.logits[slot] gets the next-byte logits."""
+        m, st = self.model, self.state
+        if m.training:
+            raise ValueError("the engine's model was switched to training mode; call model.eval()")
+        reset_slot(m, st, slot)
+        n = prompt.numel()
+        out = m(prompt.view(1, n).to(self.device), threshold=tau, keep_trace=True)
+        tr, bnd = out.trace, out.trace["boundaries"]
+        m.encoder.load(st.encoder, tr["encoder"], n, slot)
+        m.aux.load(st.aux, tr["aux"], n, slot)
+        m.decoder.load(st.decoder, tr["decoder"], n, slot)
+        commits = int(out.ends.sum())
+        st.pages.ensure(slot, commits)  # pages for the committed patches and the next one
+        for block, layer, trace in zip(m.trunk.blocks, st.trunk, tr["trunk"]):
+            if hasattr(layer, "pages"):
+                layer.load(slot, trace[0][0], trace[1][0], commits)
+            else:
+                block.mixer.load(layer, trace, commits, slot)
+        ends = out.ends[0].nonzero()
+        last_end = int(ends[-1]) if len(ends) else -1
+        ps = st.patcher
+        ps.length[slot] = n - 1 - last_end
+        ps.last_entropy[slot] = out.entropy[0, -1]
+        ps.last_byte[slot] = prompt[-1]
+        ps.last_hidden[slot] = tr["h"][0, -1]
+        if bnd.z is not None:
+            ps.coord[slot] = bnd.z[0, -1]
+            ps.forced[slot] = bnd.forced[0].sum()
+        W = self.cfg.longest_patch
+        k = min(W, n)
+        ring = torch.arange(n - k, n, device=self.device) % W
+        st.pool_ring[slot, ring] = m.pooling.features(tr["h"][0, n - k :])
+        if bnd.coord is not None:
+            st.coord_ring[slot, ring] = bnd.coord[0, n - k :]
+        st.ctx[slot] = tr["ctx"][0, -1]
+        c, s, keys = row_events(out.ends, out.scratch)
+        aux = n if self.cfg.aux_runs(tau != float("inf")) else 0
+        st.counts[:, slot] = torch.tensor([n, int(c), int(s), int(keys), aux], device=self.device)
+        st.tau[slot] = tau
+        st.logits[slot] = out.logits[0, -1]
+
+    # decode ------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def step(self, x: torch.Tensor) -> torch.Tensor:
+        """Feed byte x [B] to every slot (free slots step on garbage) -> state.logits [B, 256]."""
+        if self.graphs is not None:
+            return self.graphs.run(x)
+        if self._compiled is not None:
+            return self._compiled(x, self.run_aux)
+        return self._step(x, self.run_aux)
+
+    def _step(self, x, run_aux: bool):
+        m, st, cfg = self.model, self.state, self.cfg
+        h = m.encoder.decode(m.embed(x), st.encoder)
+        aux_h = m.aux.decode(h, st.aux) if run_aux else None
+        entropy = entropy_nats(m.aux_logits(aux_h)) if run_aux else self.zero_entropy
+        ps = st.patcher
+        open_len = ps.length + 1                       # bytes of the open patch, this one included
+        seen = st.counts[BYTES]                        # bytes before this one
+        patch_index = st.counts[COMMITS]               # committed patches before this byte (read before the update)
+        ends, coord, prob = m.patcher.step(x, h, entropy, ps)
+        ends = ends & st.active
+        ring_pos = seen % cfg.longest_patch
+        st.pool_ring[self.rows, ring_pos] = m.pooling.features(h)
+        if coord is not None:
+            st.coord_ring[self.rows, ring_pos] = coord
+        scratch = (entropy > st.tau) & ~ends & st.active
+        need = ends | scratch
+        if self.static or bool(need.any()):
+            pooled = self._pool(ring_pos, open_len, seen + 1, patch_index, h.dtype)
+            y = m.trunk_out(m.trunk.decode(pooled, st.trunk, ends))
+            if prob is not None:  # router straight-through factor, as in the parallel forward
+                y = y * (prob + (1 - prob)).unsqueeze(-1)
+            st.ctx.copy_(torch.where(need.unsqueeze(-1), y, st.ctx))
+        reset = (open_len == 1) if cfg.decoder == "patch-ar" else None
+        d = m.decoder.decode(m.decoder_input(x, h, aux_h, st.ctx), st.decoder, None, reset)
+        st.logits.copy_(m.head_logits(d))
+        aux_rows = st.active if run_aux else self.no_rows
+        inc = torch.stack([st.active, ends, scratch, need, aux_rows]).long()
+        inc[KEYS] *= patch_index + 1  # a trunk step in patch p reads p committed entries and itself
+        st.counts += inc
+        return st.logits
+
+    def _pool(self, ring_pos, open_len, seen, patch_index, dtype):
+        """Pool every slot's open patch up to this byte from the feature ring (oldest first)."""
+        st, W = self.state, self.cfg.longest_patch
+        order = (ring_pos.unsqueeze(1) + 1 + self.ring) % W
+        win = st.pool_ring.gather(1, order.unsqueeze(-1).expand(-1, -1, st.pool_ring.shape[-1]))
+        if self.cfg.pooling == "soft":
+            valid = (self.ring >= W - seen.unsqueeze(1)) | (self.ring == W - 1)
+            return self.model.pooling(win, valid, st.coord_ring.gather(1, order), patch_index.to(dtype) + 0.5)
+        return self.model.pooling(win, self.ring >= W - open_len.unsqueeze(1))
