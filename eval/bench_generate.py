@@ -26,10 +26,10 @@ from scratchpad.flags import THRESHOLD_FLAGS, Parser, add_threads_flag, describe
 PROMPT = b"The history of the English language begins with the arrival of three Germanic tribes. "
 
 
-def time_decode(model, batch: int, max_bytes: int, tau: float, repeats: int) -> dict:
-    engine = Engine(model)
+def time_decode(model, batch: int, max_bytes: int, tau: float, repeats: int, compile: bool = False) -> dict:
+    engine = Engine(model, compile=compile)
     prompts = [PROMPT] * batch
-    engine.generate(prompts, max_bytes=8, threshold=tau, eos_byte=None)  # warm-up
+    engine.generate(prompts, max_bytes=8, threshold=tau, eos_byte=None)  # warm-up (and compilation)
     best = None
     for _ in range(repeats):
         start = time.perf_counter()
@@ -54,7 +54,10 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-sizes", default="1,16", metavar="B,B", help="comma-separated batch sizes")
     ap.add_argument("--repeats", type=int_flag("--repeats"), default=2, metavar="N", help="timed runs per cell (best kept)")
     add_threads_flag(ap, DECODE_THREADS, "the generate command's default")
-    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (CUDA: the decode step replays as CUDA graphs)")
+    ap.add_argument("--compile", action="store_true",
+                    help="CPU: torch.compile the per-byte pieces of the decode step (compilation, tens of seconds, "
+                         "happens in the untimed warm-up)")
     args = ap.parse_args(argv)
     tau = parse_threshold(args.threshold, "--threshold")
     try:
@@ -77,17 +80,18 @@ def main(argv=None) -> int:
         source = "sp-fixed-p16 preset, random weights (no default model packaged)"
     base = build_model(byte_baseline(sp.cfg)).to(args.device).eval()
     print(f"SP model: {source} (P={sp.cfg.patch_size}, patcher {sp.cfg.patcher}); baseline: {base.cfg.name}; "
-          f"tau={tau:.3g}; {args.max_bytes} bytes per row; device {args.device}, {args.threads} thread(s)")
+          f"tau={tau:.3g}; {args.max_bytes} bytes per row; device {args.device}, {args.threads} thread(s)"
+          f"{', compiled step' if args.compile else ''}")
     print(f"{'model':<12} {'batch':>5} {'bytes/s':>10} {'scratch':>8} {'trunk/byte':>10} {'MFLOP/byte':>10} {'KV ratio':>8}")
     results = {}
     for name, model, t in (("sp", sp, tau), ("byte", base, math.inf)):
         for b in batches:
-            r = time_decode(model, b, args.max_bytes, t, args.repeats)
+            r = time_decode(model, b, args.max_bytes, t, args.repeats, args.compile)
             results[(name, b)] = r
             print(f"{name:<12} {b:>5} {r['decode_bytes_per_second']:>10.1f} {r['scratchpad_rate']:>8.3f} "
                   f"{r['trunk_calls_per_byte']:>10.3f} {r['flops_per_byte'] / 1e6:>10.3f} {r['kv_ratio_vs_byte']:>8.3f}")
     summary = {
-        "device": args.device, "threads": args.threads, "threshold": tau if math.isfinite(tau) else "inf",
+        "device": args.device, "threads": args.threads, "compiled": args.compile, "threshold": tau if math.isfinite(tau) else "inf",
         "sp_model": source, "max_bytes": args.max_bytes,
         "bytes_per_second": {f"{n}_b{b}": round(r["decode_bytes_per_second"], 2) for (n, b), r in results.items()},
         "scratchpad_rate_b1": results[("sp", batches[0])]["scratchpad_rate"],

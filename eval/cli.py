@@ -14,6 +14,7 @@ from scratchpad.errors import run_cli
 # (words, module, help). Longest match wins, so "eval causality" is one command.
 COMMANDS = [
     (("generate",), "infer.generate", "generate bytes from a prompt (streams)"),
+    (("serve",), "infer.serve", "OpenAI-compatible completions server (continuous batching; needs the [serve] extra)"),
     (("train",), "train.cli", "train or fine-tune a model"),
     (("data", "build"), "train.corpus", "build a byte corpus (text or code) from installed sources"),
     (("data", "build", "files"), "train.files", "build a byte corpus from a folder of your own files"),
@@ -27,6 +28,7 @@ COMMANDS = [
     (("eval", "code"), "eval.code", "code BPB and next-line completion"),
     (("eval", "tokenizer"), "eval.tokenizer_baseline", "train the BPE-tokenizer baseline (same trunk over tokens)"),
     (("bench", "generate"), "eval.bench_generate", "decode speed: SP vs byte-level baseline"),
+    (("bench", "serve"), "eval.bench_serve", "load test of scratchpad serve: bytes/s, time to first byte, latency"),
     (("bench", "train"), "eval.bench_train", "training throughput of the presets"),
     (("bench", "kernels"), "eval.bench_kernels", "scan kernel benchmarks"),
     (("bench", "gpu"), "eval.bench_gpu", "the prepared GPU run: gpu tests, kernels, training bytes/s and MFU, decode"),

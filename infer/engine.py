@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from infer.options import as_prompts, check_threshold
+from infer.options import as_prompts, check_threshold, effective_threshold
 from infer.runner import ModelRunner
 from infer.sampling import DEFAULT_TEMPERATURE
 from infer.scheduler import Scheduler
@@ -76,7 +76,7 @@ class Engine:
         `prefill` bytes (an int, or one per row) go through the parallel prefill; then every row
         steps from there. Compare with model(x, threshold=...).logits. self.last_events holds
         each row's counted events."""
-        tau = check_threshold(threshold) if self.scratchpads_enabled else float("inf")
+        tau = effective_threshold(self.cfg, check_threshold(threshold))
         B, T = x.shape
         if T > self.cfg.max_seq_len:
             raise UserError(f"{T} bytes exceed the model's context of {self.cfg.max_seq_len}")

@@ -22,6 +22,11 @@ def check_threshold(threshold) -> float:
     return tau
 
 
+def effective_threshold(cfg, tau: float) -> float:
+    """The tau a model runs with: a model trained without scratchpads never fires them (inf)."""
+    return tau if cfg.scratchpad else math.inf
+
+
 def parse_threshold(text, flag: str = "--entropy-threshold") -> float:
     """A tau from the command line: a number >= 0, or inf / none / off (no scratchpads)."""
     s = str(text).strip().lower()

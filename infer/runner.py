@@ -40,15 +40,16 @@ class ModelRunner:
         self.sampler = SlotSampler(slots, self.device)
         self.kv_bytes_per_position = sum(c.bytes_per_position for c in self.state.pages.caches)
         self.static = False
-        self._compiled = None
+        self._parts = (self._front, self._trunk, self._back)
         self.graphs = None
         if graphs:
             from infer.graphs import StepGraphs
 
             self.graphs = StepGraphs(self)
-        elif compile:
-            self.static = True
-            self._compiled = torch.compile(self._step, dynamic=False)
+        elif compile:  # CPU: the per-byte pieces compiled (fixed shapes); the trunk pass, whose KV span
+            # grows page by page, stays eager rather than recompiling at every new page
+            self._parts = (torch.compile(self._front, dynamic=False), self._trunk,
+                           torch.compile(self._back, dynamic=False))
 
     @property
     def slots(self) -> int:
@@ -110,39 +111,52 @@ class ModelRunner:
         """Feed byte x [B] to every slot (free slots step on garbage) -> state.logits [B, 256]."""
         if self.graphs is not None:
             return self.graphs.run(x)
-        if self._compiled is not None:
-            return self._compiled(x, self.run_aux)
         return self._step(x, self.run_aux)
 
     def _step(self, x, run_aux: bool):
-        m, st, cfg = self.model, self.state, self.cfg
+        front, trunk, back = self._parts
+        h, aux_h, ends, scratch, need, prob, open_len, ring_pos = front(x, run_aux)
+        if self.static or bool(need.any()):
+            trunk(ends, need, prob, open_len, ring_pos)
+        return back(x, h, aux_h, ends, scratch, need, open_len, run_aux)
+
+    def _front(self, x, run_aux: bool):
+        """Encoder, aux stack and entropy, patcher, the feature ring; which slots commit or scratch."""
+        m, st = self.model, self.state
         h = m.encoder.decode(m.embed(x), st.encoder)
         aux_h = m.aux.decode(h, st.aux) if run_aux else None
         entropy = entropy_nats(m.aux_logits(aux_h)) if run_aux else self.zero_entropy
         ps = st.patcher
         open_len = ps.length + 1                       # bytes of the open patch, this one included
-        seen = st.counts[BYTES]                        # bytes before this one
-        patch_index = st.counts[COMMITS]               # committed patches before this byte (read before the update)
         ends, coord, prob = m.patcher.step(x, h, entropy, ps)
         ends = ends & st.active
-        ring_pos = seen % cfg.longest_patch
+        ring_pos = st.counts[BYTES] % self.cfg.longest_patch  # the ring slot of this byte
         st.pool_ring[self.rows, ring_pos] = m.pooling.features(h)
         if coord is not None:
             st.coord_ring[self.rows, ring_pos] = coord
         scratch = (entropy > st.tau) & ~ends & st.active
-        need = ends | scratch
-        if self.static or bool(need.any()):
-            pooled = self._pool(ring_pos, open_len, seen + 1, patch_index, h.dtype)
-            y = m.trunk_out(m.trunk.decode(pooled, st.trunk, ends))
-            if prob is not None:  # router straight-through factor, as in the parallel forward
-                y = y * (prob + (1 - prob)).unsqueeze(-1)
-            st.ctx.copy_(torch.where(need.unsqueeze(-1), y, st.ctx))
-        reset = (open_len == 1) if cfg.decoder == "patch-ar" else None
+        return h, aux_h, ends, scratch, ends | scratch, prob, open_len, ring_pos
+
+    def _trunk(self, ends, need, prob, open_len, ring_pos):
+        """One trunk pass for every slot: commits where `ends` (states and KV advance), transient
+        elsewhere; ctx takes the output where `need`."""
+        m, st = self.model, self.state
+        seen, patch_index = st.counts[BYTES] + 1, st.counts[COMMITS]
+        pooled = self._pool(ring_pos, open_len, seen, patch_index, st.ctx.dtype)
+        y = m.trunk_out(m.trunk.decode(pooled, st.trunk, ends))
+        if prob is not None:  # router straight-through factor, as in the parallel forward
+            y = y * (prob + (1 - prob)).unsqueeze(-1)
+        st.ctx.copy_(torch.where(need.unsqueeze(-1), y, st.ctx))
+
+    def _back(self, x, h, aux_h, ends, scratch, need, open_len, run_aux: bool):
+        """Decoder and head -> state.logits; the slots' event counters."""
+        m, st = self.model, self.state
+        reset = (open_len == 1) if self.cfg.decoder == "patch-ar" else None
         d = m.decoder.decode(m.decoder_input(x, h, aux_h, st.ctx), st.decoder, None, reset)
         st.logits.copy_(m.head_logits(d))
         aux_rows = st.active if run_aux else self.no_rows
         inc = torch.stack([st.active, ends, scratch, need, aux_rows]).long()
-        inc[KEYS] *= patch_index + 1  # a trunk step in patch p reads p committed entries and itself
+        inc[KEYS] *= st.counts[COMMITS] + 1  # a trunk step in patch p reads p committed entries and itself
         st.counts += inc
         return st.logits
 

@@ -18,6 +18,7 @@ from collections import deque
 
 import torch
 
+from infer.options import effective_threshold
 from infer.runner import ModelRunner
 from infer.sequence import Sequence
 
@@ -33,7 +34,6 @@ class Scheduler:
         self.running: dict[int, Sequence] = {}
         self.free = list(range(runner.slots - 1, -1, -1))
         self.lock = threading.Lock()
-        self.scratchpads = runner.cfg.scratchpad  # a model trained without them never fires them
         self.any_random = False
         self.steps = 0
 
@@ -56,7 +56,18 @@ class Scheduler:
         return len(self.running)
 
     def tau_of(self, seq: Sequence) -> float:
-        return seq.request.threshold if self.scratchpads else math.inf
+        return effective_threshold(self.runner.cfg, seq.request.threshold)
+
+    def abort_all(self):
+        """End every running and waiting sequence (reason "cancelled") after an engine failure."""
+        finished: list[Sequence] = []
+        for seq in list(self.running.values()):
+            self._finish(seq, "cancelled", finished)
+        with self.lock:
+            waiting, self.waiting = list(self.waiting), deque()
+        for seq in waiting:
+            seq.stop_reason = "cancelled"
+            self._done(seq, finished)
 
     # one iteration -----------------------------------------------------------------------------
     @torch.no_grad()

@@ -111,3 +111,14 @@ def test_prompt_longer_than_context_keeps_its_tail_and_slides():
     assert g.bytes == (limit - 1) + 1 + (limit * 3 // 4) + 3  # first context, one step, slid context, 3 steps
     stopped = Engine(model, context="stop").generate([prompt], max_bytes=5, eos_byte=None)[0]
     assert stopped.stop_reason == "limit" and len(stopped.output) == 2 and stopped.slides == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["tiny-sp-fixed-p4", "tiny-heavy-p4"])
+def test_compiled_step_equals_parallel_forward(name):
+    """The CPU-compiled step (torch.compile of the per-byte pieces) decodes exactly like eager."""
+    model = model_for(name)
+    x = text_bytes(2, 30, seed=4)
+    for tau in (0.0, 1.5, math.inf):
+        got = Engine(model, compile=True).teacher_force(x, tau, prefill=[0, 9])
+        assert (got - model(x, threshold=tau).logits).abs().max() <= 1e-9, f"tau={tau}"

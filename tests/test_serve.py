@@ -1,0 +1,128 @@
+"""`scratchpad serve`: the official openai client against a local server (127.0.0.1 only):
+16 concurrent requests, streaming and not, each equal to the same prompt decoded alone; a
+client that disconnects frees its slot; bad input gets an OpenAI-style JSON error."""
+import json
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import torch
+
+pytest.importorskip("fastapi", reason="needs the [serve] extra: pip install -e '.[serve]'")
+pytest.importorskip("uvicorn", reason="needs the [serve] extra: pip install -e '.[serve]'")
+openai = pytest.importorskip("openai", reason="the server tests use the official openai client (in the [test] extra)")
+
+from infer import Engine  # noqa: E402
+from infer.serve import ServerThread, build_app  # noqa: E402
+from scratchpad import ModelConfig, build_model  # noqa: E402
+
+NAME = "tiny-sp"
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build_model(ModelConfig.preset("tiny-sp-fixed-p4")).double().eval()  # float64: no near-tie flips
+
+
+class Server(ServerThread):
+    def __init__(self, model, **kw):
+        super().__init__(build_app(model, NAME, **kw))
+        self.client = openai.OpenAI(base_url=self.url + "/v1", api_key="unused", max_retries=0, timeout=60)
+
+    def health(self):
+        return json.loads(urllib.request.urlopen(self.url + "/health", timeout=10).read())
+
+    def post(self, body: bytes):
+        req = urllib.request.Request(self.url + "/v1/completions", data=body, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+
+@pytest.fixture(scope="module")
+def server(model):
+    s = Server(model, max_batch=4, max_queue=64)
+    yield s
+    s.close()
+
+
+def test_sixteen_concurrent_requests_equal_batch_one(server, model):
+    prompts = [f"request {i}: " + "the cat sat on the mat " * (i % 5) for i in range(16)]
+    lengths = [12 + 3 * (i % 4) for i in range(16)]
+    engine = Engine(model)
+    want = [engine.generate(p, max_bytes=n, threshold=1.5)[0] for p, n in zip(prompts, lengths)]
+
+    def ask(i):
+        kw = dict(model=NAME, prompt=prompts[i], max_tokens=lengths[i], temperature=0,
+                  extra_body={"entropy_threshold": 1.5})
+        if i % 2:
+            chunks = list(server.client.completions.create(stream=True, **kw))
+            return "".join(c.choices[0].text for c in chunks), chunks[-1].choices[0].finish_reason
+        r = server.client.completions.create(**kw)
+        assert r.usage.prompt_tokens == len(prompts[i].encode())
+        assert r.usage.completion_tokens == len(want[i].output)
+        info = r.choices[0].model_extra["scratchpad"]
+        assert info["trunk_calls"] == want[i].commits + want[i].scratchpads and info["kv_bytes"] > 0
+        return r.choices[0].text, r.choices[0].finish_reason
+
+    with ThreadPoolExecutor(16) as pool:
+        got = list(pool.map(ask, range(16)))
+    for i, (text, finish) in enumerate(got):
+        assert text == want[i].output.decode("utf-8", errors="replace"), f"request {i}"
+        assert finish == {"max_bytes": "length", "eos": "stop", "stop_string": "stop"}[want[i].stop_reason]
+    h = server.health()
+    assert h["active"] == 0 and h["waiting"] == 0 and h["engine_errors"] == 0
+    assert [m.id for m in server.client.models.list().data] == [NAME]
+
+
+def test_a_disconnect_frees_the_slot(model):
+    s = Server(model, max_batch=1, max_queue=4)
+    try:
+        stream = s.client.completions.create(model=NAME, prompt="go on", max_tokens=60000, temperature=0,
+                                             stream=True)
+        next(iter(stream))
+        assert s.health()["active"] == 1
+        stream.close()  # the client goes away mid-stream
+        start = time.time()
+        r = s.client.completions.create(model=NAME, prompt="next", max_tokens=5, temperature=0)
+        assert len(r.choices[0].text.encode()) >= 1 and time.time() - start < 30
+        assert s.health()["active"] == 0
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("body, status, param", [
+    (b"{not json", 400, None),
+    (json.dumps({"model": "nope", "prompt": "x"}).encode(), 404, "model"),
+    (json.dumps({"model": NAME, "prompt": "x", "max_tokens": -1}).encode(), 400, "max_tokens"),
+    (json.dumps({"model": NAME, "prompt": "x", "max_tokens": 10**9}).encode(), 400, "max_tokens"),
+    (json.dumps({"model": NAME, "prompt": "x", "entropy_threshold": "high"}).encode(), 400, "entropy_threshold"),
+    (json.dumps({"model": NAME, "prompt": "x" * 600}).encode(), 400, "prompt"),
+    (json.dumps({"model": NAME, "prompt": 5}).encode(), 400, "prompt"),
+    (json.dumps({"model": NAME, "prompt": "x", "temperature": -1}).encode(), 400, "temperature"),
+])
+def test_bad_input_gets_an_openai_style_error_and_the_server_keeps_serving(server, body, status, param):
+    code, text = server.post(body)
+    assert code == status
+    err = json.loads(text)["error"]
+    assert err["message"] and err["type"] and err["param"] == param and "Traceback" not in text
+    r = server.client.completions.create(model=NAME, prompt="ok", max_tokens=3, temperature=0)
+    assert r.choices[0].text is not None and server.health()["status"] == "ok"
+
+
+def test_more_requests_than_slots_and_queue_get_429(model):
+    s = Server(model, max_batch=1, max_queue=0)
+    try:
+        stream = s.client.completions.create(model=NAME, prompt="hold", max_tokens=60000, temperature=0, stream=True)
+        next(iter(stream))
+        with pytest.raises(openai.RateLimitError) as e:
+            s.client.completions.create(model=NAME, prompt="x", max_tokens=3)
+        assert "busy" in str(e.value)
+        stream.close()
+    finally:
+        s.close()
