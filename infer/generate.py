@@ -145,9 +145,6 @@ def main(argv=None) -> int:
             break
     stream = Stream(args.raw) if len(prompts) == 1 and not args.json else None
     engine = Engine(model)
-    if not engine.scratchpads_enabled and math.isfinite(tau):
-        print(f"note: model {model.cfg.name!r} was trained without scratchpads; the entropy threshold has no effect",
-              file=sys.stderr)
     start = time.perf_counter()
     gens = engine.generate(prompts, max_bytes=args.max_bytes, threshold=tau, temperature=args.temperature,
                            top_k=args.top_k, top_p=args.top_p, seed=args.seed, stop=[s.encode() for s in args.stop],
