@@ -13,7 +13,7 @@ import math
 import torch
 
 from scratchpad.layers import rotary_cos_sin
-from scratchpad.mixers.attention import rope_lookup
+from scratchpad.mixers.attention import attend, rope_lookup
 
 
 class PageTable:
@@ -67,12 +67,13 @@ class PageTable:
 
 
 class PagedCache:
-    """One trunk attention layer: k, v pools [pages, H, page, dh]; length [B] is shared (the slot's
+    """One trunk attention layer: k, v pools [H, pages, page, dh] (head-major, so the pages of all
+    slots gather into one contiguous [H, B, positions, dh] block); length [B] is shared (the slot's
     committed patches, advanced by the engine after each commit)."""
 
     def __init__(self, table: PageTable, heads: int, dh: int, length: torch.Tensor, device, dtype):
         self.pages, self.length = table, length
-        shape = (table.capacity, heads, table.page, dh)
+        shape = (heads, table.capacity, table.page, dh)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.cos, self.sin = rotary_cos_sin(torch.arange(table.width * table.page, device=device), dh, dtype)
@@ -80,30 +81,39 @@ class PagedCache:
 
     @property
     def bytes_per_position(self) -> int:
-        return 2 * self.k.shape[1] * self.k.shape[3] * self.k.element_size()
+        return 2 * self.k.shape[0] * self.k.shape[3] * self.k.element_size()
 
     def grow(self, capacity: int):
-        extra = capacity - self.k.shape[0]
-        self.k = torch.cat([self.k, self.k.new_zeros(extra, *self.k.shape[1:])])
-        self.v = torch.cat([self.v, self.v.new_zeros(extra, *self.v.shape[1:])])
+        extra = capacity - self.k.shape[1]
+        self.k = torch.cat([self.k, self.k.new_zeros(self.k.shape[0], extra, *self.k.shape[2:])], 1)
+        self.v = torch.cat([self.v, self.v.new_zeros(self.v.shape[0], extra, *self.v.shape[2:])], 1)
 
     def rope(self, pos):
         return rope_lookup(self.cos, self.sin, pos)
 
     def keys(self, span=None):
-        """K, V [B, H, span * page, dh] gathered through the page table, and valid [B, span * page]
-        (positions before the slot's length, within the attention span)."""
+        """K, V [H, B, n * page, dh] (head-major) gathered through the first n = pages.span pages of
+        every slot's table (one copy), and valid [B, n * page]: positions before the slot's
+        length, within the attention span."""
         n = self.pages.span
-        idx = self.pages.table[:, :n]
-        B, H, P, dh = idx.shape[0], self.k.shape[1], self.pages.page, self.k.shape[3]
-        K = self.k[idx].transpose(1, 2).reshape(B, H, n * P, dh)
-        V = self.v[idx].transpose(1, 2).reshape(B, H, n * P, dh)
-        j = torch.arange(n * P, device=idx.device)
-        age = self.length.unsqueeze(1) - j
+        idx = self.pages.table[:, :n].reshape(-1)
+        H, P, dh = self.k.shape[0], self.pages.page, self.k.shape[3]
+        B = self.length.shape[0]
+        K = self.k.index_select(1, idx).view(H, B, n * P, dh)
+        V = self.v.index_select(1, idx).view(H, B, n * P, dh)
+        age = self.length.unsqueeze(1) - torch.arange(n * P, device=idx.device)
         valid = age > 0
         if span is not None:
             valid = valid & (age < span)
         return K, V, valid
+
+    def attend(self, q, k_self, v_self, span=None):
+        """q, k_self, v_self [B, H, 1, dh] -> [B, H, 1, dh]: each slot's query over its cached
+        positions plus its own key, computed head-major so the gathered pages are used as they are."""
+        K, V, valid = self.keys(span)
+        o = attend(q.transpose(0, 1), K, V, valid.view(1, valid.shape[0], 1, -1), k_self.transpose(0, 1),
+                   v_self.transpose(0, 1))
+        return o.transpose(0, 1)
 
     def store(self, k, v, write=None):
         """Write k, v [B, H, 1, dh] at each slot's position `length` (every row: for rows that do
@@ -111,8 +121,8 @@ class PagedCache:
         pos = self.length.clamp(max=self.pages.width * self.pages.page - 1)
         page = self.pages.table.gather(1, (pos // self.pages.page).unsqueeze(1)).squeeze(1)
         off = pos % self.pages.page
-        self.k[page, :, off] = k[:, :, 0]
-        self.v[page, :, off] = v[:, :, 0]
+        self.k[:, page, off] = k[:, :, 0].transpose(0, 1)
+        self.v[:, page, off] = v[:, :, 0].transpose(0, 1)
 
     def load(self, slot: int, K, V, count: int):
         """Prefill hand-off: K, V [H, count, dh] of one slot (pages must be ensured)."""
@@ -121,5 +131,5 @@ class PagedCache:
             lo, hi = i * P, min(count, (i + 1) * P)
             if lo >= hi:
                 break
-            self.k[p, :, : hi - lo] = K[:, lo:hi]
-            self.v[p, :, : hi - lo] = V[:, lo:hi]
+            self.k[:, p, : hi - lo] = K[:, lo:hi]
+            self.v[:, p, : hi - lo] = V[:, lo:hi]

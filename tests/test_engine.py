@@ -58,7 +58,7 @@ def cache_snapshot(runner):
             assert isinstance(layer, PagedCache)
             K, V, valid = layer.keys()
             for b in range(st.slots):
-                out += [K[b][:, valid[b]].clone(), V[b][:, valid[b]].clone()]
+                out += [K[:, b][:, valid[b]].clone(), V[:, b][:, valid[b]].clone()]  # head-major pages
     return out
 
 

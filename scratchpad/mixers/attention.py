@@ -50,6 +50,11 @@ class AttentionCache:
             valid = valid & (age < span - 1)
         return self.k, self.v, valid
 
+    def attend(self, q, k_self, v_self, span=None):
+        """q, k_self, v_self [B, H, 1, dh] -> [B, H, 1, dh] over the valid slots plus self."""
+        K, V, valid = self.keys(span)
+        return attend(q, K, V, valid.view(valid.shape[0], 1, 1, -1), k_self, v_self)
+
     def store(self, k, v, write=None):
         """Write k, v [B, H, 1, dh] at slot length % C and advance (rows where write, or all)."""
         if write is not None:
@@ -150,8 +155,7 @@ class CausalAttention(nn.Module):
         cos, sin = cache.rope(pos)
         q, k = apply_rotary(qkv[:, 0], cos, sin), apply_rotary(qkv[:, 1], cos, sin)
         v = qkv[:, 2]
-        K, V, valid = cache.keys(self.span)
-        o = attend(q, K, V, valid.view(valid.shape[0], 1, 1, -1), k, v)
+        o = cache.attend(q, k, v, self.span)
         cache.store(k, v, write)
         return self.out(o.reshape(o.shape[0], self.h * self.dh))
 
