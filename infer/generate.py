@@ -12,8 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 from infer.engine import Engine
 from infer.options import budget_threshold, parse_threshold
 from infer.sampling import DEFAULT_TEMPERATURE
