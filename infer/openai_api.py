@@ -36,7 +36,8 @@ def _number(body, key, default, lo=None, hi=None, integer=False):
     if isinstance(v, bool) or not ok or (not integer and not math.isfinite(v)):
         raise ApiError(400, f"'{key}' must be {'an integer' if integer else 'a finite number'}, got {v!r}", key)
     if (lo is not None and v < lo) or (hi is not None and v > hi):
-        raise ApiError(400, f"'{key}' must be in [{lo}, {hi}], got {v!r}", key)
+        bound = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
+        raise ApiError(400, f"'{key}' must be {bound}, got {v!r}", key)
     return v
 
 
