@@ -23,12 +23,14 @@ from scratchpad.vocab import DOCUMENT_SEPARATOR
 
 
 class Engine:
-    def __init__(self, model, device=None, page: int = 16, compile: bool = False, context: str = "slide"):
+    def __init__(self, model, device=None, page: int = 16, compile: bool = False, context: str = "slide",
+                 static: bool = False):
         if model.training:
             raise ValueError("Engine needs a model in eval mode (call model.eval() first): training mode drops "
                              "scratchpads at random, and the engine does not change the mode for you")
         self.model, self.cfg = model, model.cfg
         self.device, self.page, self.compile, self.context = device, page, compile, context
+        self.static = static  # the step as CUDA graphs replay it (see ModelRunner), for CPU tests
         self._runners: dict[int, ModelRunner] = {}
         self.last_events: list[Events] = []
 
@@ -39,7 +41,7 @@ class Engine:
 
     def runner(self, slots: int) -> ModelRunner:
         if slots not in self._runners:
-            self._runners[slots] = ModelRunner(self.model, slots, self.device, self.page, self.compile)
+            self._runners[slots] = ModelRunner(self.model, slots, self.device, self.page, self.compile, static=self.static)
         return self._runners[slots]
 
     def scheduler(self, slots: int) -> Scheduler:
@@ -81,7 +83,7 @@ class Engine:
         if T > self.cfg.max_seq_len:
             raise UserError(f"{T} bytes exceed the model's context of {self.cfg.max_seq_len}")
         starts = [prefill] * B if isinstance(prefill, int) else list(prefill)
-        r = ModelRunner(self.model, B, self.device, self.page, self.compile)
+        r = ModelRunner(self.model, B, self.device, self.page, self.compile, static=self.static)
         st = r.state
         r.update_aux(tau != float("inf"))
         x = x.to(r.device)

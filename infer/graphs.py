@@ -7,8 +7,9 @@ which is restored before capture, so capturing never changes a sequence in fligh
 is preallocated to its worst case so its tensors never move; if they do (pool growth), the
 graphs are captured again.
 
-Not yet measured on a GPU: the sessions that built it had none. The same step runs eagerly on
-CPU, where the equality tests cover it.
+Not yet run on a GPU: the session that built it had none. The static step it captures runs on
+CPU with Engine(model, static=True), where tests/test_engine.py checks it against the parallel
+forward; the capture and replay themselves are untested.
 """
 from __future__ import annotations
 

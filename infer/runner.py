@@ -20,7 +20,9 @@ from scratchpad.layers import entropy_nats
 
 class ModelRunner:
     def __init__(self, model, slots: int, device=None, page: int = 16, compile: bool = False,
-                 cuda_graphs: bool = True):
+                 cuda_graphs: bool = True, static: bool = False):
+        """static=True runs the step as a captured CUDA graph does (the trunk pass at every byte for
+        every slot, the masks deciding; the full page table read): CPU tests of what graphs replay."""
         if model.training:
             raise ValueError("the engine needs a model in eval mode (call model.eval() first): training mode "
                              "drops scratchpads at random; the engine does not change the mode for you")
@@ -39,7 +41,8 @@ class ModelRunner:
         self.run_aux = self.cfg.aux_runs(False)  # does a step run the aux stack (see update_aux)
         self.sampler = SlotSampler(slots, self.device)
         self.kv_bytes_per_position = sum(c.bytes_per_position for c in self.state.pages.caches)
-        self.static = False
+        self.static = static
+        self.state.pages.static_span = static
         self._parts = (self._front, self._trunk, self._back)
         self.graphs = None
         if graphs:

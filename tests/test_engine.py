@@ -38,6 +38,18 @@ def test_decode_equals_parallel_forward_float64(name):
         assert [e.scratchpads for e in ev] == ref.scratchpads.tolist()
 
 
+@pytest.mark.parametrize("name", ["tiny-sp-fixed-p4", "tiny-sp-entropy-p8", "tiny-sp-router-p8", "tiny-heavy-p4",
+                                  "tiny-study-C-soft-boundary"])
+def test_static_step_as_graphs_replay_it_equals_parallel_forward(name):
+    """The step CUDA graphs capture (trunk pass at every byte, masks deciding commit / transient /
+    unused, the full page table) decodes exactly like the parallel forward, here on CPU."""
+    model = model_for(name)
+    x = text_bytes(3, 30, seed=6)
+    for tau in (0.0, 1.5, math.inf):
+        got = Engine(model, static=True).teacher_force(x, tau, prefill=[0, 5, 17])
+        assert (got - model(x, threshold=tau).logits).abs().max() <= 1e-9, f"tau={tau}"
+
+
 @pytest.mark.parametrize("name", ["tiny-sp-fixed-p4", "tiny-sp-whitespace-p8", "tiny-sp-router-p8"])
 def test_decode_equals_parallel_forward_float32(name):
     model = model_for(name, torch.float32)
