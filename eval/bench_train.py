@@ -14,7 +14,8 @@ patch at almost every byte until its aux head learns; see the B/patch column).
     scratchpad bench train --presets byte,sp-fixed-p4 --batch-size 8 --steps 10
     scratchpad bench train --presets sp-fixed-p16 --no-plain --compile --seq-len 256 --warmup 5 --steps 45
 
---compile runs every row twice, eager then torch.compile, on the same seeded steps: the row gains
+--compile trains every row twice from one initialisation, eager and torch.compile, alternating step
+by step on the same seeded batches (machine load hits both alike): the row gains
 the compiled bytes/s, the speedup, the first (compiling) step's seconds and the largest relative
 difference between the two runs' per-step losses (warm-up steps included). --dtype bf16 trains
 under bf16 autocast (the default on CUDA). Step times wait for the device; model FLOPs come from
@@ -74,58 +75,77 @@ def load_bytes(data_dir: str | None, n: int) -> np.ndarray:
     return np.asarray(f.data[:n])
 
 
+class _Run:
+    """One model + optimizer being benchmarked: eager, or under torch.compile."""
+
+    def __init__(self, cfg: ModelConfig, device, dtype: str, compiled: bool):
+        torch.manual_seed(0)
+        self.model = build_model(cfg).to(device).train()
+        self.opt = make_optimizer(self.model, 1e-3, 0.1, device)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.fn = compile_module(LossModule(self.model)) if compiled else LossModule(self.model)
+        self.device, self.dtype, self.compiled = device, dtype, compiled
+        self.times, self.losses, self.scratch, self.commits, self.first_s = [], [], 0, 0, None
+
+    def step(self, w, tau, i: int, timed: bool):
+        torch.manual_seed(1000 + i)  # the model's own randomness, the same in every run
+        synchronize(self.device)
+        t0 = time.perf_counter()
+        with autocast(self.device, self.dtype):
+            loss, stats = self.fn(w[:, :-1], w[:, 1:], tau)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        synchronize(self.device)
+        dt = time.perf_counter() - t0
+        self.first_s = dt if self.first_s is None else self.first_s
+        self.losses.append(float(loss.detach()))
+        if not math.isfinite(self.losses[-1]):
+            raise RuntimeError(f"{self.model.cfg.name}: non-finite loss in the benchmark")
+        if timed:
+            self.times.append(dt)
+            self.scratch += int(stats[2])
+            self.commits += int(stats[3])
+
+
 def bench_preset(name: str, data: np.ndarray, batch: int, seq_len: int, warmup: int, steps: int, device,
                  scratchpads: bool = True, dtype: str = "fp32", compiled: bool = False) -> dict:
     """scratchpads=False trains with threshold None (plain patching) even for a scratchpad config.
-    Every step's data, thresholds and model randomness are seeded by its index, so an eager and a
-    compiled run of one preset take the same steps (their `losses` can be compared)."""
+    compiled=True also trains a torch.compile'd copy from the same initialisation on the same
+    steps, alternating step by step with the eager one (so machine load hits both alike); the row
+    gains the compiled numbers and the loss agreement (see `compare`)."""
     cfg = ModelConfig.preset(name)
     T = min(seq_len, cfg.max_seq_len)
-    torch.manual_seed(0)
-    model = build_model(cfg).to(device).train()
-    opt = make_optimizer(model, 1e-3, 0.1, device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    step_fn = LossModule(model)
-    if compiled:
-        step_fn = compile_module(step_fn)
-    rng = np.random.default_rng(1)
-    times, losses, scratch, commits, first_s = [], [], 0, 0, None
     reset_peak_memory(device)
+    runs = [_Run(cfg, device, dtype, False)] + ([_Run(cfg, device, dtype, True)] if compiled else [])
+    rng = np.random.default_rng(1)
     for i in range(warmup + steps):
         offs = rng.integers(0, len(data) - T - 1, size=batch)
         w = torch.from_numpy(np.stack([data[o : o + T + 1] for o in offs]).astype(np.int64)).to(device)
-        tau = model.sample_thresholds(batch, torch.Generator().manual_seed(i)).to(device) if scratchpads else None
-        torch.manual_seed(1000 + i)
-        synchronize(device)
-        t0 = time.perf_counter()
-        with autocast(device, dtype):
-            loss, stats = step_fn(w[:, :-1], w[:, 1:], tau)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        synchronize(device)
-        dt = time.perf_counter() - t0
-        first_s = dt if first_s is None else first_s
-        losses.append(float(loss.detach()))
-        if not math.isfinite(losses[-1]):
-            raise RuntimeError(f"{name}: non-finite loss in the benchmark")
-        if i >= warmup:
-            times.append(dt)
-            scratch += int(stats[2])
-            commits += int(stats[3])
-    n_params = sum(p.numel() for p in model.parameters())
-    med = statistics.median(times)
-    flops = train_flops(cfg, batch, T, commits / steps, scratch / steps)
-    peak, mem = peak_flops(device, dtype), peak_memory_bytes(device)
-    del model, opt, step_fn
+        tau = runs[0].model.sample_thresholds(batch, torch.Generator().manual_seed(i)).to(device) if scratchpads else None
+        for r in runs:
+            r.step(w, tau, i, timed=i >= warmup)
+    rows = [_row(name, cfg, r, batch, T, steps, device, scratchpads) for r in runs]
+    del runs
     gc.collect()
-    row = dict(preset=name, scratchpads=bool(cfg.scratchpad and scratchpads), params=n_params, seq_len=T, batch=batch,
-               dtype=dtype, compiled=compiled, ms_per_step=round(1000 * med, 2),
-               ms_per_step_mean=round(1000 * statistics.fmean(times), 2), ms_per_step_min=round(1000 * min(times), 2),
-               bytes_per_s=round(batch * T / med, 1), bytes_per_patch=round(steps * batch * T / max(1, commits), 3),
-               scratch_rate=round(scratch / (steps * batch * T), 4), model_flops_per_step=flops,
-               first_step_s=round(first_s, 3), losses=losses)
+    if compiled:
+        rows[0].update(compare(rows[0], rows[1]))
+        if "peak_mem_bytes" in rows[0]:  # both models were alive: not one model's peak
+            rows[0]["peak_mem_bytes_eager_and_compiled"] = rows[0].pop("peak_mem_bytes")
+    return rows[0]
+
+
+def _row(name, cfg, r: _Run, batch: int, T: int, steps: int, device, scratchpads: bool) -> dict:
+    med = statistics.median(r.times)
+    flops = train_flops(cfg, batch, T, r.commits / steps, r.scratch / steps)
+    peak, mem = peak_flops(device, r.dtype), peak_memory_bytes(device)
+    row = dict(preset=name, scratchpads=bool(cfg.scratchpad and scratchpads), params=sum(p.numel() for p in r.params),
+               seq_len=T, batch=batch, dtype=r.dtype, compiled=r.compiled, ms_per_step=round(1000 * med, 2),
+               ms_per_step_mean=round(1000 * statistics.fmean(r.times), 2), ms_per_step_min=round(1000 * min(r.times), 2),
+               bytes_per_s=round(batch * T / med, 1), bytes_per_patch=round(steps * batch * T / max(1, r.commits), 3),
+               scratch_rate=round(r.scratch / (steps * batch * T), 4), model_flops_per_step=flops,
+               first_step_s=round(r.first_s, 3), losses=r.losses)
     if peak:
         row["mfu"] = round(flops / med / peak, 5)
     if mem is not None:
@@ -207,10 +227,8 @@ def _run(a, names, device, seq_len, warmup, steps) -> int:
     if not a.no_plain:  # scratchpad presets also without scratchpads: what the trunk costs alone
         runs += [(n, False) for n in names if ModelConfig.preset(n).scratchpad]
     for n, sp in runs:
-        r = bench_preset(n, data, a.batch_size, seq_len, warmup, steps, device, scratchpads=sp, dtype=a.dtype)
-        if a.compile:
-            r.update(compare(r, bench_preset(n, data, a.batch_size, seq_len, warmup, steps, device, scratchpads=sp,
-                                             dtype=a.dtype, compiled=True)))
+        r = bench_preset(n, data, a.batch_size, seq_len, warmup, steps, device, scratchpads=sp, dtype=a.dtype,
+                         compiled=a.compile)
         results.append(r)
         base = next((x for x in results if x["preset"] == "byte"), None)
         rel = f"{r['bytes_per_s'] / base['bytes_per_s']:.2f}x" if base else "-"

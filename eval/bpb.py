@@ -51,6 +51,21 @@ def run_bpb(model, arr, window: int, threshold: float, batch_size: int, lag: boo
     return res
 
 
+def compile_for_eval(model, arr, window: int, threshold: float, batch_size: int):
+    """-> (the compiled model, seconds its first batch took: the compile time)."""
+    from eval.common import batches, score
+    from train.hardware import compile_module, compile_problem
+
+    problem = compile_problem(next(model.parameters()).device)
+    if problem:
+        raise UserError(f"--compile: {problem}; run without --compile")
+    compiled = compile_module(model)
+    x, y = next(iter(batches(arr, window, batch_size)))
+    t0 = time.perf_counter()
+    score(compiled, x, y, threshold=None if math.isinf(threshold) else threshold)
+    return compiled, time.perf_counter() - t0
+
+
 def main(argv=None) -> int:
     ap = Parser(prog="scratchpad eval bpb", description=describe(__doc__))
     common_args(ap)
@@ -61,6 +76,8 @@ def main(argv=None) -> int:
     ap.add_argument("--compare-compressors", action="store_true",
                     help="also run gzip -9, bzip2 -9, xz -9e, zstd -19 (those installed) on the same bytes, "
                          "whole-file and per window (eval/compressors.py)")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the model's forward (the compile time, "
+                    "measured on a warm-up batch, is reported once as compile_s)")
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
     rate = parse_rate(a.rate, "--rate") if a.rate is not None else None
     tau = parse_threshold(a.threshold if a.threshold is not None else "1.5", "--threshold")
@@ -77,7 +94,12 @@ def main(argv=None) -> int:
         tau_eff = math.inf
     else:
         note, tau_eff = None, tau
-    r = run_bpb(model, arr, W, tau_eff, a.batch_size)
+    compiled, compile_s = compile_for_eval(model, arr, W, tau_eff, a.batch_size) if a.compile else (model, None)
+    if compile_s is not None:
+        print(f"compile: {compile_s:.1f}s (torch.compile warm-up on one batch)", file=sys.stderr)
+    r = run_bpb(compiled, arr, W, tau_eff, a.batch_size)
+    if compile_s is not None:
+        r["compile_s"] = round(compile_s, 2)
     result = dict(command="bpb", model=model_info(model, label), data=data, window=W,
                   method=WINDOWING.format(W=W), requested_threshold=tau, target_rate=rate, note=note, **r)
 

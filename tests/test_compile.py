@@ -65,3 +65,17 @@ def test_compiled_training_steps_match_eager():
 
     eager, comp = run(False), run(True)
     assert max(abs(a - b) / abs(a) for a, b in zip(eager, comp)) < 1e-4, (eager, comp)
+
+
+@pytest.mark.slow
+def test_bench_train_compile_row_carries_both_figures(capsys):
+    import json
+
+    from eval.bench_train import main as bench_main
+
+    assert bench_main(["--presets", "tiny-sp-fixed-p4", "--no-plain", "--compile", "--seq-len", "64", "--warmup", "1",
+                       "--steps", "3", "--threads", "1"]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["results"][0]
+    assert row["compiled_bytes_per_s"] > 0 and row["bytes_per_s"] > 0 and row["compile_first_step_s"] > 0
+    assert row["compile_speedup"] == pytest.approx(row["compiled_bytes_per_s"] / row["bytes_per_s"], rel=1e-2)
+    assert row["loss_steps_compared"] == 4 and row["loss_max_rel_diff"] < 1e-4

@@ -119,3 +119,16 @@ def test_bpb_rate_picks_tau_for_a_compute_budget(assets, tmp_path, cli, user_err
     user_error(code, err, "--rate")
     code, _, err = cli(main, [*argv, "--rate", "-1"])
     user_error(code, err, "--rate")
+
+
+@pytest.mark.slow
+def test_bpb_compiled_matches_eager(assets, tmp_path, cli, read_report):
+    args = ["--model", assets["models"]["tiny-sp-fixed-p4"], "--data", assets["corpus"], "--window", W, "--threshold", "1.5",
+            "--threads", 1]
+    assert cli(main, [*args, "--out", tmp_path / "e"])[0] == 0
+    code, _, err = cli(main, [*args, "--compile", "--out", tmp_path / "c"])
+    assert code == 0, err
+    assert "compile:" in err
+    e, c = read_report(tmp_path / "e" / "bpb.json"), read_report(tmp_path / "c" / "bpb.json")
+    assert c["compile_s"] > 0 and "compile_s" not in e
+    assert c["bpb"] == pytest.approx(e["bpb"], rel=1e-4) and c["scratchpads"] == e["scratchpads"]

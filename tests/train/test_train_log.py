@@ -83,3 +83,18 @@ def test_compile_without_a_compiler_is_one_line(corpus, tmp_path):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: --compile: no working C++ compiler"), r.stderr
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_compiled_training_logs_the_compile_once_and_matches_eager(corpus, tmp_path, capsys):
+    base = ["--preset", "tiny-sp-fixed-p4", "--data", corpus, "--steps", 4, *FAST, "--eval-every", 0]
+    assert run([*base, "--out", tmp_path / "e"], capsys)[0] == 0
+    code, stdout, err = run([*base, "--out", tmp_path / "c", "--compile"], capsys)
+    assert code == 0, err
+    assert stdout.count("compile: the first step took") == 1
+    assert [e["step"] for e in events(tmp_path / "c", "compile")] == [1]
+    e = [s["loss"] for s in events(tmp_path / "e", "step")]
+    c = [s["loss"] for s in events(tmp_path / "c", "step")]
+    assert len(e) == len(c) == 4 and max(abs(a - b) / abs(a) for a, b in zip(e, c)) < 1e-4
+    ve, vc = events(tmp_path / "e", "eval")[-1], events(tmp_path / "c", "eval")[-1]
+    assert vc["val_bpb"] == pytest.approx(ve["val_bpb"], rel=1e-4)
