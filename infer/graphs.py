@@ -1,9 +1,10 @@
 """The decode step captured as CUDA graphs (used by ModelRunner when the device is CUDA).
 
 The step is static (fixed slots, masks instead of gathers, the trunk pass always runs and the
-write mask decides commit vs transient, the full page table is read), so one graph per aux mode
-replays it with a single launch. Warm-up runs on a side stream against a snapshot of the state,
-which is restored before capture, so capturing never changes a sequence in flight. The page pool
+write mask decides commit vs transient, a fixed number of KV pages is read), so a graph replays
+it with a single launch: one graph per aux mode and per power-of-two count of pages read. Warm-up
+runs on a side stream against a snapshot of the state, which is restored afterwards, so capturing
+never changes a sequence in flight. The page pool
 is preallocated to its worst case so its tensors never move; if they do (pool growth), the
 graphs are captured again.
 
@@ -36,9 +37,8 @@ class StepGraphs:
     def __init__(self, runner, warmup: int = 2):
         self.runner, self.warmup = runner, warmup
         runner.static = True
-        runner.state.pages.static_span = True
         self.x = torch.zeros(runner.slots, dtype=torch.long, device=runner.device)
-        self.graphs: dict[bool, torch.cuda.CUDAGraph] = {}
+        self.graphs: dict[tuple, torch.cuda.CUDAGraph] = {}
         self.grown = runner.state.pages.grown
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
@@ -46,9 +46,12 @@ class StepGraphs:
         if r.state.pages.grown != self.grown:  # the page pool moved: capture again
             self.graphs.clear()
             self.grown = r.state.pages.grown
-        graph = self.graphs.get(r.run_aux)
+        pages = r.state.pages  # the KV pages read: the held span rounded up to a power of two
+        pages.fixed_span = min(pages.width, 1 << (pages.held_span - 1).bit_length())
+        key = (r.run_aux, pages.fixed_span)
+        graph = self.graphs.get(key)
         if graph is None:
-            graph = self.graphs[r.run_aux] = self._capture(r.run_aux)
+            graph = self.graphs[key] = self._capture(r.run_aux)
         self.x.copy_(x)
         graph.replay()
         return r.state.logits
@@ -59,12 +62,14 @@ class StepGraphs:
         saved = [t.clone() for t in tensors]
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side), torch.no_grad():
-            for _ in range(self.warmup):
-                r._step(self.x, run_aux)
-        torch.cuda.current_stream().wait_stream(side)
-        for t, s in zip(tensors, saved):
-            t.copy_(s)
+        try:
+            with torch.cuda.stream(side), torch.no_grad():
+                for _ in range(self.warmup):
+                    r._step(self.x, run_aux)
+        finally:
+            torch.cuda.current_stream().wait_stream(side)
+            for t, s in zip(tensors, saved):
+                t.copy_(s)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph), torch.no_grad():
             r._step(self.x, run_aux)

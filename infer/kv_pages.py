@@ -27,13 +27,17 @@ class PageTable:
         self.capacity = pages if pages is not None else 1 + 2 * slots
         self.free = list(range(self.capacity - 1, 0, -1))
         self.caches: list[PagedCache] = []
-        self.static_span = False  # graph capture reads the full table width
+        self.fixed_span: int | None = None  # a captured step reads a fixed number of pages
         self.grown = 0
 
     @property
     def span(self) -> int:
-        """Pages the step gathers: the most any slot holds (full width when captured)."""
-        return self.width if self.static_span else max(1, max(len(o) for o in self.owned))
+        """Pages the step gathers: the most any slot holds, or the fixed count of a captured step."""
+        return self.fixed_span if self.fixed_span is not None else self.held_span
+
+    @property
+    def held_span(self) -> int:
+        return max(1, max(len(o) for o in self.owned))
 
     def pages_held(self, slot: int) -> int:
         return len(self.owned[slot])

@@ -10,6 +10,8 @@ flag costs nothing there); a captured step always runs it and lets the masks dec
 """
 from __future__ import annotations
 
+import sys
+
 import torch
 
 from infer.sampling import SlotSampler
@@ -42,7 +44,7 @@ class ModelRunner:
         self.sampler = SlotSampler(slots, self.device)
         self.kv_bytes_per_position = sum(c.bytes_per_position for c in self.state.pages.caches)
         self.static = static
-        self.state.pages.static_span = static
+        self.state.pages.fixed_span = self.state.pages.width if static else None
         self._parts = (self._front, self._trunk, self._back)
         self.graphs = None
         if graphs:
@@ -113,7 +115,12 @@ class ModelRunner:
     def step(self, x: torch.Tensor) -> torch.Tensor:
         """Feed byte x [B] to every slot (free slots step on garbage) -> state.logits [B, 256]."""
         if self.graphs is not None:
-            return self.graphs.run(x)
+            try:
+                return self.graphs.run(x)
+            except Exception as e:  # never run on a GPU yet: say so once and decode without graphs
+                print(f"note: CUDA graph capture failed ({type(e).__name__}: {e}); decoding without graphs",
+                      file=sys.stderr)
+                self.graphs, self.static, self.state.pages.fixed_span = None, False, None
         return self._step(x, self.run_aux)
 
     def _step(self, x, run_aux: bool):
