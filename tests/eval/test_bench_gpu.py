@@ -19,17 +19,18 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_plan_covers_the_issue_and_fits_ten_minutes():
     st = bench_gpu.steps()
     names = [s.name for s in st]
-    assert names == ["env", "pytest-gpu", "bench-kernels", "bench-train", "train-log", "bench-generate"]
+    assert names == ["env", "pytest-gpu", "bench-kernels", "bench-train", "bench-train-compile-sp",
+                     "bench-train-compile-byte", "train-log", "bench-generate"]
     assert sum(s.timeout_s for s in st) <= 600 and bench_gpu.BUDGET_S <= 600
-    train = next(s for s in st if s.name == "bench-train")
-    assert {"--compile", "bf16", "sp-fixed-p16,byte"} <= set(train.argv)
+    assert {"bf16", "sp-fixed-p16,byte"} <= set(st[3].argv) and "--compile" not in st[3].argv
+    assert {"--compile", "sp-fixed-p16"} <= set(st[4].argv) and {"--compile", "byte"} <= set(st[5].argv)
     assert "-m" in st[1].argv and "gpu" in st[1].argv
 
 
 def test_dry_run_lists_commands(capsys):
     assert bench_gpu.main(["--dry-run", "--out", "/tmp/x"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 7 and "bench train" in out[3] and out[-1].startswith("total limit")
+    assert len(out) == 9 and "bench train" in out[3] and out[-1].startswith("total limit")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this checks the refusal on a machine without CUDA")
@@ -60,13 +61,23 @@ def test_runner_records_pass_fail_timeout_and_budget(tmp_path):
 def test_summary_reads_the_json_lines(tmp_path):
     row = dict(preset="sp-fixed-p16", dtype="bf16", bytes_per_s=1e6, compiled_bytes_per_s=2e6, compile_speedup=2.0,
                mfu=0.1, compiled_mfu=0.2, loss_max_rel_diff=1e-6)
-    (tmp_path / "bench_train.txt").write_text("table\n" + json.dumps(dict(bench="train", results=[row])) + "\n")
+    (tmp_path / "bench_train_compile_sp.txt").write_text("table\n" + json.dumps(dict(bench="train", results=[row])) + "\n")
     (tmp_path / "train_log.jsonl").write_text("\n".join(json.dumps(dict(event="step", step=i, bytes_per_s=100.0 * i, mfu=0.3,
                                                                         peak_mem_bytes=5)) for i in range(1, 5)))
     bench_gpu.write_summary(tmp_path, [dict(step="bench-train", status="passed", seconds=1.0, output="bench_train.txt",
                                             command="x")], 12.0)
     s = json.loads((tmp_path / "summary.json").read_text())
-    assert s["numbers"]["bench_train"]["results"][0]["compile_speedup"] == 2.0
+    assert s["numbers"]["bench_train_compile_sp"]["results"][0]["compile_speedup"] == 2.0
     assert s["numbers"]["train_log"]["steps"] == 4 and s["numbers"]["train_log"]["mfu"] == 0.3
     readme = (tmp_path / "README.md").read_text()
     assert "| sp-fixed-p16 | bf16 | 1,000,000 | 2,000,000 | 2.0 |" in readme
+
+
+def test_train_log_step_runs_the_real_trainer(tmp_path, capsys):
+    # the GPU step's function on CPU at a tiny size: the trainer's log lands in OUT/train_log.jsonl
+    assert bench_gpu.train_log_run(tmp_path, device="cpu", preset="tiny-sp-fixed-p4", steps_=2, batch=2, seq_len=64,
+                                   dtype="fp32") == 0
+    recs = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    steps = [r for r in recs if r["event"] == "step"]
+    assert len(steps) == 2 and all(s["bytes_per_s"] > 0 and s["model_flops"] > 0 for s in steps)
+    assert bench_gpu.key_numbers(tmp_path)["train_log"]["steps"] == 2
