@@ -179,7 +179,10 @@ def lag_sections(rows: list[dict], figures: dict) -> list[str]:
         + "\n\nThe offset of a byte is the number of bytes since the latest committed patch (its lag at τ = ∞); "
         "its lag is the number of bytes since the latest usable trunk output, committed or scratchpad (0 = the trunk "
         "has read this byte). The slope is the least-squares slope of per-byte bits on the offset (or lag) over "
-        "all scored bytes; ± one standard error (bytes treated as independent, so it is optimistic).",
+        "all scored bytes; ± one standard error (bytes treated as independent, so it is optimistic). Compare τ by "
+        "offset: the same bytes fall in each offset bucket at every τ. BPB by realised lag mixes in the trigger's "
+        "selection (entropy-triggered scratchpads fire before hard bytes, so lag 0 collects hard bytes), so its slope "
+        "can be negative without saying anything about staleness.",
         table(head, body),
         "### BPB by offset since the latest commit (± standard error)\n\n" + table(["offset"] + taus, grid),
         "### BPB by realised lag (bytes in the bucket)\n\n" + table(["lag"] + taus, lgrid),
