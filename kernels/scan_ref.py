@@ -112,29 +112,35 @@ class _ChunkedScan(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dh, dfinal):
-        a, h, h0 = ctx.saved_tensors
-        rev = ctx.reverse
-        if dh is None and dfinal is None:
-            return None, None, None, None, None
-        if dh is None:
-            dh = torch.zeros_like(h)
-        B, _, D = h.shape
-        one = a.new_ones(B, 1, D)
-        start = (h0 if ctx.has_h0 else a.new_zeros(B, D)).unsqueeze(1)
-        if not rev:
-            # g_t = dh_t + a_{t+1} g_{t+1}: a reverse scan with coefficients shifted left by one
-            coef = torch.cat([a[:, 1:], one], dim=1)
-            g, g0 = _ChunkedScan.apply(coef, dh, dfinal, True, ctx.chunk)
-            prev = torch.cat([start, h[:, :-1]], dim=1)  # h_{t-1}
-            d0 = a[:, 0] * g0
-        else:
-            # h_t = a_t h_{t+1} + b_t: g_t = dh_t + a_{t-1} g_{t-1}, a forward scan shifted right
-            coef = torch.cat([one, a[:, :-1]], dim=1)
-            g, g0 = _ChunkedScan.apply(coef, dh, dfinal, False, ctx.chunk)
-            prev = torch.cat([h[:, 1:], start], dim=1)  # h_{t+1}
-            d0 = a[:, -1] * g0
-        da = g * prev
-        return da, g, (d0 if ctx.has_h0 else None), None, None
+        return _scan_backward(_ChunkedScan.apply, ctx, dh, dfinal)
+
+
+def _scan_backward(scan, ctx, dh, dfinal):
+    """Gradients of (a, b, h0) for the scan's outputs (h, final), by the reverse-direction scan
+    `scan` (the autograd Function eagerly, the custom operator under compile)."""
+    a, h, h0 = ctx.saved_tensors
+    rev = ctx.reverse
+    if dh is None and dfinal is None:
+        return None, None, None, None, None
+    if dh is None:
+        dh = torch.zeros_like(h)
+    B, _, D = h.shape
+    one = a.new_ones(B, 1, D)
+    start = (h0 if ctx.has_h0 else a.new_zeros(B, D)).unsqueeze(1)
+    if not rev:
+        # g_t = dh_t + a_{t+1} g_{t+1}: a reverse scan with coefficients shifted left by one
+        coef = torch.cat([a[:, 1:], one], dim=1)
+        g, g0 = scan(coef, dh, dfinal, True, ctx.chunk)
+        prev = torch.cat([start, h[:, :-1]], dim=1)  # h_{t-1}
+        d0 = a[:, 0] * g0
+    else:
+        # h_t = a_t h_{t+1} + b_t: g_t = dh_t + a_{t-1} g_{t-1}, a forward scan shifted right
+        coef = torch.cat([one, a[:, :-1]], dim=1)
+        g, g0 = scan(coef, dh, dfinal, False, ctx.chunk)
+        prev = torch.cat([h[:, 1:], start], dim=1)  # h_{t+1}
+        d0 = a[:, -1] * g0
+    da = g * prev
+    return da, g, (d0 if ctx.has_h0 else None), None, None
 
 
 @torch.library.custom_op("scratchpad::chunked_scan", mutates_args=())
@@ -158,29 +164,7 @@ def _chunked_scan_setup(ctx, inputs, output):
 
 
 def _chunked_scan_backward(ctx, dh, dfinal):
-    a, h, h0 = ctx.saved_tensors
-    rev = ctx.reverse
-    if dh is None and dfinal is None:
-        return None, None, None, None, None
-    if dh is None:
-        dh = torch.zeros_like(h)
-    B, _, D = h.shape
-    one = a.new_ones(B, 1, D)
-    start = (h0 if ctx.has_h0 else a.new_zeros(B, D)).unsqueeze(1)
-    if not rev:
-        # g_t = dh_t + a_{t+1} g_{t+1}: a reverse scan with coefficients shifted left by one
-        coef = torch.cat([a[:, 1:], one], dim=1)
-        g, g0 = chunked_scan(coef, dh, dfinal, True, ctx.chunk)
-        prev = torch.cat([start, h[:, :-1]], dim=1)  # h_{t-1}
-        d0 = a[:, 0] * g0
-    else:
-        # h_t = a_t h_{t+1} + b_t: g_t = dh_t + a_{t-1} g_{t-1}, a forward scan shifted right
-        coef = torch.cat([one, a[:, :-1]], dim=1)
-        g, g0 = chunked_scan(coef, dh, dfinal, False, ctx.chunk)
-        prev = torch.cat([h[:, 1:], start], dim=1)  # h_{t+1}
-        d0 = a[:, -1] * g0
-    da = g * prev
-    return da, g, (d0 if ctx.has_h0 else None), None, None
+    return _scan_backward(chunked_scan, ctx, dh, dfinal)
 
 
 chunked_scan.register_autograd(_chunked_scan_backward, setup_context=_chunked_scan_setup)
