@@ -209,6 +209,10 @@ def score(model, x, y=None, threshold=None, scratchpad_mask=None, entropy_trigge
     returns (Events, ModelOutput). With a scratchpad_mask, entropy_trigger says whether the mask
     came from the aux entropy (then inference runs the aux head) or from a data-blind rule."""
     B, L = x.shape
+    device = next(model.parameters()).device  # the scorer follows the model (CPU batches moved there)
+    x = x.to(device)
+    y = y.to(device) if y is not None else None
+    scratchpad_mask = scratchpad_mask.to(device) if scratchpad_mask is not None else None
     out = model(x, threshold=threshold, scratchpad_mask=scratchpad_mask)
     nats, per_window = 0.0, []
     if y is not None:
@@ -245,8 +249,8 @@ def entropy_quantile_thresholds(model, arr: np.ndarray, window: int, rates: list
     ents, total = [], 0
     with torch.no_grad():
         for x, _ in batches(arr, window, batch_size):
-            out = model(x)
-            ents.append(out.entropy[~out.ends].double().numpy())
+            out = model(x.to(next(model.parameters()).device))
+            ents.append(out.entropy[~out.ends].double().cpu().numpy())
             total += x.numel()
     e = np.concatenate(ents) if ents else np.zeros(0)
     taus = []

@@ -64,8 +64,8 @@ class Profile:
     moments: np.ndarray = field(default_factory=lambda: np.zeros(6))  # n, Σo, Σo², Σy, Σy², Σoy
 
     def add(self, bucket: torch.Tensor, nats: torch.Tensor):
-        o = bucket.reshape(-1).clamp(max=MAX_BUCKET - 1).numpy()
-        y = nats.reshape(-1).double().numpy()
+        o = bucket.reshape(-1).clamp(max=MAX_BUCKET - 1).cpu().numpy()
+        y = nats.reshape(-1).double().cpu().numpy()
         self.nats += np.bincount(o, y, MAX_BUCKET)
         self.sq += np.bincount(o, y * y, MAX_BUCKET)
         self.count += np.bincount(o, minlength=MAX_BUCKET)
@@ -107,6 +107,7 @@ class LagStats:
 
     def __call__(self, out, y):
         """Accumulate one scored batch: a ModelOutput and its targets y [B, L]."""
+        y = y.to(out.logits.device)
         nats = F.cross_entropy(out.logits.transpose(1, 2).float(), y, reduction="none")
         self.offset.add(bytes_since(out.ends), nats)
         self.lag.add(bytes_since(out.ends | out.scratch), nats)

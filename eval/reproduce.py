@@ -110,7 +110,7 @@ def evaluate_model(key: str, run: Path, sets: list[dict], taus: list[float], a) 
         if saved.get("settings") == settings:
             print("  reused its evaluation (eval.json)", flush=True)
             return restore_inf(saved["result"])
-    model = load_model(folder).float().eval()
+    model = load_model(folder).float().eval().to(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     cfg = model.cfg
     log = read_log(run)
     end = next((e for e in reversed(log) if e.get("event") == "end"), {})
