@@ -7,8 +7,8 @@ run stops starting new steps when its budget is spent) and writes OUT (default e
     pytest_gpu.txt         python -m pytest -m gpu (the CUDA tests of the Triton kernels and engine)
     bench_kernels.txt      scratchpad bench kernels: scan/step kernels vs copy bandwidth (fla HGRN
                            side by side when fla-core is installed; the machine has no network)
-    bench_train.txt        scratchpad bench train, bf16, eager, the default preset (sp-fixed-p16) and
-                           the byte baseline: bytes/s, MFU, peak memory
+    bench_train.txt        scratchpad bench train, bf16, eager, the default model's preset (heavy-p16-aux2)
+                           and its byte baseline (heavy-byte): bytes/s, MFU, peak memory
     bench_train_compile_{sp,byte}.txt   the same per preset, eager and --compile alternating on the
                            same steps: compiled bytes/s and MFU, speedup, compile time, loss agreement
     train_log.jsonl        a 40-step `scratchpad train --dtype bf16` run on synthetic text: the
@@ -39,6 +39,7 @@ from scratchpad.errors import UserError, run_cli
 from scratchpad.flags import Parser, describe
 
 DEFAULT_OUT = Path(__file__).parent / "reports" / "gpu"
+SP_PRESET, BYTE_PRESET = "heavy-p16-aux2", "heavy-byte"  # the packaged default model's design
 BUDGET_S = 570.0  # 9.5 minutes: the run must end within 10 on the device
 
 
@@ -62,10 +63,10 @@ def steps() -> list[Step]:
         Step("bench-kernels", [*cli, "bench", "kernels", "--device", "cuda", "--dtype", "bf16", "--budget", "2",
                                "--no-compile"], 100, "bench_kernels.txt"),
         # eager first (numbers even if compiling runs out of time), then each preset eager + compiled
-        Step("bench-train", [*train, "--presets", "sp-fixed-p16,byte"], 60, "bench_train.txt"),
-        Step("bench-train-compile-sp", [*train, "--presets", "sp-fixed-p16", "--compile"], 120,
+        Step("bench-train", [*train, "--presets", f"{SP_PRESET},{BYTE_PRESET}"], 60, "bench_train.txt"),
+        Step("bench-train-compile-sp", [*train, "--presets", SP_PRESET, "--compile"], 120,
              "bench_train_compile_sp.txt"),
-        Step("bench-train-compile-byte", [*train, "--presets", "byte", "--compile"], 90, "bench_train_compile_byte.txt"),
+        Step("bench-train-compile-byte", [*train, "--presets", BYTE_PRESET, "--compile"], 90, "bench_train_compile_byte.txt"),
         Step("train-log", [*py, "-m", "eval.bench_gpu", "--train-only", "--out", "{out}"], 60, "train.txt"),
         Step("bench-generate", [*cli, "bench", "generate", "--device", "cuda", "--batch-sizes", "1,16,64"], 40,
              "bench_generate.txt"),
@@ -129,7 +130,7 @@ def env_info() -> dict:
     return info
 
 
-def train_log_run(out: Path, device: str = "cuda", preset: str = "sp-fixed-p16", steps_: int = 40, batch: int = 16,
+def train_log_run(out: Path, device: str = "cuda", preset: str = SP_PRESET, steps_: int = 40, batch: int = 16,
                   seq_len: int = 1024, dtype: str = "bf16") -> int:
     """40 bf16 steps of the default preset on synthetic text, through the real trainer."""
     import tempfile

@@ -38,8 +38,8 @@ import torch
 
 from scratchpad import ModelConfig, UserError, build_model
 from scratchpad.flags import Parser, add_threads_flag
-from train.hardware import (autocast, check_dtype, compile_module, compile_problem, peak_flops, peak_memory_bytes,
-                            reset_peak_memory, synchronize)
+from scratchpad.precision import DTYPES, autocast, check_dtype, compile_module, compile_problem
+from train.hardware import peak_flops, peak_memory_bytes, reset_peak_memory, synchronize
 from train.optim import make_optimizer
 from train.trainer import LossModule, train_flops
 
@@ -174,7 +174,7 @@ def main(argv=None) -> int:
     p.add_argument("--data", default=None, help="corpus folder to read train.bin from (default: synthetic text)")
     add_threads_flag(p)
     p.add_argument("--device", choices=["cpu", "cuda"], default=None)
-    p.add_argument("--dtype", choices=["fp32", "bf16"], default=None, help="default bf16 autocast on CUDA, fp32 on CPU")
+    p.add_argument("--dtype", choices=list(DTYPES), default=None, help="default bf16 autocast on CUDA, fp32 on CPU")
     p.add_argument("--compile", action="store_true", help="also run every row under torch.compile on the same steps: "
                    "bytes/s of both, the speedup, and the largest relative difference of their per-step losses")
     a = p.parse_args(sys.argv[1:] if argv is None else argv)

@@ -54,7 +54,7 @@ def run_bpb(model, arr, window: int, threshold: float, batch_size: int, lag: boo
 def compile_for_eval(model, arr, window: int, threshold: float, batch_size: int):
     """-> (the compiled model, seconds its first batch took: the compile time)."""
     from eval.common import batches, score
-    from train.hardware import compile_module, compile_problem
+    from scratchpad.precision import compile_module, compile_problem
 
     problem = compile_problem(next(model.parameters()).device)
     if problem:

@@ -207,6 +207,8 @@ _PRESETS["heavy-byte"] = dict(_HEAVY, patcher="fixed", patch_size=1, pooling="me
 _PRESETS["heavy-p16-plain"] = dict(_HEAVY, patcher="fixed", patch_size=16, scratchpad=False)
 for _p in (4, 8, 16):
     _PRESETS[f"heavy-p{_p}"] = dict(_HEAVY, patcher="fixed", patch_size=_p)
+# the packaged default model: heavy-p16 with a 2-layer aux stack (eval/reports/design-cpu/)
+_PRESETS["heavy-p16-aux2"] = dict(_HEAVY, patcher="fixed", patch_size=16, n_aux_layers=2)
 for _p in (4, 8, 16):
     _PRESETS[f"sp-fixed-p{_p}"] = dict(patcher="fixed", patch_size=_p, trunk_mixers=_SP_TRUNK)
     _PRESETS[f"sp-whitespace-p{_p}"] = dict(patcher="whitespace", patch_size=_p, max_patch_len=_p, trunk_mixers=_SP_TRUNK)

@@ -9,7 +9,7 @@ import torch
 
 from kernels.scan_ref import _ChunkedScan, chunked_scan
 from scratchpad import ModelConfig, build_model
-from train.hardware import compile_module, configure_compile
+from scratchpad.precision import compile_module, configure_compile
 
 
 def test_chunked_scan_operator_matches_the_eager_scan_forward_and_backward():

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from eval.cli import main as cli
 from scratchpad import ModelConfig, build_model, save_model
@@ -64,10 +65,28 @@ def test_empty_binary_and_overlong_prompts(tiny_model, tmp_path, capsys):
     (["--temperature", "-2"], "temperature"),
     (["--top-p", "0"], "top-p"),
     (["--prompt-file", "/no/such/file"], "prompt file"),
+    (["--device", "tpu"], "--device must be cpu or cuda"),
+    (["--dtype", "fp16"], "--dtype"),
 ])
 def test_bad_flags_give_one_line(tiny_model, capsys, flags, message):
     code, _, err = run(capsys, *(["x"] if "--prompt-file" not in flags else []), "--model", tiny_model, *flags)
     assert code == 2 and err.count("\n") == 1 and message in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_cuda_without_cuda_is_one_line(tiny_model, capsys):
+    code, _, err = run(capsys, "x", "--model", tiny_model, "--device", "cuda")
+    assert code == 2 and err == "error: --device cuda: CUDA is not available on this machine\n"
+
+
+def test_bf16_weights_generate(tiny_model, capsys, monkeypatch):
+    from scratchpad import precision
+
+    monkeypatch.setattr(precision, "_matmul_seconds", lambda dtype, **k: 2.0 if dtype == torch.bfloat16 else 1.0)
+    code, out, err = run(capsys, "--model", tiny_model, "hello", "--max-bytes", "12", "--seed", "0", "--no-eos",
+                         "--json", "--dtype", "bf16")
+    assert code == 0 and err.startswith("note: --dtype bf16 on this CPU is 2.0x slower") and err.count("\n") == 1
+    assert json.loads(out)["stats"]["generated_bytes"] == 12
 
 
 def test_bad_model_folders(tiny_model, tmp_path, capsys):

@@ -6,9 +6,11 @@ import math
 
 import torch
 
+from infer.engine import Engine
 from kernels import diagonal_step
 from scratchpad.layers import rotary
 from scratchpad.mixers.ssm import DiagonalSSM, SSMState
+from test_engine import model_for, text_bytes
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor, dim=None) -> torch.Tensor:
@@ -72,3 +74,18 @@ def test_ssm_decode_state_is_fp32_and_tracks_fp32_over_10000_steps():
     assert err < 0.01, err
     assert float(_rel(old.h, s32.h)) > 3 * max(err, 1e-3)  # a bf16 state drifts: the check can fail
     assert math.isfinite(err)
+
+
+def test_bf16_decode_tracks_the_fp32_forward():
+    # generate --dtype bf16: bf16 weights through the engine, fp32 SSM state and RoPE tables
+    model = model_for("tiny-sp-fixed-p4", torch.float32)
+    x = text_bytes(2, 40, seed=5)
+    m16 = copy.deepcopy(model).to(torch.bfloat16)
+    for tau in (0.0, math.inf):  # decisions that bf16 entropies cannot flip
+        with torch.no_grad():
+            ref = model(x, threshold=tau).logits
+            got = Engine(m16).teacher_force(x, tau, prefill=[0, 13])
+            forward_err = float(_rel(m16(x, threshold=tau).logits, ref))  # bf16 rounding alone
+        err = float(_rel(got, ref))
+        assert got.dtype == torch.bfloat16
+        assert err < 0.02 and err <= 1.5 * forward_err, (tau, err, forward_err)

@@ -11,7 +11,6 @@ from scratchpad.errors import UserError
 # (--data included: a resumed run must draw its windows from the same corpus).
 RESUME_MAY_CHANGE = {"steps", "time_budget", "eval_every", "save_every", "save_every_s", "log_every", "threads",
                      "device", "resume", "out", "compile"}
-DTYPES = ("fp32", "bf16")
 
 
 @dataclass

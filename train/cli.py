@@ -15,7 +15,8 @@ import re
 
 from scratchpad import ModelConfig, UserError
 from scratchpad.flags import Parser, parse_duration, parse_int_flag
-from train.args import DTYPES, TrainArgs
+from scratchpad.precision import DTYPES
+from train.args import TrainArgs
 from train.trainer import train
 
 __all__ = ["build_parser", "main", "parse_args", "parse_duration", "parse_int_flag"]

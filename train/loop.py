@@ -20,7 +20,8 @@ from typing import Callable
 
 import torch
 
-from train.hardware import autocast, synchronize
+from scratchpad.precision import autocast
+from train.hardware import synchronize
 from train.optim import lr_at
 
 

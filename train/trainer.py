@@ -31,7 +31,7 @@ reproducible across runs (resume still continues the budget where it stopped).
 
 The parts: train/args.py (arguments, resume rules), train/dist.py (process group), train/optim.py
 (AdamW, schedule), train/state.py (run folder, train state), train/loop.py (the optimizer step),
-train/hardware.py (precision, compile, timing, MFU); this file wires them into a run.
+scratchpad/precision.py (dtype, compile), train/hardware.py (timing, MFU); this file wires them into a run.
 """
 from __future__ import annotations
 
@@ -53,8 +53,8 @@ from scratchpad.checkpoint import ensure_writable_dir, read_config, resolve_mode
 from train.args import TrainArgs, merge_resume_args
 from train.data import ByteCorpus, batch_generator, seed_model_rng
 from train.dist import Dist
-from train.hardware import (autocast, check_dtype, compile_module, compile_problem, peak_flops, peak_memory_bytes,
-                            reset_peak_memory)
+from scratchpad.precision import autocast, check_dtype, compile_module, compile_problem
+from train.hardware import peak_flops, peak_memory_bytes, reset_peak_memory
 from train.loop import NonFinite, StepLoop
 from train.optim import make_optimizer, schedule_warning
 from train.state import (BEST, LAST, LOG_FILE, STATE_FILE, params_hash, read_saved_args, read_saved_world,

@@ -22,8 +22,8 @@ def test_plan_covers_the_issue_and_fits_ten_minutes():
     assert names == ["env", "pytest-gpu", "bench-kernels", "bench-train", "bench-train-compile-sp",
                      "bench-train-compile-byte", "train-log", "bench-generate"]
     assert sum(s.timeout_s for s in st) <= 600 and bench_gpu.BUDGET_S <= 600
-    assert {"bf16", "sp-fixed-p16,byte"} <= set(st[3].argv) and "--compile" not in st[3].argv
-    assert {"--compile", "sp-fixed-p16"} <= set(st[4].argv) and {"--compile", "byte"} <= set(st[5].argv)
+    assert {"bf16", "heavy-p16-aux2,heavy-byte"} <= set(st[3].argv) and "--compile" not in st[3].argv
+    assert {"--compile", "heavy-p16-aux2"} <= set(st[4].argv) and {"--compile", "heavy-byte"} <= set(st[5].argv)
     assert "-m" in st[1].argv and "gpu" in st[1].argv
 
 

@@ -12,7 +12,7 @@ import torch
 
 from scratchpad import ModelConfig
 from test_trainer import FAST, ROOT, assert_user_error, events, make_corpus, run
-from train import hardware
+from scratchpad import precision
 
 
 @pytest.fixture
@@ -62,10 +62,10 @@ def test_bf16_on_cpu_trains_and_a_slow_bf16_is_named(corpus, tmp_path, capsys, m
     assert len(steps) == 2 and all(math.isfinite(e["loss"]) for e in steps)
     assert events(tmp_path / "r", "start")[0]["args"]["dtype"] == "bf16"
     # a CPU where bf16 matmuls are slower: one note line, and the run continues
-    monkeypatch.setattr(hardware, "_matmul_seconds", lambda dtype, **k: 2.0 if dtype == torch.bfloat16 else 1.0)
-    note = hardware.check_dtype("bf16", torch.device("cpu"))
+    monkeypatch.setattr(precision, "_matmul_seconds", lambda dtype, **k: 2.0 if dtype == torch.bfloat16 else 1.0)
+    note = precision.check_dtype("bf16", torch.device("cpu"))
     assert note.startswith("note: --dtype bf16 on this CPU is 2.0x slower than fp32") and "\n" not in note
-    assert hardware.check_dtype("fp32", torch.device("cpu")) is None
+    assert precision.check_dtype("fp32", torch.device("cpu")) is None
 
 
 def test_bad_dtype_is_one_line(corpus, tmp_path, capsys):
