@@ -29,7 +29,8 @@ PROMPT = b"The history of the English language begins with the arrival of three 
 def time_decode(model, batch: int, max_bytes: int, tau: float, repeats: int, compile: bool = False) -> dict:
     engine = Engine(model, compile=compile)
     prompts = [PROMPT] * batch
-    engine.generate(prompts, max_bytes=8, threshold=tau, eos_byte=None)  # warm-up (and compilation)
+    # warm-up at full length: with --compile, every KV-span shape the timed runs meet is compiled here
+    engine.generate(prompts, max_bytes=max_bytes, threshold=tau, temperature=0.0, eos_byte=None)
     best = None
     for _ in range(repeats):
         start = time.perf_counter()

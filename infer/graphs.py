@@ -46,8 +46,8 @@ class StepGraphs:
         if r.state.pages.grown != self.grown:  # the page pool moved: capture again
             self.graphs.clear()
             self.grown = r.state.pages.grown
-        pages = r.state.pages  # the KV pages read: the held span rounded up to a power of two
-        pages.fixed_span = min(pages.width, 1 << (pages.held_span - 1).bit_length())
+        pages = r.state.pages
+        pages.round_span()
         key = (r.run_aux, pages.fixed_span)
         graph = self.graphs.get(key)
         if graph is None:

@@ -39,6 +39,11 @@ class PageTable:
     def held_span(self) -> int:
         return max(1, max(len(o) for o in self.owned))
 
+    def round_span(self):
+        """Fix the span at the held span rounded up to a power of two: a compiled or captured step
+        then sees a few shapes over a sequence's life, not one per page."""
+        self.fixed_span = min(self.width, 1 << (self.held_span - 1).bit_length())
+
     def pages_held(self, slot: int) -> int:
         return len(self.owned[slot])
 

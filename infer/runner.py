@@ -18,6 +18,7 @@ from infer.sampling import SlotSampler
 from infer.state import BYTES, COMMITS, KEYS, SlotState, allocate_slots, reset_slot
 from scratchpad.accounting import row_events
 from scratchpad.layers import entropy_nats
+from scratchpad.precision import configure_compile
 
 
 class ModelRunner:
@@ -51,10 +52,12 @@ class ModelRunner:
             from infer.graphs import StepGraphs
 
             self.graphs = StepGraphs(self)
-        elif compile:  # CPU: the per-byte pieces compiled (fixed shapes); the trunk pass, whose KV span
-            # grows page by page, stays eager rather than recompiling at every new page
-            self._parts = (torch.compile(self._front, dynamic=False), self._trunk,
-                           torch.compile(self._back, dynamic=False))
+        elif compile:  # CPU: the three pieces compiled with fixed shapes; the trunk pass reads the
+            # held KV pages rounded up to a power of two (one compiled shape per power), and still
+            # runs only at bytes where some slot commits or scratches
+            configure_compile()
+            self._parts = tuple(torch.compile(f, dynamic=False) for f in (self._front, self._trunk, self._back))
+        self.compiled = compile and self.graphs is None
 
     @property
     def slots(self) -> int:
@@ -127,6 +130,8 @@ class ModelRunner:
         front, trunk, back = self._parts
         h, aux_h, ends, scratch, need, prob, open_len, ring_pos = front(x, run_aux)
         if self.static or bool(need.any()):
+            if self.compiled:
+                self.state.pages.round_span()
             trunk(ends, need, prob, open_len, ring_pos)
         return back(x, h, aux_h, ends, scratch, need, open_len, run_aux)
 

@@ -73,12 +73,15 @@ def configure_compile():
     """capture_scalar_outputs lets the scratchpad count become an unbacked size inside the graph
     (no graph break at `compact`); fallback_random makes compiled graphs draw the same random
     numbers as eager (the random subset of scratchpads a training forward keeps), so compiled and
-    eager runs take the same steps."""
+    eager runs take the same steps. The recompile limit is raised because a compiled decode step
+    is specialised per engine runner (slot count) and per KV-span bucket (infer/runner.py); past
+    the default 8 torch would silently fall back to eager."""
     import torch._dynamo
     import torch._inductor.config
 
     torch._dynamo.config.capture_scalar_outputs = True
     torch._inductor.config.fallback_random = True
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
 
 
 def compile_module(module: torch.nn.Module):
