@@ -130,12 +130,16 @@ def test_build_model_is_deterministic_by_default():
     assert c.scratch.sum() < model.eval()(x, threshold=0.0).scratch.sum()  # the drop is still there for training
 
 
-def test_config_written_before_the_window_renames_still_loads():
+def test_config_written_before_the_window_renames_still_loads(tmp_path):
     """`local_window` (the local attention span) was renamed `local_attn_span`; old config.json
-    files (the packaged default model's among them) keep loading."""
+    files (the previous packaged model's among them) keep loading."""
     cfg = ModelConfig.from_dict({"local_mixer": "attn", "local_window": 64})
     assert cfg.local_attn_span == 64 and "local_window" not in cfg.to_dict()
-    assert load_model(None).cfg.local_attn_span == 128
+    save_model(build_model(ModelConfig.preset("tiny-heavy-p4")), tmp_path / "m")
+    old = json.loads((tmp_path / "m" / "config.json").read_text())
+    old["local_window"] = old.pop("local_attn_span")
+    (tmp_path / "m" / "config.json").write_text(json.dumps(old))
+    assert load_model(tmp_path / "m").cfg.local_attn_span == ModelConfig.preset("tiny-heavy-p4").local_attn_span
 
 
 def test_window_means_one_thing():
