@@ -15,7 +15,8 @@ import time
 import torch
 
 from infer import Engine
-from infer.generate import DECODE_THREADS
+from eval.common import parse_counts
+from infer.generate import DECODE_THREADS, decode_device
 from infer.options import parse_threshold
 from infer.stats import decode_stats
 from scratchpad import ModelConfig, build_model, load_model
@@ -57,18 +58,12 @@ def main(argv=None) -> int:
     add_threads_flag(ap, DECODE_THREADS, "the generate command's default")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (CUDA: the decode step replays as CUDA graphs)")
     ap.add_argument("--compile", action="store_true",
-                    help="CPU: torch.compile the per-byte pieces of the decode step (compilation, tens of seconds, "
-                         "happens in the untimed warm-up)")
+                    help="CPU: torch.compile the decode step (compilation, tens of seconds, happens in the "
+                         "untimed warm-up)")
     args = ap.parse_args(argv)
     tau = parse_threshold(args.threshold, "--threshold")
-    try:
-        batches = [int(b) for b in args.batch_sizes.split(",")]
-    except ValueError:
-        raise UserError(f"--batch-sizes must be comma-separated integers, got {args.batch_sizes!r}") from None
-    if not batches or min(batches) < 1:
-        raise UserError("--batch-sizes must be >= 1")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda requested but CUDA is not available")
+    batches = parse_counts(args.batch_sizes, "--batch-sizes")
+    decode_device(args.device, compile=args.compile)
     set_threads(args.threads)
     torch.manual_seed(0)
     try:
@@ -77,8 +72,8 @@ def main(argv=None) -> int:
     except UserError:
         if args.model:
             raise
-        sp = build_model(ModelConfig.preset("sp-fixed-p16")).to(args.device).eval()
-        source = "sp-fixed-p16 preset, random weights (no default model packaged)"
+        sp = build_model(ModelConfig.preset("heavy-p16-aux2")).to(args.device).eval()
+        source = "heavy-p16-aux2 preset (the default model's), random weights (no default model packaged)"
     base = build_model(byte_baseline(sp.cfg)).to(args.device).eval()
     print(f"SP model: {source} (P={sp.cfg.patch_size}, patcher {sp.cfg.patcher}); baseline: {base.cfg.name}; "
           f"tau={tau:.3g}; {args.max_bytes} bytes per row; device {args.device}, {args.threads} thread(s)"

@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 
+from eval.common import parse_counts
 from eval.report import out_folder, table, write_report
 from infer.generate import DECODE_THREADS
 from scratchpad.errors import UserError, run_cli
@@ -83,12 +84,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", metavar="DIR", help="write load.md and load.json here")
     add_threads_flag(ap, DECODE_THREADS, "the serve command's default")
     args = ap.parse_args(argv)
-    try:
-        clients = [int(c) for c in args.clients.split(",")]
-    except ValueError:
-        raise UserError(f"--clients must be comma-separated integers, got {args.clients!r}") from None
-    if not clients or min(clients) < 1:
-        raise UserError("--clients must be >= 1")
+    clients = parse_counts(args.clients, "--clients")
     try:
         from infer.serve import ServerThread, build_app
     except ImportError:

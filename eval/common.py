@@ -26,7 +26,7 @@ from scratchpad.accounting import flops_for_events, per_byte, row_events
 from scratchpad.checkpoint import resolve_model_folder
 from scratchpad.errors import UserError
 from scratchpad.flags import Parser, add_threads_flag, describe, parse_duration, set_threads  # noqa: F401  (re-exported)
-from scratchpad.flags import int_flag as positive_int
+from scratchpad.flags import int_flag as positive_int, parse_int_flag
 
 LN2 = math.log(2)
 DEFAULT_WINDOW_CAP = 1024
@@ -46,6 +46,11 @@ def parse_list(text: str, flag: str, one) -> list:
     if len(set(vals)) != len(vals):
         raise UserError(f"{flag}: {text!r} repeats a value")
     return vals
+
+
+def parse_counts(text: str, flag: str) -> list[int]:
+    """'1,4,16' -> [1, 4, 16]: batch sizes, client counts (integers >= 1)."""
+    return parse_list(text, flag, lambda t, f: parse_int_flag(f, t, 1))
 
 
 def parse_thresholds(text: str, flag: str = "--thresholds") -> list[float]:

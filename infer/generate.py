@@ -71,25 +71,26 @@ def build_parser():
     ap.add_argument("--dtype", choices=list(DTYPES), default="fp32",
                     help="weights' dtype: fp32, or bf16 (the SSM state and RoPE tables stay fp32; default fp32)")
     ap.add_argument("--compile", action="store_true",
-                    help="torch.compile the per-byte pieces of the decode step (CPU; tens of seconds of compiling "
-                         "before the first byte, worth it for long outputs)")
+                    help="CPU: torch.compile the decode step (tens of seconds of compiling before the first "
+                         "byte, worth it for long outputs); on CUDA the step replays as CUDA graphs anyway")
     return ap
 
 
-def decode_device(args) -> torch.device:
-    """The checked --device, --dtype and --compile: one error line for what cannot run here."""
+def decode_device(name: str, dtype: str = "fp32", compile: bool = False) -> torch.device:
+    """The checked --device, --dtype and --compile of a decode command: one error line for what
+    cannot run here, a note on stderr for what runs slowly."""
     try:
-        device = torch.device(args.device)
+        device = torch.device(name)
     except RuntimeError:
-        raise UserError(f"--device must be cpu or cuda, got {args.device!r}") from None
+        raise UserError(f"--device must be cpu or cuda, got {name!r}") from None
     if device.type not in ("cpu", "cuda"):
-        raise UserError(f"--device must be cpu or cuda, got {args.device!r}")
+        raise UserError(f"--device must be cpu or cuda, got {name!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: CUDA is not available on this machine")
-    note = check_dtype(args.dtype, device)
+    note = check_dtype(dtype, device)
     if note:
         print(note, file=sys.stderr)
-    if args.compile and device.type == "cpu" and compile_problem(device):
+    if compile and device.type == "cpu" and compile_problem(device):
         raise UserError(f"--compile: {compile_problem(device)}; run without --compile")
     return device
 
@@ -155,7 +156,7 @@ def main(argv=None) -> int:
     set_threads(args.threads)
     tau = parse_threshold(DEFAULT_THRESHOLD if args.threshold is None else args.threshold, "--threshold")
     prompts = gather_prompts(args)
-    device = decode_device(args)
+    device = decode_device(args.device, args.dtype, args.compile)
     model = load_model(args.model, device=device).to(torch_dtype(args.dtype))
     if not model.cfg.scratchpad:
         if args.rate is not None or (args.threshold is not None and math.isfinite(tau)):

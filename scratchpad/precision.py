@@ -28,7 +28,7 @@ def autocast(device: torch.device, dtype: str = "fp32"):
 def check_dtype(dtype: str, device: torch.device) -> str | None:
     """Refuse what cannot run (one UserError line); return a one-line note when bf16 runs but is
     measured slower than fp32 on this CPU (a 0.2 s matmul probe), None otherwise."""
-    if dtype not in ("fp32", "bf16"):
+    if dtype not in DTYPES:
         raise UserError(f"--dtype must be fp32 or bf16, got {dtype!r}")
     if dtype == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise UserError(f"--dtype bf16: {torch.cuda.get_device_name(device)} does not support bf16")
