@@ -1,7 +1,8 @@
 """`scratchpad bench generate`: decode speed of an SP model vs the byte-level baseline of equal trunk.
 
 Times `Engine.generate` (prefill excluded) at batch 1 and 16, prints a table, then one JSON line
-with `speedup_vs_byte` at batch 1. The SP model is --model (default: the packaged default model,
+with `speedup_vs_byte` at batch 1. At each batch size the SP model's and the baseline's timed runs
+alternate (best of --repeats each), so the machine's drifts hit both alike. The SP model is --model (default: the packaged default model,
 or the sp-fixed-p16 preset with random weights when none is packaged -- random weights trigger
 scratchpads almost everywhere, so use a trained model for meaningful numbers).
 """
@@ -27,24 +28,44 @@ from scratchpad.flags import THRESHOLD_FLAGS, Parser, add_threads_flag, describe
 PROMPT = b"The history of the English language begins with the arrival of three Germanic tribes. "
 
 
-def time_decode(model, batch: int, max_bytes: int, tau: float, repeats: int, compile: bool = False) -> dict:
-    engine = Engine(model, compile=compile)
-    prompts = [PROMPT] * batch
-    # warm-up at full length: with --compile, every KV-span shape the timed runs meet is compiled here
-    engine.generate(prompts, max_bytes=max_bytes, threshold=tau, temperature=0.0, eos_byte=None)
-    best = None
-    for _ in range(repeats):
+class _Cell:
+    """One model at one batch size: its engine (warmed up at full length: with --compile, every
+    KV-span shape the timed runs meet is compiled here) and its fastest timed run."""
+
+    def __init__(self, model, batch: int, max_bytes: int, tau: float, compile: bool):
+        self.model, self.engine = model, Engine(model, compile=compile)
+        self.prompts, self.max_bytes, self.tau = [PROMPT] * batch, max_bytes, tau
+        self.best = None
+        self.generate(max_bytes)
+
+    def generate(self, n: int):
+        return self.engine.generate(self.prompts, max_bytes=n, threshold=self.tau, temperature=0.0,
+                                    eos_byte=None)
+
+    def time_once(self):
         start = time.perf_counter()
-        gens = engine.generate(prompts, max_bytes=max_bytes, threshold=tau, temperature=0.0, eos_byte=None)
-        stats = decode_stats(model.cfg, gens, time.perf_counter() - start)
-        if best is None or stats["seconds"] < best["seconds"]:
-            best = stats
-    # the prompt's prefill is included in seconds; subtract a separate prefill timing
-    start = time.perf_counter()
-    engine.generate(prompts, max_bytes=1, threshold=tau, eos_byte=None)
-    prefill = time.perf_counter() - start
-    best["decode_bytes_per_second"] = best["generated_bytes"] / max(best["seconds"] - prefill, 1e-9)
-    return best
+        gens = self.generate(self.max_bytes)
+        stats = decode_stats(self.model.cfg, gens, time.perf_counter() - start)
+        if self.best is None or stats["seconds"] < self.best["seconds"]:
+            self.best = stats
+
+    def result(self) -> dict:
+        """The fastest run, its prefill (timed separately) subtracted."""
+        start = time.perf_counter()
+        self.generate(1)
+        prefill = time.perf_counter() - start
+        self.best["decode_bytes_per_second"] = self.best["generated_bytes"] / max(self.best["seconds"] - prefill, 1e-9)
+        return self.best
+
+
+def time_decode(models: dict, batch: int, max_bytes: int, repeats: int, compile: bool = False) -> dict:
+    """models: name -> (model, tau). The models' timed runs alternate, so slow drifts of the
+    machine's speed (this VM's drift by tens of percent over minutes) hit every model alike."""
+    cells = {name: _Cell(m, batch, max_bytes, tau, compile) for name, (m, tau) in models.items()}
+    for _ in range(repeats):
+        for cell in cells.values():
+            cell.time_once()
+    return {name: cell.result() for name, cell in cells.items()}
 
 
 def main(argv=None) -> int:
@@ -54,7 +75,8 @@ def main(argv=None) -> int:
                     help="entropy threshold of the SP model in nats ('inf' = no scratchpads)")
     ap.add_argument("--max-bytes", type=int_flag("--max-bytes"), default=256, metavar="N", help="bytes generated per row")
     ap.add_argument("--batch-sizes", default="1,16", metavar="B,B", help="comma-separated batch sizes")
-    ap.add_argument("--repeats", type=int_flag("--repeats"), default=2, metavar="N", help="timed runs per cell (best kept)")
+    ap.add_argument("--repeats", type=int_flag("--repeats"), default=5, metavar="N",
+                    help="timed runs per cell, best kept (this VM's speed drifts by tens of percent)")
     add_threads_flag(ap, DECODE_THREADS, "the generate command's default")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (CUDA: the decode step replays as CUDA graphs)")
     ap.add_argument("--compile", action="store_true",
@@ -80,9 +102,9 @@ def main(argv=None) -> int:
           f"{', compiled step' if args.compile else ''}")
     print(f"{'model':<12} {'batch':>5} {'bytes/s':>10} {'scratch':>8} {'trunk/byte':>10} {'MFLOP/byte':>10} {'KV ratio':>8}")
     results = {}
-    for name, model, t in (("sp", sp, tau), ("byte", base, math.inf)):
-        for b in batches:
-            r = time_decode(model, b, args.max_bytes, t, args.repeats, args.compile)
+    for b in batches:
+        for name, r in time_decode({"sp": (sp, tau), "byte": (base, math.inf)}, b, args.max_bytes, args.repeats,
+                                   args.compile).items():
             results[(name, b)] = r
             print(f"{name:<12} {b:>5} {r['decode_bytes_per_second']:>10.1f} {r['scratchpad_rate']:>8.3f} "
                   f"{r['trunk_calls_per_byte']:>10.3f} {r['flops_per_byte'] / 1e6:>10.3f} {r['kv_ratio_vs_byte']:>8.3f}")
