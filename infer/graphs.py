@@ -2,11 +2,11 @@
 
 The step is static (fixed slots, masks instead of gathers, the trunk pass always runs and the
 write mask decides commit vs transient, a fixed number of KV pages is read), so a graph replays
-it with a single launch: one graph per aux mode and per power-of-two count of pages read. Warm-up
-runs on a side stream against a snapshot of the state, which is restored afterwards, so capturing
-never changes a sequence in flight. The page pool
-is preallocated to its worst case so its tensors never move; if they do (pool growth), the
-graphs are captured again.
+it with a single launch: one graph per aux mode and per bucket of pages read
+(kv_pages.span_bucket). Warm-up runs on a side stream against a snapshot of the state, which is
+restored afterwards, so capturing never changes a sequence in flight. The page pool is
+preallocated to its worst case so its tensors never move; if they do (pool growth), the graphs
+are captured again.
 
 Not yet run on a GPU: the session that built it had none. The static step it captures runs on
 CPU with Engine(model, static=True), where tests/test_engine.py checks it against the parallel

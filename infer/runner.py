@@ -54,8 +54,8 @@ class ModelRunner:
 
             self.graphs = StepGraphs(self)
         elif compile:  # CPU: the pieces compiled with fixed shapes; the trunk pass reads the held
-            # KV pages rounded up to a power of two (one compiled shape per power), and still runs
-            # only at bytes where some slot commits or scratches
+            # KV pages rounded up to a bucket (kv_pages.span_bucket: one compiled shape per bucket),
+            # and still runs only at bytes where some slot commits or scratches
             configure_compile()
             self._parts = tuple(torch.compile(f, dynamic=False) for f in self._parts)
             self._skip_guards = skip_guard_checks()

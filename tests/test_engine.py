@@ -8,7 +8,7 @@ import torch
 from eval.causality import audit_bytes, calibrate_entropy_patcher
 from infer import Engine
 from scratchpad import ModelConfig, build_model
-from infer.kv_pages import PagedCache
+from infer.kv_pages import PagedCache, span_bucket
 from scratchpad.mixers import SSMState
 
 
@@ -130,11 +130,20 @@ def test_prompt_longer_than_context_keeps_its_tail_and_slides():
 def test_compiled_step_equals_parallel_forward(name):
     """The CPU-compiled step (torch.compile of the per-byte pieces) decodes exactly like eager,
     also once its pieces skip Dynamo's guards: with 2-position pages the KV span read grows
-    1 -> 2 -> 4 -> 8 pages within a row, so every variant is first run guarded, then reused."""
+    1 -> 2 -> 3 -> 4 -> 6 pages within a row, so every variant is first run guarded, then reused."""
     model = model_for(name)
     x = text_bytes(2, 40, seed=4)
     for tau in (0.0, 1.5, math.inf):
         engine = Engine(model, compile=True, page=2)
         got = engine.teacher_force(x, tau, prefill=[0, 9])
         assert (got - model(x, threshold=tau).logits).abs().max() <= 1e-9, f"tau={tau}"
-        assert {span for _, _, span, _ in engine.last_runner._warm} >= {1, 2, 4, 8}
+        assert {span for _, _, span, _ in engine.last_runner._warm} >= {1, 2, 3, 4, 6}
+
+
+def test_span_buckets_read_at_most_half_again_the_pages_held():
+    """Compiled and captured steps read the held KV pages rounded up to a bucket: few buckets
+    (about two per doubling), each the smallest that holds them, never 1.5x more than held."""
+    buckets = [span_bucket(n) for n in range(1, 1025)]
+    assert buckets[:12] == [1, 2, 3, 4, 6, 6, 8, 8, 12, 12, 12, 12]
+    assert all(n <= b <= 1.5 * n for n, b in enumerate(buckets, start=1))
+    assert len(set(buckets)) == 20
