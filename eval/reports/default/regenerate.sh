@@ -26,7 +26,7 @@ for tau in 1.5 3 inf; do
     taskset -c 0 scratchpad bench generate --model "$MODEL" --threshold "$tau" --threads 1 \
         > "$HERE/bench_generate_cpu_tau$tau.txt"
 done
-for tau in 1.5 inf; do
+for tau in 1.5 3 inf; do
     taskset -c 0 scratchpad bench generate --model "$MODEL" --threshold "$tau" --threads 1 --compile \
         > "$HERE/bench_generate_cpu_tau${tau}_compiled.txt"
 done
