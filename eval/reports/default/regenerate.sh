@@ -30,5 +30,5 @@ for tau in 1.5 3 inf; do
     taskset -c 0 scratchpad bench generate --model "$MODEL" --threshold "$tau" --threads 1 --compile \
         > "$HERE/bench_generate_cpu_tau${tau}_compiled.txt"
 done
-scratchpad bench serve --clients 1,4,16 --seconds 20 --max-batch 16 --max-tokens 128 --threads 1 \
+taskset -c 0 scratchpad bench serve --clients 1,4,16 --seconds 20 --max-batch 16 --max-tokens 128 --threads 1 \
     --out "$HERE/serve-load-cpu"
