@@ -2,9 +2,10 @@
 
 Times `Engine.generate` (prefill excluded) at batch 1 and 16, prints a table, then one JSON line
 with `speedup_vs_byte` at batch 1. At each batch size the SP model's and the baseline's timed runs
-alternate (best of --repeats each), so the machine's drifts hit both alike. The SP model is --model (default: the packaged default model,
-or the sp-fixed-p16 preset with random weights when none is packaged -- random weights trigger
-scratchpads almost everywhere, so use a trained model for meaningful numbers).
+alternate (best of --repeats each), so the machine's drifts hit both alike. The SP model is
+--model (default: the packaged default model, or the heavy-p16-aux2 preset with random weights
+when none is packaged -- random weights trigger scratchpads almost everywhere, so use a trained
+model for meaningful numbers).
 """
 from __future__ import annotations
 

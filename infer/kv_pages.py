@@ -50,7 +50,7 @@ class PageTable:
         (powers of two and their midpoints): a compiled or captured step then sees a few shapes over
         a sequence's life, not one per page, and reads at most half again as many pages as held
         (powers of two alone read up to twice as many: 32 for the byte baseline's 22 after 344
-        bytes, which at batch 16 made its compiled step slower than its eager one)."""
+        bytes)."""
         self.fixed_span = min(self.width, span_bucket(self.held_span))
 
     def pages_held(self, slot: int) -> int:
