@@ -132,21 +132,23 @@ class ModelRunner:
         """front, then trunk + back where some slot commits or scratches (always when static), else
         back alone: two calls per byte."""
         front, trunk_back, back = self._parts
-        pages = self.state.pages
-        if self.compiled:
+        shape = None
+        if self.compiled:  # everything the compiled variants differ by (see _call)
+            pages = self.state.pages
             pages.round_span()
-        shape = (run_aux, pages.span, pages.capacity)
+            shape = (run_aux, pages.span, pages.capacity)
         out = self._call("front", front, shape, x, run_aux)
         if self.static or bool(out[4].any()):
             return self._call("trunk_back", trunk_back, shape, x, run_aux, *out)
         return self._call("back", back, shape, x, run_aux, *out)
 
-    def _call(self, name: str, piece, shape: tuple, *args):
-        """Run one piece. A compiled piece that already ran at this shape skips Dynamo's guard
-        checks over its ~100 tensor inputs (batch 1 on one CPU core: +15% bytes/s, median of 12
-        alternated runs): shape holds everything its compiled variants differ by, so the cached
-        graph is the one the guards would pick (tests/test_engine.py fails when it is not)."""
-        if not self.compiled:
+    def _call(self, name: str, piece, shape: tuple | None, *args):
+        """Run one piece (shape None: not compiled). A compiled piece that already ran at this
+        shape skips Dynamo's guard checks over its ~100 tensor inputs (batch 1 on one CPU core:
+        +15% bytes/s, median of 12 alternated runs): shape holds everything its compiled variants
+        differ by, so the cached graph is the one the guards would pick (tests/test_engine.py
+        fails when it is not)."""
+        if shape is None:
             return piece(*args)
         key = (name, *shape)
         if key not in self._warm:
