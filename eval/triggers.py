@@ -10,10 +10,16 @@ count in every window:
   * whitespace  - after whitespace/punctuation bytes (SpaceByte's rule: the next byte starts a word),
                   evenly thinned to the same count (all of them when there are fewer; the realised
                   rate is reported);
-  * random      - the same number at uniformly random bytes (a control).
+  * random      - the same number at uniformly random bytes (a control);
+  * stale       - the same number at the bytes where the model's own prediction from the latest
+                  committed patch (its tau = inf output) has the highest entropy: a trigger that
+                  knows the stale trunk context the aux head lacks. At inference it costs a second
+                  decoder pass at each scratchpad (counted in its FLOPs).
 The taus come from `--rates` (target scratchpad rates, tau by entropy quantile) or `--thresholds`.
 Stride, whitespace and random triggers do not need the aux head at inference, so their FLOPs leave
-it out (unless the patcher itself is entropy-based). Writes triggers.md, triggers.json, triggers.png.
+it out (unless the patcher itself is entropy-based). The report also counts, at each tau, how many bytes
+each entropy (aux head, stale prediction) puts above it: the trunk calls a trigger would spend at
+that tau. Writes triggers.md, triggers.json, triggers.png.
 """
 from __future__ import annotations
 
@@ -42,11 +48,14 @@ from eval.common import (
     score,
 )
 from eval.report import fmt, out_folder, plot_xy, table, write_report
+from scratchpad.accounting import costs
 from scratchpad.errors import UserError, run_cli
+from scratchpad.layers import entropy_nats
 from scratchpad.patchers import spacelike
 
-TRIGGERS = ("entropy", "stride", "whitespace", "random")
+TRIGGERS = ("entropy", "stride", "whitespace", "random", "stale")
 DEFAULT_RATES = "0.05,0.1,0.2,0.4"
+FIXED_TAUS = (1.5, 3.0)  # the taus the README and `bench generate` quote, always counted
 
 
 def evenly(cands: torch.Tensor, k: int) -> torch.Tensor:
@@ -60,12 +69,14 @@ def evenly(cands: torch.Tensor, k: int) -> torch.Tensor:
     return cands[idx]
 
 
-def matched_masks(x: torch.Tensor, ends: torch.Tensor, ent_mask: torch.Tensor, gen: torch.Generator) -> dict:
-    """Per trigger kind a [B, L] mask with (up to) the entropy mask's per-row count."""
+def matched_masks(x: torch.Tensor, ends: torch.Tensor, ent_mask: torch.Tensor, gen: torch.Generator,
+                  stale_entropy: torch.Tensor) -> dict:
+    """Per trigger kind a [B, L] mask with (up to) the entropy mask's per-row count; stale_entropy
+    [B, L] ranks the bytes for the stale trigger."""
     B, L = x.shape
     space = spacelike(x) & ~ends
     masks = {"entropy": ent_mask}
-    for kind in ("stride", "whitespace", "random"):
+    for kind in ("stride", "whitespace", "random", "stale"):
         m = torch.zeros_like(ent_mask)
         for b in range(B):
             k = int(ent_mask[b].sum())
@@ -74,26 +85,48 @@ def matched_masks(x: torch.Tensor, ends: torch.Tensor, ent_mask: torch.Tensor, g
                 pos = evenly(free, k)
             elif kind == "whitespace":
                 pos = evenly(space[b].nonzero().flatten(), k)
-            else:
+            elif kind == "random":
                 pos = free[torch.randperm(len(free), generator=gen)[:k]]
+            else:
+                pos = free[stale_entropy[b, free].argsort(descending=True, stable=True)[:k]]
             m[b, pos] = True
         masks[kind] = m
     return masks
 
 
 def run_triggers(model, arr: np.ndarray, W: int, taus: list[float], batch_size: int, seed: int = 0):
-    """-> (plain Events, {(tau index, kind): Events})."""
+    """-> (plain Events, {(tau index, kind): Events}, {tau: {"aux"|"stale"|"free": bytes}}): the last
+    counts the bytes that do not close a patch and those whose aux or stale entropy exceeds each tau."""
     plain, acc = Events(), {}
+    above = {tau: dict(aux=0, stale=0, free=0) for tau in sorted(set(taus) | set(FIXED_TAUS))}
     gen = torch.Generator().manual_seed(seed)
     for x, y in batches(arr, W, batch_size):
         ev, out = score(model, x, y, None)
         plain.add(ev)
+        stale = entropy_nats(out.logits.float())
+        free = ~out.ends
+        for tau, n in above.items():
+            n["aux"] += int(((out.entropy > tau) & free).sum())
+            n["stale"] += int(((stale > tau) & free).sum())
+            n["free"] += int(free.sum())
         for i, tau in enumerate(taus):
-            ent_mask = (out.entropy > tau) & ~out.ends
-            for kind, mask in matched_masks(x, out.ends, ent_mask, gen).items():
+            ent_mask = (out.entropy > tau) & free
+            for kind, mask in matched_masks(x, out.ends, ent_mask, gen, stale).items():
                 e, _ = score(model, x, y, scratchpad_mask=mask, entropy_trigger=kind == "entropy")
                 acc.setdefault((i, kind), Events()).add(e)
-    return plain, acc
+    return plain, acc, above
+
+
+def trigger_accounting(cfg, kind: str, ev: Events) -> dict:
+    """FLOPs and KV per byte of one trigger's events; the stale trigger pays a second decoder pass at
+    each scratchpad (the first pass, from the stale context, decides whether to fire)."""
+    acc = accounting(cfg, ev)
+    if kind == "stale":
+        extra = 2 * costs(cfg).decoder_byte * ev.scratchpads / max(ev.bytes, 1)
+        acc["flops_per_byte"] += extra
+        acc["flops_per_byte_split"]["decoder"] += extra
+        acc["flops_ratio_vs_byte"] = acc["flops_per_byte"] / acc["byte_baseline_flops_per_byte"]
+    return acc
 
 
 def main(argv=None) -> int:
@@ -121,7 +154,7 @@ def main(argv=None) -> int:
     if targets is not None:
         taus = entropy_quantile_thresholds(model, arr, W, targets, a.batch_size)
     print(f"trigger ablation of {model.cfg.name} over {len(arr):,} bytes, taus {', '.join(fmt(t) for t in taus)}", flush=True)
-    plain, acc = run_triggers(model, arr, W, taus, a.batch_size, a.seed)
+    plain, acc, above = run_triggers(model, arr, W, taus, a.batch_size, a.seed)
 
     cfg = model.cfg
     p = dict(trigger="none", threshold=math.inf, target_rate=0.0, bpb=plain.bpb, **accounting(cfg, plain))
@@ -130,7 +163,7 @@ def main(argv=None) -> int:
         for kind in TRIGGERS:
             ev = acc[(i, kind)]
             rows.append(dict(setting=i, trigger=kind, threshold=tau, target_rate=targets[i] if targets else None, bpb=ev.bpb,
-                             aux_steps=ev.aux, **accounting(cfg, ev)))
+                             aux_steps=ev.aux, **trigger_accounting(cfg, kind, ev)))
     for r in rows:
         print(f"tau {fmt(r['threshold']):>7} {r['trigger']:<10}: bpb {r['bpb']:.4f}, scratchpads {100 * r['scratchpad_rate']:5.1f}%, "
               f"{fmt(r['flops_per_byte'])} FLOPs/byte")
@@ -142,7 +175,9 @@ def main(argv=None) -> int:
         best[key] = min(group, key=lambda r: r["bpb"])["trigger"]
     result = dict(command="triggers", model=model_info(model, label), data=data, window=W, method=WINDOWING.format(W=W),
                   mode="rates" if targets else "thresholds", plain=p, rows=rows, best_trigger_per_threshold=best,
-                  entropy_wins=sum(v == "entropy" for v in best.values()), settings=len(taus))
+                  entropy_wins=sum(v == "entropy" for v in best.values()), settings=len(taus),
+                  entropy_above=[dict(threshold=tau, aux_rate=n["aux"] / max(plain.bytes, 1),
+                                      stale_rate=n["stale"] / max(plain.bytes, 1)) for tau, n in above.items()])
     series = []
     for kind in TRIGGERS:
         rs = [r for r in rows if r["trigger"] == kind]
@@ -162,12 +197,18 @@ def main(argv=None) -> int:
         f"{data['bytes_used']:,} bytes. Method: {WINDOWING.format(W=W)}.",
         "Triggers: **entropy** = H > τ (the model's rule); **stride** = the same count per window at evenly spaced bytes "
         "that do not close a patch; **whitespace** = after whitespace/punctuation bytes (SpaceByte's rule), thinned evenly "
-        "to the same count (fewer when a window has fewer such bytes); **random** = the same count at random bytes. "
-        "Stride/whitespace/random need no aux head at inference, so their FLOPs omit it"
+        "to the same count (fewer when a window has fewer such bytes); **random** = the same count at random bytes; "
+        "**stale** = the same count at the bytes where the model's own τ = ∞ prediction (from the latest committed "
+        "patch) has the highest entropy, which costs a second decoder pass at each scratchpad (counted). "
+        "Stride/whitespace/random/stale need no aux head at inference, so their FLOPs omit it"
         + (" (this model's entropy patcher needs it anyway)." if cfg.patcher.startswith("entropy") else "."),
         table(head, body),
         "Lowest BPB per τ: " + ", ".join(f"τ={k}: {v}" for k, v in best.items())
         + f" (entropy best at {result['entropy_wins']} of {len(taus)}).",
+        "Fraction of all bytes (not closing a patch) whose entropy exceeds τ: the scratchpads, hence the trunk calls "
+        "beyond the commits, that an entropy trigger fires at τ. **aux** is the model's rule; **stale** thresholds "
+        "the τ = ∞ prediction's entropy instead.",
+        table(["τ", "aux H > τ", "stale H > τ"], [[e["threshold"], e["aux_rate"], e["stale_rate"]] for e in result["entropy_above"]]),
     ]
     write_report(out, "triggers", "Scratchpad trigger ablation", sections, result, png_note=note, png=True)
     print(f"-> {out / 'triggers.md'}" + (f" ({note})" if note else ""))
