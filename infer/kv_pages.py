@@ -133,6 +133,15 @@ class PagedCache:
                    v_self.transpose(0, 1))
         return o.transpose(0, 1)
 
+    def step(self, q, k, v, span=None, write=None):
+        """One decode position: store, then attend -> [B, H, 1, dh]. The stored entry sits at
+        `length`, beyond the keys the query reads, so the order does not change the result; storing
+        first lets a compiled step write the pools in place (read first, the pools are cloned at
+        every step to keep the values the gather reads: ~12 ms per byte for the byte baseline at
+        batch 16)."""
+        self.store(k, v, write)
+        return self.attend(q, k, v, span)
+
     def store(self, k, v, write=None):
         """Write k, v [B, H, 1, dh] at each slot's position `length` (every row: for rows that do
         not commit the entry stays beyond the valid keys and the next commit overwrites it)."""

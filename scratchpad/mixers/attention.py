@@ -55,6 +55,13 @@ class AttentionCache:
         K, V, valid = self.keys(span)
         return attend(q, K, V, valid.view(valid.shape[0], 1, 1, -1), k_self, v_self)
 
+    def step(self, q, k, v, span=None, write=None):
+        """One decode position: attend, then store (the store overwrites the ring's oldest slot,
+        which the query may still read) -> [B, H, 1, dh]."""
+        o = self.attend(q, k, v, span)
+        self.store(k, v, write)
+        return o
+
     def store(self, k, v, write=None):
         """Write k, v [B, H, 1, dh] at slot length % C and advance (rows where write, or all)."""
         if write is not None:
@@ -155,8 +162,7 @@ class CausalAttention(nn.Module):
         cos, sin = cache.rope(pos)
         q, k = apply_rotary(qkv[:, 0], cos, sin), apply_rotary(qkv[:, 1], cos, sin)
         v = qkv[:, 2]
-        o = cache.attend(q, k, v, self.span)
-        cache.store(k, v, write)
+        o = cache.step(q, k, v, self.span, write)
         return self.out(o.reshape(o.shape[0], self.h * self.dh))
 
     def load(self, cache: AttentionCache, trace, count: int, row: int):
