@@ -24,7 +24,8 @@ from infer.stats import decode_stats
 from scratchpad import ModelConfig, build_model, load_model
 from scratchpad.accounting import byte_baseline
 from scratchpad.errors import UserError, run_cli
-from scratchpad.flags import THRESHOLD_FLAGS, Parser, add_threads_flag, describe, int_flag, set_threads
+from scratchpad.flags import (THRESHOLD_FLAGS, Parser, add_scratch_every_flag, add_threads_flag, describe, int_flag,
+                              set_threads)
 
 PROMPT = b"The history of the English language begins with the arrival of three Germanic tribes. "
 
@@ -34,16 +35,16 @@ class _Cell:
     first run grows the KV page pool, the second compiles every (span, pool size) variant the timed
     runs meet) and its fastest timed run."""
 
-    def __init__(self, model, batch: int, max_bytes: int, tau: float, compile: bool):
+    def __init__(self, model, batch: int, max_bytes: int, tau: float, every: int, compile: bool):
         self.model, self.engine = model, Engine(model, compile=compile)
-        self.prompts, self.max_bytes, self.tau = [PROMPT] * batch, max_bytes, tau
+        self.prompts, self.max_bytes, self.tau, self.every = [PROMPT] * batch, max_bytes, tau, every
         self.best = None
         for _ in range(2 if compile else 1):
             self.generate(max_bytes)
 
     def generate(self, n: int):
         return self.engine.generate(self.prompts, max_bytes=n, threshold=self.tau, temperature=0.0,
-                                    eos_byte=None)
+                                    eos_byte=None, scratch_every=self.every)
 
     def time_once(self):
         start = time.perf_counter()
@@ -62,9 +63,9 @@ class _Cell:
 
 
 def time_decode(models: dict, batch: int, max_bytes: int, repeats: int, compile: bool = False) -> dict:
-    """models: name -> (model, tau). The models' timed runs alternate, so slow drifts of the
+    """models: name -> (model, tau, scratch_every). The models' timed runs alternate, so slow drifts of the
     machine's speed (this VM's drift by tens of percent over minutes) hit every model alike."""
-    cells = {name: _Cell(m, batch, max_bytes, tau, compile) for name, (m, tau) in models.items()}
+    cells = {name: _Cell(m, batch, max_bytes, tau, every, compile) for name, (m, tau, every) in models.items()}
     for _ in range(repeats):
         for cell in cells.values():
             cell.time_once()
@@ -76,6 +77,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model", help="SP model folder or training --out folder (default: the packaged default model)")
     ap.add_argument(*THRESHOLD_FLAGS, dest="threshold", default="1.5", metavar="TAU",
                     help="entropy threshold of the SP model in nats ('inf' = no scratchpads)")
+    add_scratch_every_flag(ap)
     ap.add_argument("--max-bytes", type=int_flag("--max-bytes"), default=256, metavar="N", help="bytes generated per row")
     ap.add_argument("--batch-sizes", default="1,16", metavar="B,B", help="comma-separated batch sizes")
     ap.add_argument("--repeats", type=int_flag("--repeats"), default=5, metavar="N",
@@ -101,18 +103,19 @@ def main(argv=None) -> int:
         source = "heavy-p16-aux2 preset (the default model's), random weights (no default model packaged)"
     base = build_model(byte_baseline(sp.cfg)).to(args.device).eval()
     print(f"SP model: {source} (P={sp.cfg.patch_size}, patcher {sp.cfg.patcher}); baseline: {base.cfg.name}; "
-          f"tau={tau:.3g}; {args.max_bytes} bytes per row; device {args.device}, {args.threads} thread(s)"
+          f"tau={tau:.3g}{f', scratch every {args.scratch_every}' if args.scratch_every else ''}; {args.max_bytes} bytes per row; device {args.device}, {args.threads} thread(s)"
           f"{', compiled step' if args.compile else ''}")
     print(f"{'model':<12} {'batch':>5} {'bytes/s':>10} {'scratch':>8} {'trunk/byte':>10} {'MFLOP/byte':>10} {'KV ratio':>8}")
     results = {}
     for b in batches:
-        for name, r in time_decode({"sp": (sp, tau), "byte": (base, math.inf)}, b, args.max_bytes, args.repeats,
+        for name, r in time_decode({"sp": (sp, tau, args.scratch_every), "byte": (base, math.inf, 0)}, b, args.max_bytes, args.repeats,
                                    args.compile).items():
             results[(name, b)] = r
             print(f"{name:<12} {b:>5} {r['decode_bytes_per_second']:>10.1f} {r['scratchpad_rate']:>8.3f} "
                   f"{r['trunk_calls_per_byte']:>10.3f} {r['flops_per_byte'] / 1e6:>10.3f} {r['kv_ratio_vs_byte']:>8.3f}")
     summary = {
         "device": args.device, "threads": args.threads, "compiled": args.compile, "threshold": tau if math.isfinite(tau) else "inf",
+        "scratch_every": args.scratch_every,
         "sp_model": source, "max_bytes": args.max_bytes,
         "bytes_per_second": {f"{n}_b{b}": round(r["decode_bytes_per_second"], 2) for (n, b), r in results.items()},
         "scratchpad_rate_b1": results[("sp", batches[0])]["scratchpad_rate"],

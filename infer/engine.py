@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from infer.options import as_prompts, check_threshold, effective_threshold
+from infer.options import as_prompts, check_every, check_threshold, effective_every, effective_threshold
 from infer.runner import ModelRunner
 from infer.sampling import DEFAULT_TEMPERATURE
 from infer.scheduler import Scheduler
@@ -51,9 +51,10 @@ class Engine:
     # whole requests ----------------------------------------------------------------------------
     def generate(self, prompts, max_bytes: int = 256, threshold=1.5, temperature: float = DEFAULT_TEMPERATURE, top_k: int = 0,
                  top_p: float = 1.0, seed: int | None = None, stop=None, eos_byte: int | None = DOCUMENT_SEPARATOR,
-                 on_bytes=None, max_batch: int | None = None) -> list[Generation]:
-        """Generate up to max_bytes per prompt (bytes, str or a list of them). Row i samples with
-        seed + i. `on_bytes(row, bytes)` streams each new byte. A prompt longer than the context
+                 on_bytes=None, max_batch: int | None = None, scratch_every: int = 0) -> list[Generation]:
+        """Generate up to max_bytes per prompt (bytes, str or a list of them). A scratchpad runs
+        where the aux entropy exceeds `threshold` and, when scratch_every = k > 0, at every k-th byte
+        of a patch. Row i samples with seed + i. `on_bytes(row, bytes)` streams each new byte. A prompt longer than the context
         keeps its last bytes; generation past the context slides (see Generation.slides)."""
         prompts = as_prompts(prompts)
         if not prompts:
@@ -61,7 +62,7 @@ class Engine:
         tau = check_threshold(threshold)
         stop = [s.encode() if isinstance(s, str) else bytes(s) for s in (stop or [])]
         reqs = [Request(p, max_bytes, tau, temperature, top_k, top_p, None if seed is None else seed + i,
-                        stop, eos_byte) for i, p in enumerate(prompts)]
+                        stop, eos_byte, scratch_every) for i, p in enumerate(prompts)]
         for r in reqs:
             r.validate()
         slots = min(len(prompts), max_batch or len(prompts))
@@ -73,12 +74,13 @@ class Engine:
 
     # teacher forcing (tests, eval) -------------------------------------------------------------
     @torch.no_grad()
-    def teacher_force(self, x: torch.Tensor, threshold=None, prefill=0) -> torch.Tensor:
+    def teacher_force(self, x: torch.Tensor, threshold=None, prefill=0, scratch_every: int = 0) -> torch.Tensor:
         """Logits [B, T, 256] that incremental decode produces for bytes x [B, T]. The first
         `prefill` bytes (an int, or one per row) go through the parallel prefill; then every row
-        steps from there. Compare with model(x, threshold=...).logits. self.last_events holds
+        steps from there. Compare with model(x, threshold=..., scratch_every=...).logits. self.last_events holds
         each row's counted events."""
         tau = effective_threshold(self.cfg, check_threshold(threshold))
+        every = effective_every(self.cfg, check_every(scratch_every))
         B, T = x.shape
         if T > self.cfg.max_seq_len:
             raise UserError(f"{T} bytes exceed the model's context of {self.cfg.max_seq_len}")
@@ -91,13 +93,13 @@ class Engine:
         for b, n in enumerate(starts):
             if n == 0:
                 reset_slot(self.model, st, b)
-                st.tau[b] = tau
+                st.tau[b], st.every[b] = tau, every
                 st.active[b] = True
         for t in range(min(starts), T):
             for b, n in enumerate(starts):
                 if n == t and n > 0:
-                    r.prefill(b, x[b, :n], tau)
-                    logits[b, :n] = self.model(x[b : b + 1, :n], threshold=tau).logits[0]
+                    r.prefill(b, x[b, :n], tau, every)
+                    logits[b, :n] = self.model(x[b : b + 1, :n], threshold=tau, scratch_every=every).logits[0]
                     st.active[b] = True
             self._ensure_pages(r)
             out = r.step(x[:, t])

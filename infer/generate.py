@@ -21,7 +21,8 @@ from infer.sampling import DEFAULT_TEMPERATURE
 from infer.stats import decode_stats
 from scratchpad import load_model
 from scratchpad.errors import UserError, run_cli
-from scratchpad.flags import RATE_FLAGS, THRESHOLD_FLAGS, Parser, add_threads_flag, describe, int_flag, set_threads
+from scratchpad.flags import (RATE_FLAGS, THRESHOLD_FLAGS, Parser, add_scratch_every_flag, add_threads_flag, describe,
+                              int_flag, set_threads)
 from scratchpad.precision import DTYPES, check_dtype, compile_problem, torch_dtype
 
 
@@ -54,6 +55,7 @@ def build_parser():
                           f"(default {DEFAULT_THRESHOLD:g})")
     tau.add_argument(*RATE_FLAGS, dest="rate", type=float, metavar="R",
                      help="instead of --threshold: pick tau on the prompt so about a fraction R of bytes trigger")
+    add_scratch_every_flag(ap)
     ap.add_argument("--max-bytes", type=int_flag("--max-bytes"), default=256, metavar="N", help="bytes to generate per prompt")
     ap.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE, metavar="T",
                     help="sampling temperature; 0 = greedy (default: %(default)s, the same as Engine.generate's)")
@@ -159,9 +161,9 @@ def main(argv=None) -> int:
     device = decode_device(args.device, args.dtype, args.compile)
     model = load_model(args.model, device=device).to(torch_dtype(args.dtype))
     if not model.cfg.scratchpad:
-        if args.rate is not None or (args.threshold is not None and math.isfinite(tau)):
+        if args.rate is not None or args.scratch_every or (args.threshold is not None and math.isfinite(tau)):
             print("note: this model was trained without scratchpads (config scratchpad=false); "
-                  "--threshold/--rate have no effect", file=sys.stderr)
+                  "--threshold/--rate/--scratch-every have no effect", file=sys.stderr)
         tau = math.inf
     elif args.rate is not None:
         tau = budget_threshold(model, prompts[0], args.rate, "--rate")
@@ -176,7 +178,7 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     gens = engine.generate(prompts, max_bytes=args.max_bytes, threshold=tau, temperature=args.temperature,
                            top_k=args.top_k, top_p=args.top_p, seed=args.seed, stop=[s.encode() for s in args.stop],
-                           eos_byte=None if args.no_eos else 0, on_bytes=stream)
+                           eos_byte=None if args.no_eos else 0, on_bytes=stream, scratch_every=args.scratch_every)
     seconds = time.perf_counter() - start
     slides = sum(g.slides for g in gens)
     if slides:
@@ -184,6 +186,7 @@ def main(argv=None) -> int:
               f"keeping the last {limit * 3 // 4} bytes each time", file=sys.stderr)
     stats = decode_stats(model.cfg, gens, seconds)
     stats["threshold"] = tau if math.isfinite(tau) else "inf"
+    stats["scratch_every"] = args.scratch_every if model.cfg.scratchpad else 0
     if args.json:
         print(json.dumps({"outputs": [g.output.decode("utf-8", errors="replace") for g in gens],
                           "stop_reasons": [g.stop_reason for g in gens], "stats": stats}))
@@ -201,7 +204,8 @@ def main(argv=None) -> int:
 
 def format_stats(s: dict) -> str:
     tau = s["threshold"]
-    return (f"[stats] tau={'inf' if tau == 'inf' else f'{tau:.3g}'}  scratchpad rate {s['scratchpad_rate']:.3f}  "
+    every = f" every={s['scratch_every']}" if s.get("scratch_every") else ""
+    return (f"[stats] tau={'inf' if tau == 'inf' else f'{tau:.3g}'}{every}  scratchpad rate {s['scratchpad_rate']:.3f}  "
             f"trunk calls/byte {s['trunk_calls_per_byte']:.3f}  "
             f"FLOPs/byte {s['flops_per_byte'] / 1e6:.2f}M ({s['flops_ratio_vs_byte']:.2f}x byte baseline)  "
             f"KV bytes/byte {s['kv_bytes_per_byte']:.0f} ({s['kv_ratio_vs_byte']:.3f}x)  "

@@ -2,8 +2,8 @@
 Requests, response and stream-chunk bodies, and OpenAI-style error bodies. No web framework here.
 
 Tokens are bytes: max_tokens counts bytes, usage counts bytes. Extension fields per request:
-`entropy_threshold` (tau, a number >= 0 or "inf") or `scratchpad_budget` (a fraction of bytes);
-each choice reports its scratchpad rate, trunk calls and KV bytes under "scratchpad".
+`entropy_threshold` (tau, a number >= 0 or "inf") or `scratchpad_budget` (a fraction of bytes),
+and `scratch_every` (k >= 0: also a scratchpad at every k-th byte of a patch; 0 = none); each choice reports its scratchpad rate, trunk calls and KV bytes under "scratchpad".
 """
 from __future__ import annotations
 
@@ -79,6 +79,7 @@ def parse_completion(body, model_name: str, model, max_tokens_limit: int) -> tup
         tau = 1.5
     if budget is not None:
         budget = _number(body, "scratchpad_budget", None, 0, 1)
+    every = _number(body, "scratch_every", 0, 0, None, integer=True)
     bytes_prompts = [p.encode("utf-8") for p in prompts]
     limit = model.cfg.max_seq_len
     for p in bytes_prompts:
@@ -98,7 +99,8 @@ def parse_completion(body, model_name: str, model, max_tokens_limit: int) -> tup
         except UserError as e:
             raise ApiError(400, str(e)) from None
         reqs.append(Request(p, max_tokens, t, float(temperature), 0, float(top_p),
-                            None if seed is None else seed + i, [s.encode("utf-8") for s in stops]).validate())
+                            None if seed is None else seed + i, [s.encode("utf-8") for s in stops],
+                            scratch_every=every).validate())
     return reqs, dict(stream=bool(body.get("stream", False)))
 
 

@@ -27,6 +27,20 @@ def effective_threshold(cfg, tau: float) -> float:
     return tau if cfg.scratchpad else math.inf
 
 
+def check_every(every, name: str = "scratch_every") -> int:
+    """A scratchpad at every k-th byte of a patch: k an integer >= 0 (0 or None: none)."""
+    if every is None:
+        return 0
+    if isinstance(every, bool) or not isinstance(every, int) or every < 0:
+        raise UserError(f"{name} must be an integer >= 0 (0 = none), got {every!r}")
+    return every
+
+
+def effective_every(cfg, every: int) -> int:
+    """The stride a model runs with: a model trained without scratchpads never fires them (0)."""
+    return every if cfg.scratchpad else 0
+
+
 def parse_threshold(text, flag: str = "--entropy-threshold") -> float:
     """A tau from the command line: a number >= 0, or inf / none / off (no scratchpads)."""
     s = str(text).strip().lower()

@@ -72,15 +72,15 @@ class ModelRunner:
 
     # prefill -----------------------------------------------------------------------------------
     @torch.no_grad()
-    def prefill(self, slot: int, prompt: torch.Tensor, tau: float):
-        """Reset `slot`, run the parallel forward over prompt [n] (n >= 1) and load its caches;
-        state.logits[slot] gets the next-byte logits."""
+    def prefill(self, slot: int, prompt: torch.Tensor, tau: float, every: int = 0):
+        """Reset `slot`, run the parallel forward over prompt [n] (n >= 1) at the slot's triggers
+        (tau, every) and load its caches; state.logits[slot] gets the next-byte logits."""
         m, st = self.model, self.state
         if m.training:
             raise ValueError("the engine's model was switched to training mode; call model.eval()")
         reset_slot(m, st, slot)
         n = prompt.numel()
-        out = m(prompt.view(1, n).to(self.device), threshold=tau, keep_trace=True)
+        out = m(prompt.view(1, n).to(self.device), threshold=tau, scratch_every=every, keep_trace=True)
         tr, bnd = out.trace, out.trace["boundaries"]
         m.encoder.load(st.encoder, tr["encoder"], n, slot)
         m.aux.load(st.aux, tr["aux"], n, slot)
@@ -113,6 +113,7 @@ class ModelRunner:
         aux = n if self.cfg.aux_runs(tau != float("inf")) else 0
         st.counts[:, slot] = torch.tensor([n, int(c), int(s), int(keys), aux], device=self.device)
         st.tau[slot] = tau
+        st.every[slot] = every
         st.logits[slot] = out.logits[0, -1]
 
     # decode ------------------------------------------------------------------------------------
@@ -172,7 +173,8 @@ class ModelRunner:
         st.pool_ring[self.rows, ring_pos] = m.pooling.features(h)
         if coord is not None:
             st.coord_ring[self.rows, ring_pos] = coord
-        scratch = (entropy > st.tau) & ~ends & st.active
+        every = (st.every > 0) & (open_len % st.every.clamp(min=1) == 0)
+        scratch = ((entropy > st.tau) | every) & ~ends & st.active
         return h, aux_h, ends, scratch, ends | scratch, prob, open_len, ring_pos
 
     def _trunk_back(self, x, run_aux: bool, h, aux_h, ends, scratch, need, prob, open_len, ring_pos):

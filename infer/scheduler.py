@@ -18,7 +18,7 @@ from collections import deque
 
 import torch
 
-from infer.options import effective_threshold
+from infer.options import effective_every, effective_threshold
 from infer.runner import ModelRunner
 from infer.sequence import Sequence
 
@@ -141,7 +141,8 @@ class Scheduler:
 
     def _prefill(self, seq: Sequence):
         ctx = seq.context(self.limit - 1 if not seq.output else self.keep)
-        self.runner.prefill(seq.slot, torch.tensor(list(ctx), dtype=torch.long), self.tau_of(seq))
+        self.runner.prefill(seq.slot, torch.tensor(list(ctx), dtype=torch.long), self.tau_of(seq),
+                            effective_every(self.runner.cfg, seq.request.scratch_every))
         seq.fed = len(ctx)
 
     def _finish(self, seq: Sequence, reason: str, finished: list):

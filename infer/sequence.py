@@ -4,7 +4,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from infer.options import check_threshold
+from infer.options import check_every, check_threshold
 from infer.sampling import DEFAULT_TEMPERATURE, check_sampling
 from scratchpad.accounting import Events
 from scratchpad.errors import UserError
@@ -25,11 +25,13 @@ class Request:
     seed: int | None = None
     stop: list = field(default_factory=list)   # stop strings (bytes)
     eos_byte: int | None = DOCUMENT_SEPARATOR
+    scratch_every: int = 0          # also a scratchpad at every k-th byte of a patch (0: none)
 
     def validate(self) -> "Request":
         if not isinstance(self.max_bytes, int) or self.max_bytes < 1:
             raise UserError(f"max_bytes must be an integer >= 1, got {self.max_bytes!r}")
         self.threshold = check_threshold(self.threshold)
+        self.scratch_every = check_every(self.scratch_every)
         check_sampling(self.temperature, self.top_k, self.top_p)
         self.stop = [bytes(s) for s in self.stop if s]
         return self

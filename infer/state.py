@@ -30,7 +30,8 @@ class SlotState:
     coord_ring: torch.Tensor   # [B, W] soft patcher coordinates of those bytes
     ctx: torch.Tensor          # [B, d_model] latest usable trunk output (start vector at first)
     counts: torch.Tensor       # [5, B] long: bytes, commits, scratchpads, keys, aux (see above)
-    tau: torch.Tensor          # [B] entropy threshold per slot (inf: no scratchpads)
+    tau: torch.Tensor          # [B] entropy threshold per slot (inf: no entropy trigger)
+    every: torch.Tensor        # [B] long: a scratchpad at every k-th byte of a patch (0: none)
     active: torch.Tensor       # [B] bool, the slot holds a sequence
     logits: torch.Tensor       # [B, 256] next-byte logits of each slot
 
@@ -73,6 +74,7 @@ def allocate_slots(model, slots: int, device, dtype, page: int = 16, pages: int 
         ctx=model.start.detach().to(device, dtype).expand(slots, -1).clone(),
         counts=counts,
         tau=torch.full((slots,), float("inf"), device=device, dtype=dtype),
+        every=torch.zeros(slots, dtype=torch.long, device=device),
         active=torch.zeros(slots, dtype=torch.bool, device=device),
         logits=torch.zeros(slots, 256, device=device, dtype=dtype),
     )

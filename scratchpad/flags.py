@@ -94,6 +94,13 @@ def add_threads_flag(ap: argparse.ArgumentParser, default: int | None = None, wh
                     help=f"torch CPU threads ({shown})")
 
 
+def add_scratch_every_flag(ap: argparse.ArgumentParser):
+    """--scratch-every K (an integer >= 0): also a scratchpad at every K-th byte of a patch."""
+    ap.add_argument("--scratch-every", type=int_flag("--scratch-every", 0), default=0, metavar="K",
+                    help="also a scratchpad at every K-th byte of a patch, whatever the entropy (0 = none, the "
+                         "default; with --threshold inf the only trigger)")
+
+
 def set_threads(n: int | None):
     """Apply a --threads value (None keeps torch's default)."""
     if n is not None:

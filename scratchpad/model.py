@@ -66,6 +66,25 @@ def compact(mask: torch.Tensor):
     return buf[:, :Q], torch.arange(Q, device=mask.device) < counts.unsqueeze(1)
 
 
+def open_lengths(ends: torch.Tensor) -> torch.Tensor:
+    """ends [B, T] bool -> [B, T] long: bytes of the open patch up to and including each byte."""
+    t = torch.arange(ends.shape[1], device=ends.device)
+    after_end = torch.cat([torch.zeros_like(ends[:, :1]), ends[:, :-1]], 1)
+    start = torch.where(after_end, t, torch.zeros_like(t)).cummax(1).values
+    return t - start + 1
+
+
+def check_settings(value, name: str, bad, want: str):
+    """Validate a per-call setting (a Python number, a list of them, or a tensor) outside a
+    compiled graph: a tensor is checked only in eager mode (no graph break)."""
+    if torch.is_tensor(value):
+        if not torch.compiler.is_compiling() and any(bad(float(v)) for v in value.reshape(-1).tolist()):
+            raise ValueError(f"{name} must be {want}, got {value}")
+        return
+    if any(bad(float(v)) for v in (value if isinstance(value, (list, tuple)) else [value])):
+        raise ValueError(f"{name} must be {want}, got {value}")
+
+
 def take(x, idx):
     """x [B, T, ...], idx [B, Q] -> [B, Q, ...]."""
     return torch.gather(x, 1, idx.view(*idx.shape, *([1] * (x.dim() - 2))).expand(-1, -1, *x.shape[2:]))
@@ -122,22 +141,26 @@ class ScratchpadLM(nn.Module):
     def head_logits(self, d):
         return self.head(self.dec_norm(d))
 
-    def scratch_mask(self, entropy, ends, threshold, scratchpad_mask):
-        """Where transient trunk steps run: H > tau (per row) or an explicit mask, never at an end."""
+    def scratch_mask(self, entropy, ends, threshold, scratchpad_mask, every=None):
+        """Where transient trunk steps run, never at an end: an explicit mask, or H > tau (per row)
+        or every `every`-th byte of a patch (per row; 0 = off)."""
         if scratchpad_mask is not None:
             if scratchpad_mask.shape != ends.shape:
                 raise ValueError(f"scratchpad_mask shape {tuple(scratchpad_mask.shape)} != bytes {tuple(ends.shape)}")
             return scratchpad_mask.bool() & ~ends
-        if threshold is None or not self.cfg.scratchpad:  # a model trained without scratchpads never fires one
-            return torch.zeros_like(ends)
-        if not torch.is_tensor(threshold):  # validated as a Python value: no tensor test, no graph break
-            if any(math.isnan(float(t)) or float(t) < 0 for t in (threshold if isinstance(threshold, (list, tuple)) else [threshold])):
-                raise ValueError(f"entropy threshold must be >= 0 or inf, got {threshold}")
-        elif not torch.compiler.is_compiling() and (torch.isnan(threshold).any() or (threshold < 0).any()):
-            raise ValueError(f"entropy threshold must be >= 0 or inf, got {threshold}")
-        tau = torch.as_tensor(threshold, dtype=entropy.dtype, device=entropy.device)
-        tau = tau.view(-1, 1) if tau.dim() else tau
-        return (entropy > tau) & ~ends
+        fire = torch.zeros_like(ends)
+        if not self.cfg.scratchpad:  # a model trained without scratchpads never fires one
+            return fire
+        if threshold is not None:
+            check_settings(threshold, "entropy threshold", lambda t: math.isnan(t) or t < 0, ">= 0 or inf")
+            tau = torch.as_tensor(threshold, dtype=entropy.dtype, device=entropy.device)
+            fire = fire | (entropy > (tau.view(-1, 1) if tau.dim() else tau))
+        if every is not None:
+            check_settings(every, "scratch_every", lambda k: k < 0 or not k.is_integer(), "an integer >= 0")
+            k = torch.as_tensor(every, dtype=torch.long, device=ends.device)
+            k = k.view(-1, 1) if k.dim() else k
+            fire = fire | ((k > 0) & (open_lengths(ends) % k.clamp(min=1) == 0))
+        return fire & ~ends
 
     def sample_thresholds(self, batch: int, generator=None, device=None) -> torch.Tensor:
         """Training thresholds per row: uniform in the configured range, sometimes inf (plain patching)."""
@@ -150,9 +173,11 @@ class ScratchpadLM(nn.Module):
         return tau.masked_fill(off, math.inf).to(device)
 
     # parallel forward ------------------------------------------------------------------------
-    def forward(self, x, targets=None, threshold=None, scratchpad_mask=None, keep_trace=False) -> ModelOutput:
+    def forward(self, x, targets=None, threshold=None, scratchpad_mask=None, keep_trace=False,
+                scratch_every=None) -> ModelOutput:
         """x [B, T] long byte values; targets [B, T] long (-1 = ignore); threshold: float, inf,
-        None (no scratchpads) or [B] per row; scratchpad_mask [B, T] bool overrides it."""
+        None (no entropy trigger) or [B] per row; scratch_every: k or [B], a scratchpad at every
+        k-th byte of a patch as well (0 or None: none); scratchpad_mask [B, T] bool overrides both."""
         B, T = x.shape
         if T > self.cfg.max_seq_len:
             raise ValueError(f"sequence of {T} bytes exceeds max_seq_len {self.cfg.max_seq_len}")
@@ -162,7 +187,7 @@ class ScratchpadLM(nn.Module):
         entropy = entropy_nats(aux_logits.detach())
         bnd: Boundaries = self.patcher(x, h, entropy)
         ends = bnd.ends
-        scratch = self.scratch_mask(entropy, ends, threshold, scratchpad_mask)
+        scratch = self.scratch_mask(entropy, ends, threshold, scratchpad_mask, scratch_every)
         if self.training and scratchpad_mask is None and self.cfg.train_scratch_keep < 1:
             # Train on a random subset of the triggered bytes: the same per-byte function at a
             # fraction of the trunk cost (the choice is data-independent, so it cannot leak).

@@ -38,6 +38,23 @@ def test_decode_equals_parallel_forward_float64(name):
         assert [e.scratchpads for e in ev] == ref.scratchpads.tolist()
 
 
+@pytest.mark.parametrize("name", ModelConfig.tiny_presets())
+def test_decode_with_scratch_every_equals_parallel_forward(name):
+    """The stride trigger (every k-th byte of a patch, alone or with the entropy trigger) decodes
+    exactly like the parallel forward, eagerly and as CUDA graphs replay the step."""
+    model = model_for(name)
+    x = text_bytes(3, 36, seed=4)
+    for static in (False, True):
+        engine = Engine(model, static=static)
+        for tau, every in ((math.inf, 1), (math.inf, 3), (1.5, 2)):
+            ref = model(x, threshold=tau, scratch_every=every)
+            got = engine.teacher_force(x, tau, prefill=[0, 7, 20], scratch_every=every)
+            assert (got - ref.logits).abs().max() <= 1e-9, f"tau={tau} every={every} static={static}"
+            assert [e.scratchpads for e in engine.last_events] == ref.scratchpads.tolist()
+            if model.cfg.scratchpad and every == 1:  # every byte that does not close a patch
+                assert ref.scratchpads.tolist() == (~ref.ends).sum(1).tolist()
+
+
 @pytest.mark.parametrize("name", ["tiny-sp-fixed-p4", "tiny-sp-entropy-p8", "tiny-sp-router-p8", "tiny-heavy-p4",
                                   "tiny-study-C-soft-boundary"])
 def test_static_step_as_graphs_replay_it_equals_parallel_forward(name):

@@ -38,6 +38,18 @@ def test_json_batch_and_budget(tiny_model, capsys):
     assert 0 <= data["stats"]["scratchpad_rate"] <= 1
 
 
+def test_scratch_every_alone_fires_at_every_kth_byte(tiny_model, capsys):
+    """P = 4, tau = inf, every 2nd byte of a patch: one scratchpad per 4 bytes read."""
+    code, out, err = run(capsys, "abcdefgh", "--model", tiny_model, "--max-bytes", "24", "--no-eos", "--seed", "0",
+                         "-t", "inf", "--scratch-every", "2", "--json")
+    assert code == 0, err
+    stats = json.loads(out)["stats"]
+    assert stats["scratch_every"] == 2 and stats["scratchpad_rate"] == pytest.approx(0.25, abs=0.03)
+    code, out, _ = run(capsys, "abcdefgh", "--model", tiny_model, "--max-bytes", "24", "--no-eos", "--seed", "0",
+                       "-t", "inf", "--json")
+    assert json.loads(out)["stats"]["scratchpad_rate"] == 0
+
+
 def test_empty_binary_and_overlong_prompts(tiny_model, tmp_path, capsys):
     assert run(capsys, "", "--model", tiny_model, "--max-bytes", "4", "--no-eos")[0] == 0
     binary = tmp_path / "binary.bin"
@@ -67,6 +79,8 @@ def test_empty_binary_and_overlong_prompts(tiny_model, tmp_path, capsys):
     (["--prompt-file", "/no/such/file"], "prompt file"),
     (["--device", "tpu"], "--device must be cpu or cuda"),
     (["--dtype", "fp16"], "--dtype"),
+    (["--scratch-every", "-1"], "--scratch-every"),
+    (["--scratch-every", "2.5"], "--scratch-every"),
 ])
 def test_bad_flags_give_one_line(tiny_model, capsys, flags, message):
     code, _, err = run(capsys, *(["x"] if "--prompt-file" not in flags else []), "--model", tiny_model, *flags)

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from scratchpad import ModelConfig, UserError, build_model, load_model, save_model
+from scratchpad.model import open_lengths
 
 
 @pytest.mark.parametrize("name", ModelConfig.tiny_presets())
@@ -79,9 +80,25 @@ def test_config_json_round_trip_and_validation():
 
 def test_bad_threshold_rejected():
     model = build_model(ModelConfig.preset("tiny-sp-fixed-p4"))
-    for tau in (-1.0, float("nan")):
-        with pytest.raises(ValueError):
-            model(torch.randint(0, 256, (1, 8)), threshold=tau)
+    for tau in (-1.0, float("nan"), torch.tensor([1.0, -1.0])):
+        with pytest.raises(ValueError, match="entropy threshold"):
+            model(torch.randint(0, 256, (2, 8)), threshold=tau)
+    for every in (-1, 2.5, float("inf"), torch.tensor([2, -1])):
+        with pytest.raises(ValueError, match="scratch_every"):
+            model(torch.randint(0, 256, (2, 8)), scratch_every=every)
+
+
+def test_scratch_every_fires_at_every_kth_byte_of_a_patch():
+    ends = torch.tensor([[0, 0, 1, 0, 1, 1, 0, 0, 0, 0]], dtype=torch.bool)
+    assert open_lengths(ends).tolist() == [[1, 2, 3, 1, 2, 1, 1, 2, 3, 4]]
+    model = build_model(ModelConfig.preset("tiny-sp-fixed-p4")).eval()  # P = 4: bytes 3, 7, 11 close patches
+    x = torch.randint(0, 256, (2, 12), generator=torch.Generator().manual_seed(0))
+    out = model(x, scratch_every=torch.tensor([2, 0]))  # per row; 0 = none
+    assert out.scratch[0].nonzero().flatten().tolist() == [1, 5, 9] and not out.scratch[1].any()
+    both = model(x, threshold=0.0, scratch_every=3)  # the triggers add up: every byte but the ends
+    assert torch.equal(both.scratch, ~both.ends)
+    plain = build_model(ModelConfig.preset("tiny-study-A-fixed-mean")).eval()  # no scratchpads: never
+    assert not plain(x, scratch_every=1).scratch.any()
 
 
 def test_checkpoint_round_trip_and_corruption(tmp_path):

@@ -2,6 +2,7 @@
 16 concurrent requests, streaming and not, each equal to the same prompt decoded alone; a
 client that disconnects frees its slot; bad input gets an OpenAI-style JSON error."""
 import json
+import math
 import time
 import urllib.error
 import urllib.request
@@ -54,12 +55,16 @@ def server(model):
 def test_sixteen_concurrent_requests_equal_batch_one(server, model):
     prompts = [f"request {i}: " + "the cat sat on the mat " * (i % 5) for i in range(16)]
     lengths = [12 + 3 * (i % 4) for i in range(16)]
+    # per-request triggers side by side: entropy, stride alone, both
+    triggers = [[(1.5, 0), (math.inf, 3), (1.5, 2)][i % 3] for i in range(16)]
     engine = Engine(model)
-    want = [engine.generate(p, max_bytes=n, threshold=1.5)[0] for p, n in zip(prompts, lengths)]
+    want = [engine.generate(p, max_bytes=n, threshold=tau, scratch_every=k)[0]
+            for p, n, (tau, k) in zip(prompts, lengths, triggers)]
 
     def ask(i):
+        tau, every = triggers[i]
         kw = dict(model=NAME, prompt=prompts[i], max_tokens=lengths[i], temperature=0,
-                  extra_body={"entropy_threshold": 1.5})
+                  extra_body={"entropy_threshold": tau if math.isfinite(tau) else "inf", "scratch_every": every})
         if i % 2:
             chunks = list(server.client.completions.create(stream=True, **kw))
             return "".join(c.choices[0].text for c in chunks), chunks[-1].choices[0].finish_reason
@@ -105,6 +110,9 @@ def test_a_disconnect_frees_the_slot(model):
     (json.dumps({"model": NAME, "prompt": "x", "entropy_threshold": -1}).encode(), 400, "entropy_threshold"),
     (json.dumps({"model": NAME, "prompt": "x", "entropy_threshold": 1, "scratchpad_budget": 0.5}).encode(), 400,
      "entropy_threshold"),
+    (json.dumps({"model": NAME, "prompt": "x", "scratch_every": -1}).encode(), 400, "scratch_every"),
+    (json.dumps({"model": NAME, "prompt": "x", "scratch_every": 2.5}).encode(), 400, "scratch_every"),
+    (json.dumps({"model": NAME, "prompt": "x", "scratch_every": "4"}).encode(), 400, "scratch_every"),
     (json.dumps({"model": NAME, "prompt": "x" * 600}).encode(), 400, "prompt"),
     (json.dumps({"model": NAME, "prompt": 5}).encode(), 400, "prompt"),
     (json.dumps({"model": NAME, "prompt": "x", "temperature": -1}).encode(), 400, "temperature"),
