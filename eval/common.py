@@ -209,16 +209,18 @@ def paired_difference(a: list[float], b: list[float]) -> tuple[float, float | No
 
 
 @torch.no_grad()
-def score(model, x, y=None, threshold=None, scratchpad_mask=None, entropy_trigger: bool = True) -> tuple[Events, object]:
+def score(model, x, y=None, threshold=None, scratchpad_mask=None, entropy_trigger: bool = True,
+          scratch_every: int | None = None) -> tuple[Events, object]:
     """One parallel forward over x [B, L] scoring targets y [B, L] (None: events only);
     returns (Events, ModelOutput). With a scratchpad_mask, entropy_trigger says whether the mask
-    came from the aux entropy (then inference runs the aux head) or from a data-blind rule."""
+    came from the aux entropy (then inference runs the aux head) or from a data-blind rule;
+    scratch_every = k adds the stride trigger (every k-th byte of a patch)."""
     B, L = x.shape
     device = next(model.parameters()).device  # the scorer follows the model (CPU batches moved there)
     x = x.to(device)
     y = y.to(device) if y is not None else None
     scratchpad_mask = scratchpad_mask.to(device) if scratchpad_mask is not None else None
-    out = model(x, threshold=threshold, scratchpad_mask=scratchpad_mask)
+    out = model(x, threshold=threshold, scratchpad_mask=scratchpad_mask, scratch_every=scratch_every)
     nats, per_window = 0.0, []
     if y is not None:
         per_window = F.cross_entropy(out.logits.reshape(-1, 256).float(), y.reshape(-1), reduction="none").view(B, L).double().sum(1)

@@ -16,6 +16,9 @@ count in every window:
                   knows the stale trunk context the aux head lacks. At inference it costs a second
                   decoder pass at each scratchpad (counted in its FLOPs).
 The taus come from `--rates` (target scratchpad rates, tau by entropy quantile) or `--thresholds`.
+A second table compares schedules at their own rates: the entropy trigger at tau = 1.5 and 3 against
+the stride trigger of the engine (`--scratch-every k`: every k-th byte of a patch) for each k of
+`--every`, with each BPB's paired difference from no scratchpads.
 Stride, whitespace and random triggers do not need the aux head at inference, so their FLOPs leave
 it out (unless the patcher itself is entropy-based). The report also counts, at each tau, how many bytes
 each entropy (aux head, stale prediction) puts above it: the trunk calls a trigger would spend at
@@ -32,6 +35,8 @@ import torch
 from eval.common import (
     WINDOWING,
     Events,
+    paired_difference,
+    parse_counts,
     Parser,
     describe,
     accounting,
@@ -56,6 +61,7 @@ from scratchpad.patchers import spacelike
 TRIGGERS = ("entropy", "stride", "whitespace", "random", "stale")
 DEFAULT_RATES = "0.05,0.1,0.2,0.4"
 FIXED_TAUS = (1.5, 3.0)  # the taus the README and `bench generate` quote, always counted
+DEFAULT_EVERY = "2,3,4,6,8"
 
 
 def evenly(cands: torch.Tensor, k: int) -> torch.Tensor:
@@ -94,10 +100,13 @@ def matched_masks(x: torch.Tensor, ends: torch.Tensor, ent_mask: torch.Tensor, g
     return masks
 
 
-def run_triggers(model, arr: np.ndarray, W: int, taus: list[float], batch_size: int, seed: int = 0):
-    """-> (plain Events, {(tau index, kind): Events}, {tau: {"aux"|"stale"|"free": bytes}}): the last
-    counts the bytes that do not close a patch and those whose aux or stale entropy exceeds each tau."""
-    plain, acc = Events(), {}
+def run_triggers(model, arr: np.ndarray, W: int, taus: list[float], batch_size: int, seed: int = 0,
+                 every: tuple[int, ...] = ()):
+    """-> (plain Events, {(tau index, kind): Events}, {tau: {"aux"|"stale"|"free": bytes}},
+    {("entropy", tau) | ("every", k): Events}): the third counts the bytes that do not close a patch
+    and those whose aux or stale entropy exceeds each tau; the last holds the schedules at their own
+    rates (entropy at FIXED_TAUS, stride k for each k in `every`)."""
+    plain, acc, schedules = Events(), {}, {}
     above = {tau: dict(aux=0, stale=0, free=0) for tau in sorted(set(taus) | set(FIXED_TAUS))}
     gen = torch.Generator().manual_seed(seed)
     for x, y in batches(arr, W, batch_size):
@@ -109,12 +118,15 @@ def run_triggers(model, arr: np.ndarray, W: int, taus: list[float], batch_size: 
             n["aux"] += int(((out.entropy > tau) & free).sum())
             n["stale"] += int(((stale > tau) & free).sum())
             n["free"] += int(free.sum())
+        for key in [("entropy", t) for t in FIXED_TAUS] + [("every", k) for k in every]:
+            kw = dict(threshold=key[1]) if key[0] == "entropy" else dict(scratch_every=key[1])
+            schedules.setdefault(key, Events()).add(score(model, x, y, **kw)[0])
         for i, tau in enumerate(taus):
             ent_mask = (out.entropy > tau) & free
             for kind, mask in matched_masks(x, out.ends, ent_mask, gen, stale).items():
                 e, _ = score(model, x, y, scratchpad_mask=mask, entropy_trigger=kind == "entropy")
                 acc.setdefault((i, kind), Events()).add(e)
-    return plain, acc, above
+    return plain, acc, above, schedules
 
 
 def trigger_accounting(cfg, kind: str, ev: Events) -> dict:
@@ -136,7 +148,10 @@ def main(argv=None) -> int:
     g.add_argument("--rates", help=f"target scratchpad rates; tau by entropy quantile (default {DEFAULT_RATES})")
     g.add_argument("--thresholds", help="entropy thresholds in nats instead of rates")
     ap.add_argument("--seed", type=positive_int("--seed", 0), default=0, help="seed of the random trigger")
+    ap.add_argument("--every", default=DEFAULT_EVERY, metavar="K,K",
+                    help=f"strides k of the schedule table: a scratchpad at every k-th byte of a patch (default {DEFAULT_EVERY})")
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    every = parse_counts(a.every, "--every")
     if a.thresholds:
         taus, targets = parse_thresholds(a.thresholds), None
         if any(math.isinf(t) for t in taus):
@@ -154,7 +169,7 @@ def main(argv=None) -> int:
     if targets is not None:
         taus = entropy_quantile_thresholds(model, arr, W, targets, a.batch_size)
     print(f"trigger ablation of {model.cfg.name} over {len(arr):,} bytes, taus {', '.join(fmt(t) for t in taus)}", flush=True)
-    plain, acc, above = run_triggers(model, arr, W, taus, a.batch_size, a.seed)
+    plain, acc, above, schedules = run_triggers(model, arr, W, taus, a.batch_size, a.seed, tuple(every))
 
     cfg = model.cfg
     p = dict(trigger="none", threshold=math.inf, target_rate=0.0, bpb=plain.bpb, **accounting(cfg, plain))
@@ -178,13 +193,23 @@ def main(argv=None) -> int:
                   entropy_wins=sum(v == "entropy" for v in best.values()), settings=len(taus),
                   entropy_above=[dict(threshold=tau, aux_rate=n["aux"] / max(plain.bytes, 1),
                                       stale_rate=n["stale"] / max(plain.bytes, 1)) for tau, n in above.items()])
+    result["schedules"] = sched = []
+    for (kind, setting), ev in schedules.items():
+        d_se = paired_difference(ev.window_bpb, plain.window_bpb)[1]  # per-window pairs: the noise of the difference
+        sched.append(dict(trigger=kind, setting=setting, bpb=ev.bpb, diff_vs_none=ev.bpb - plain.bpb, diff_vs_none_se=d_se,
+                          **accounting(cfg, ev)))
     series = []
     for kind in TRIGGERS:
         rs = [r for r in rows if r["trigger"] == kind]
         series.append(dict(label=kind, x=[r["flops_per_byte"] for r in rs], y=[r["bpb"] for r in rs],
                            annotate=[f"{100 * r['scratchpad_rate']:.0f}%" for r in rs]))
+    for kind, label in (("entropy", "entropy τ (own rate)"), ("every", "every k-th byte (own rate)")):
+        rs = [r for r in result["schedules"] if r["trigger"] == kind]
+        if rs:
+            series.append(dict(label=label, x=[r["flops_per_byte"] for r in rs], y=[r["bpb"] for r in rs],
+                               annotate=[f"{'τ=' if kind == 'entropy' else 'k='}{fmt(r['setting'], 3)}" for r in rs]))
     note = plot_xy(out / "triggers.png", series, "FLOPs per byte", "bits per byte",
-                   f"Scratchpad triggers at matched rate, {cfg.name}",
+                   f"Scratchpad triggers: BPB vs FLOPs per byte, {cfg.name}",
                    points=[dict(label="no scratchpads (τ=∞)", x=p["flops_per_byte"], y=p["bpb"])])
     head = ["τ", "target rate", "trigger", "scratchpad rate", "BPB", "Δ BPB vs none", "FLOPs / byte", "FLOPs × byte",
             "trunk calls / byte"]
@@ -209,6 +234,15 @@ def main(argv=None) -> int:
         "beyond the commits, that an entropy trigger fires at τ. **aux** is the model's rule; **stale** thresholds "
         "the τ = ∞ prediction's entropy instead.",
         table(["τ", "aux H > τ", "stale H > τ"], [[e["threshold"], e["aux_rate"], e["stale_rate"]] for e in result["entropy_above"]]),
+        "## Schedules at their own rates\n\nThe entropy trigger at fixed τ against the stride trigger the engine runs "
+        "(`--scratch-every k`: a scratchpad at every k-th byte of a patch, τ = ∞), each at the rate it fires. "
+        "Δ BPB is the difference from no scratchpads on the same windows; ± is the standard error of the per-window "
+        "paired differences.",
+        table(["trigger", "τ or k", "scratchpad rate", "BPB", "Δ BPB vs none", "± SE", "FLOPs / byte", "FLOPs × byte",
+               "trunk calls / byte"],
+              [["entropy τ" if r["trigger"] == "entropy" else "every k-th byte", r["setting"], r["scratchpad_rate"],
+                r["bpb"], r["diff_vs_none"], r["diff_vs_none_se"], r["flops_per_byte"], r["flops_ratio_vs_byte"],
+                r["trunk_calls_per_byte"]] for r in sched]),
     ]
     write_report(out, "triggers", "Scratchpad trigger ablation", sections, result, png_note=note, png=True)
     print(f"-> {out / 'triggers.md'}" + (f" ({note})" if note else ""))

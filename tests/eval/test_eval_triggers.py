@@ -12,7 +12,7 @@ from scratchpad.accounting import costs
 
 def test_triggers_end_to_end(assets, tmp_path, cli, read_report):
     code, _, err = cli(main, ["--model", assets["models"]["tiny-sp-fixed-p4"], "--data", assets["corpus"], "--window", 64,
-                              "--rates", "0.05,0.2", "--threads", 1, "--out", tmp_path])
+                              "--rates", "0.05,0.2", "--every", "1,2", "--threads", 1, "--out", tmp_path])
     assert code == 0, err
     r = read_report(tmp_path / "triggers.json")
     model_cfg = load_model(assets["models"]["tiny-sp-fixed-p4"]).cfg
@@ -46,6 +46,15 @@ def test_triggers_end_to_end(assets, tmp_path, cli, read_report):
     for row in r["rows"]:
         if row["trigger"] == "entropy":
             assert above[row["threshold"]]["aux_rate"] == pytest.approx(row["scratchpad_rate"])
+    # schedules at their own rates: P = 4, so every 1st byte of a patch = all 3 that do not close it
+    sched = {(r["trigger"], r["setting"]): r for r in r["schedules"]}
+    assert set(sched) == {("entropy", 1.5), ("entropy", 3.0), ("every", 1), ("every", 2)}
+    assert sched[("every", 1)]["scratchpad_rate"] == pytest.approx(0.75, abs=0.005)  # (a short last window)
+    assert sched[("every", 2)]["scratchpad_rate"] == pytest.approx(0.25, abs=0.005)
+    assert sched[("entropy", 1.5)]["scratchpad_rate"] == pytest.approx(above[1.5]["aux_rate"])
+    assert sched[("every", 1)]["flops_per_byte_split"]["aux"] == 0  # this model's decoder does not read the aux stack
+    for row in sched.values():
+        assert row["diff_vs_none"] == pytest.approx(row["bpb"] - r["plain"]["bpb"], abs=1e-9) and row["diff_vs_none_se"] >= 0
     assert (tmp_path / "triggers.md").is_file()
     assert (tmp_path / "triggers.png").is_file() == have_matplotlib()
 
@@ -66,7 +75,8 @@ def test_matched_masks_count_and_placement():
     assert evenly(torch.arange(10), 5).tolist() == [1, 3, 5, 7, 9]
 
 
-@pytest.mark.parametrize("flag,val", [("--rates", "0"), ("--rates", "2"), ("--thresholds", "1,inf"), ("--thresholds", "a")])
+@pytest.mark.parametrize("flag,val", [("--rates", "0"), ("--rates", "2"), ("--thresholds", "1,inf"), ("--thresholds", "a"),
+                                      ("--every", "0"), ("--every", "x")])
 def test_triggers_bad_input(assets, tmp_path, cli, user_error, flag, val):
     code, _, err = cli(main, ["--model", assets["models"]["tiny-sp-fixed-p4"], "--data", assets["corpus"], flag, val,
                               "--out", tmp_path])
