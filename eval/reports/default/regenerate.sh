@@ -30,5 +30,12 @@ for tau in 1.5 3 inf; do
     taskset -c 0 scratchpad bench generate --model "$MODEL" --threshold "$tau" --threads 1 --compile \
         > "$HERE/bench_generate_cpu_tau${tau}_compiled.txt"
 done
+# the stride trigger (every k-th byte of a patch, tau = inf): tau = 1.5's BPB at a quarter of its scratchpads
+taskset -c 0 scratchpad bench generate --model "$MODEL" --threshold inf --scratch-every 4 --threads 1 \
+    > "$HERE/bench_generate_cpu_every4.txt"
+for k in 4 6; do
+    taskset -c 0 scratchpad bench generate --model "$MODEL" --threshold inf --scratch-every "$k" --threads 1 --compile \
+        > "$HERE/bench_generate_cpu_every${k}_compiled.txt"
+done
 taskset -c 0 scratchpad bench serve --clients 1,4,16 --seconds 20 --max-batch 16 --max-tokens 128 --threads 1 \
     --out "$HERE/serve-load-cpu"
