@@ -21,6 +21,7 @@ for corpus in text code; do
     done
 done
 scratchpad eval triggers "${EVAL[@]}" --data "$DATA/text" --out "$HERE/triggers"
+scratchpad eval triggers "${EVAL[@]}" --data "$DATA/code" --out "$HERE/triggers-code"
 scratchpad eval code --model "$MODEL" --data "$DATA/code" --threshold 1.5 --threads "$THREADS" --out "$HERE/code"
 for tau in 1.5 3 inf; do
     taskset -c 0 scratchpad bench generate --model "$MODEL" --threshold "$tau" --threads 1 \
