@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import sys
 import threading
 import time
@@ -19,19 +20,22 @@ from eval.common import parse_counts
 from eval.report import out_folder, table, write_report
 from infer.generate import DECODE_THREADS
 from scratchpad.errors import UserError, run_cli
-from scratchpad.flags import Parser, add_threads_flag, describe, int_flag, parse_duration, set_threads
+from infer.options import parse_threshold
+from scratchpad.flags import (THRESHOLD_FLAGS, Parser, add_scratch_every_flag, add_threads_flag, describe, int_flag,
+                              parse_duration, set_threads)
 
 PROMPTS = ["The history of the English language begins with ", "def fibonacci(n):\n    ", "Once upon a time, ",
            "In 1969 the first humans ", "import numpy as np\n"]
 
 
-def client(host, port, name, stop_at, max_tokens, tau, out, index):
+def client(host, port, name, stop_at, max_tokens, tau, every, out, index):
     """One client: streaming requests back to back until stop_at; appends per-request records."""
     conn = http.client.HTTPConnection(host, port, timeout=300)
     k = 0
     while time.perf_counter() < stop_at:
         body = json.dumps({"model": name, "prompt": PROMPTS[(index + k) % len(PROMPTS)], "max_tokens": max_tokens,
-                           "temperature": 0, "stream": True, "entropy_threshold": tau})
+                           "temperature": 0, "stream": True,
+                           "entropy_threshold": tau if math.isfinite(tau) else "inf", "scratch_every": every})
         k += 1
         t0 = time.perf_counter()
         conn.request("POST", "/v1/completions", body, {"Content-Type": "application/json"})
@@ -80,11 +84,14 @@ def main(argv=None) -> int:
                     help="duration of each run (default 20s)")
     ap.add_argument("--max-batch", type=int_flag("--max-batch"), default=16, metavar="N", help="server slots")
     ap.add_argument("--max-tokens", type=int_flag("--max-tokens"), default=128, metavar="N", help="bytes per request")
-    ap.add_argument("--threshold", default=1.5, type=float, help="entropy threshold per request (default 1.5)")
+    ap.add_argument(*THRESHOLD_FLAGS, dest="threshold", default="1.5", metavar="TAU",
+                    help="entropy threshold per request, 'inf' = none (default 1.5)")
+    add_scratch_every_flag(ap)
     ap.add_argument("--out", metavar="DIR", help="write load.md and load.json here")
     add_threads_flag(ap, DECODE_THREADS, "the serve command's default")
     args = ap.parse_args(argv)
     clients = parse_counts(args.clients, "--clients")
+    tau = parse_threshold(args.threshold, "--threshold")
     try:
         from infer.serve import ServerThread, build_app
     except ImportError:
@@ -101,7 +108,7 @@ def main(argv=None) -> int:
             records: list = []
             start = time.perf_counter()
             threads = [threading.Thread(target=client, args=(srv.host, srv.port, name, start + args.seconds,
-                                                              args.max_tokens, args.threshold, records, i))
+                                                              args.max_tokens, tau, args.scratch_every, records, i))
                        for i in range(n)]
             for t in threads:
                 t.start()
@@ -113,12 +120,15 @@ def main(argv=None) -> int:
     finally:
         srv.close()
     data = dict(model=args.model or "packaged default model", config=name, max_batch=args.max_batch,
-                max_tokens=args.max_tokens, threshold=args.threshold, threads=args.threads, seconds=args.seconds,
+                max_tokens=args.max_tokens, threshold=tau if math.isfinite(tau) else "inf",
+                scratch_every=args.scratch_every, threads=args.threads, seconds=args.seconds,
                 rows=rows)
     if args.out:
         how = (f"`scratchpad bench serve --clients {args.clients} --seconds {args.seconds:g} --max-batch "
-               f"{args.max_batch} --max-tokens {args.max_tokens}`: server and streaming clients in one process "
-               f"on 127.0.0.1, {args.threads} torch thread(s), greedy, tau = {args.threshold}. TTFB = request sent "
+               f"{args.max_batch} --max-tokens {args.max_tokens} --threshold {tau:g} --scratch-every {args.scratch_every}`: "
+               f"server and streaming clients in one process on 127.0.0.1, {args.threads} torch thread(s), greedy, "
+               f"tau = {tau:g}" + (f", a scratchpad at every k-th byte of a patch (k = {args.scratch_every})"
+                                   if args.scratch_every else "") + ". TTFB = request sent "
                f"to first streamed byte (includes queueing and prefill); inter-byte = gap between streamed "
                f"events per byte.")
         body = table(["clients", "requests", "bytes/s (aggregate)", "TTFB p50 ms", "TTFB p99 ms",

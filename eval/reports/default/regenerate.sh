@@ -40,3 +40,5 @@ for k in 4 6; do
 done
 taskset -c 0 scratchpad bench serve --clients 1,4,16 --seconds 20 --max-batch 16 --max-tokens 128 --threads 1 \
     --out "$HERE/serve-load-cpu"
+taskset -c 0 scratchpad bench serve --clients 1,4,16 --seconds 20 --max-batch 16 --max-tokens 128 --threads 1 \
+    --threshold inf --scratch-every 4 --out "$HERE/serve-load-cpu-every4"

@@ -1,0 +1,34 @@
+"""bench serve: streaming clients against a local server, aggregate bytes/s and latencies, per-request triggers."""
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("fastapi", reason="needs the [serve] extra: pip install -e '.[serve]'")
+pytest.importorskip("uvicorn", reason="needs the [serve] extra: pip install -e '.[serve]'")
+
+from eval.bench_serve import main, summarize  # noqa: E402
+
+
+def test_load_run_with_the_stride_trigger(assets, tmp_path, cli, read_report):
+    code, out, err = cli(main, ["--model", assets["models"]["tiny-sp-fixed-p4"], "--clients", "1,2", "--seconds", "1",
+                                "--max-batch", 2, "--max-tokens", 8, "--threshold", "inf", "--scratch-every", 2,
+                                "--threads", 1, "--out", tmp_path])
+    assert code == 0, err
+    r = read_report(tmp_path / "load.json")
+    assert r["threshold"] == "inf" and r["scratch_every"] == 2
+    for row in r["rows"]:  # a non-finite tau must reach the server as "inf", or every request is a 400
+        assert row["errors"] == 0 and row["requests"] >= 1 and row["aggregate_bytes_per_second"] > 0
+    assert "--scratch-every 2" in (tmp_path / "load.md").read_text()
+
+
+def test_summary_percentiles():
+    recs = [dict(start=0.0, times=[0.1, 0.2, 0.4], bytes=[1, 1, 2]), dict(error=429, body="busy")]
+    s = summarize(recs, 1.0)
+    assert s["requests"] == 1 and s["errors"] == 1 and s["bytes"] == 4
+    assert s["ttfb_ms_p50"] == pytest.approx(100) and s["inter_byte_ms_p50"] == pytest.approx(100)
+
+
+@pytest.mark.parametrize("flag,val", [("--threshold", "-1"), ("--scratch-every", "-1"), ("--clients", "0")])
+def test_bad_flags(assets, tmp_path, cli, user_error, flag, val):
+    code, _, err = cli(main, ["--model", assets["models"]["tiny-sp-fixed-p4"], flag, val, "--seconds", "1"])
+    user_error(code, err, flag)
