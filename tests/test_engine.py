@@ -150,10 +150,10 @@ def test_compiled_step_equals_parallel_forward(name):
     1 -> 2 -> 3 -> 4 -> 6 pages within a row, so every variant is first run guarded, then reused."""
     model = model_for(name)
     x = text_bytes(2, 40, seed=4)
-    for tau in (0.0, 1.5, math.inf):
+    for tau, every in ((0.0, 0), (1.5, 0), (math.inf, 0), (math.inf, 2)):
         engine = Engine(model, compile=True, page=2)
-        got = engine.teacher_force(x, tau, prefill=[0, 9])
-        assert (got - model(x, threshold=tau).logits).abs().max() <= 1e-9, f"tau={tau}"
+        got = engine.teacher_force(x, tau, prefill=[0, 9], scratch_every=every)
+        assert (got - model(x, threshold=tau, scratch_every=every).logits).abs().max() <= 1e-9, f"tau={tau} every={every}"
         assert {span for _, _, span, _ in engine.last_runner._warm} >= {1, 2, 3, 4, 6}
 
 
