@@ -38,6 +38,11 @@ for k in 4 6; do
     taskset -c 0 scratchpad bench generate --model "$MODEL" --threshold inf --scratch-every "$k" --threads 1 --compile \
         > "$HERE/bench_generate_cpu_every${k}_compiled.txt"
 done
+# longer generations: 2,048 bytes per row
+taskset -c 0 scratchpad bench generate --model "$MODEL" --threshold 1.5 --threads 1 --compile --batch-sizes 1 \
+    --max-bytes 2048 --repeats 2 > "$HERE/bench_generate_cpu_tau1.5_compiled_2048.txt"
+taskset -c 0 scratchpad bench generate --model "$MODEL" --threshold inf --scratch-every 4 --threads 1 --compile \
+    --batch-sizes 1 --max-bytes 2048 --repeats 2 > "$HERE/bench_generate_cpu_every4_compiled_2048.txt"
 taskset -c 0 scratchpad bench serve --clients 1,4,16 --seconds 20 --max-batch 16 --max-tokens 128 --threads 1 \
     --out "$HERE/serve-load-cpu"
 taskset -c 0 scratchpad bench serve --clients 1,4,16 --seconds 20 --max-batch 16 --max-tokens 128 --threads 1 \
