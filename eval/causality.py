@@ -1,7 +1,7 @@
 """Causality audit: changing byte k must leave every logit at positions t < k unchanged.
 
-Runs in float64 with several thresholds (no scratchpads, low and mid tau, tau = 0) and an explicit
-random scratchpad mask; a variant FAILs with the first position whose logits moved.
+Runs in float64 with several thresholds (no scratchpads, low and mid tau, tau = 0), the stride
+trigger (alone and with a tau) and an explicit random scratchpad mask; a variant FAILs with the first position whose logits moved.
 `scratchpad eval causality [--preset NAME ... | --all-presets | --model PATH]`.
 """
 from __future__ import annotations
@@ -61,6 +61,7 @@ def audit_model(model, name: str = "model", length: int = 48, positions: int = 6
     quantiles = model(x).entropy.flatten().quantile(torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64))
     settings = [dict(threshold=t) for t in (*FIXED_THRESHOLDS, *quantiles.tolist())]
     settings.append(dict(scratchpad_mask=torch.rand(x.shape, generator=gen) < 0.5))
+    settings += [dict(scratch_every=3), dict(threshold=quantiles[1].item(), scratch_every=2)]  # the stride trigger
     first, worst, checks = None, 0.0, 0
     for kwargs in settings:
         base = model(x, **kwargs).logits
