@@ -102,12 +102,12 @@ def matched_masks(x: torch.Tensor, ends: torch.Tensor, ent_mask: torch.Tensor, g
 
 def run_triggers(model, arr: np.ndarray, W: int, taus: list[float], batch_size: int, seed: int = 0,
                  every: tuple[int, ...] = ()):
-    """-> (plain Events, {(tau index, kind): Events}, {tau: {"aux"|"stale"|"free": bytes}},
+    """-> (plain Events, {(tau index, kind): Events}, {tau: {"aux"|"stale": bytes}},
     {("entropy", tau) | ("every", k): Events}): the third counts the bytes that do not close a patch
-    and those whose aux or stale entropy exceeds each tau; the last holds the schedules at their own
+    whose aux or stale entropy exceeds each tau; the last holds the schedules at their own
     rates (entropy at FIXED_TAUS, stride k for each k in `every`)."""
     plain, acc, schedules = Events(), {}, {}
-    above = {tau: dict(aux=0, stale=0, free=0) for tau in sorted(set(taus) | set(FIXED_TAUS))}
+    above = {tau: dict(aux=0, stale=0) for tau in sorted(set(taus) | set(FIXED_TAUS))}
     gen = torch.Generator().manual_seed(seed)
     for x, y in batches(arr, W, batch_size):
         ev, out = score(model, x, y, None)
@@ -117,7 +117,6 @@ def run_triggers(model, arr: np.ndarray, W: int, taus: list[float], batch_size: 
         for tau, n in above.items():
             n["aux"] += int(((out.entropy > tau) & free).sum())
             n["stale"] += int(((stale > tau) & free).sum())
-            n["free"] += int(free.sum())
         for key in [("entropy", t) for t in FIXED_TAUS] + [("every", k) for k in every]:
             kw = dict(threshold=key[1]) if key[0] == "entropy" else dict(scratch_every=key[1])
             schedules.setdefault(key, Events()).add(score(model, x, y, **kw)[0])
