@@ -3,7 +3,8 @@ Requests, response and stream-chunk bodies, and OpenAI-style error bodies. No we
 
 Tokens are bytes: max_tokens counts bytes, usage counts bytes. Extension fields per request:
 `entropy_threshold` (tau, a number >= 0 or "inf") or `scratchpad_budget` (a fraction of bytes),
-and `scratch_every` (k >= 0: also a scratchpad at every k-th byte of a patch; 0 = none); each choice reports its scratchpad rate, trunk calls and KV bytes under "scratchpad".
+and `scratch_every` (k >= 0: also a scratchpad at every k-th byte of a patch; 0 = none); each choice reports its scratchpad rate, trunk calls, KV bytes and the triggers it ran under
+"scratchpad".
 """
 from __future__ import annotations
 
@@ -115,21 +116,23 @@ def usage(gens) -> dict:
     return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
 
 
-def completion_body(rid: str, model_name: str, gens, taus) -> dict:
+def completion_body(rid: str, model_name: str, gens, triggers) -> dict:
+    """triggers: (tau, scratch_every) per choice, as the model ran them."""
     choices = [{"text": g.output.decode("utf-8", errors="replace"), "index": i, "logprobs": None,
                 "finish_reason": FINISH[g.stop_reason],
-                "scratchpad": {**scratchpad_info(g), "entropy_threshold": _tau(t)}} for i, (g, t) in enumerate(zip(gens, taus))]
+                "scratchpad": {**scratchpad_info(g), **_trigger(t)}} for i, (g, t) in enumerate(zip(gens, triggers))]
     return {"id": rid, "object": "text_completion", "created": int(time.time()), "model": model_name,
             "choices": choices, "usage": usage(gens)}
 
 
-def chunk_body(rid: str, model_name: str, index: int, text: str, finish=None, gen=None, tau=None) -> dict:
+def chunk_body(rid: str, model_name: str, index: int, text: str, finish=None, gen=None, trigger=None) -> dict:
     choice = {"text": text, "index": index, "logprobs": None, "finish_reason": finish}
     if gen is not None:
-        choice["scratchpad"] = {**scratchpad_info(gen), "entropy_threshold": _tau(tau)}
+        choice["scratchpad"] = {**scratchpad_info(gen), **_trigger(trigger)}
     return {"id": rid, "object": "text_completion", "created": int(time.time()), "model": model_name,
             "choices": [choice]}
 
 
-def _tau(t):
-    return t if math.isfinite(t) else "inf"
+def _trigger(trigger) -> dict:
+    tau, every = trigger
+    return {"entropy_threshold": tau if math.isfinite(tau) else "inf", "scratch_every": every}

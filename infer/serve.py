@@ -18,7 +18,7 @@ import uuid
 
 from infer.generate import DECODE_THREADS
 from infer.openai_api import ApiError, chunk_body, completion_body, parse_completion, FINISH
-from infer.options import effective_threshold
+from infer.options import effective_every, effective_threshold
 from infer.sequence import Sequence
 from scratchpad.errors import UserError
 from scratchpad.flags import Parser, add_threads_flag, describe, int_flag, set_threads
@@ -125,9 +125,10 @@ def build_app(model, model_name: str, max_batch: int = 8, max_queue: int = 64, m
         for s in seqs:
             worker.submit(s)
         rid = f"cmpl-{uuid.uuid4().hex[:24]}"
-        taus = [effective_threshold(model.cfg, r.threshold) for r in reqs]
+        triggers = [(effective_threshold(model.cfg, r.threshold), effective_every(model.cfg, r.scratch_every))
+                    for r in reqs]
         if opts["stream"]:
-            return StreamingResponse(stream(rid, seqs, pending, taus), media_type="text/event-stream")
+            return StreamingResponse(stream(rid, seqs, pending, triggers), media_type="text/event-stream")
         try:
             left = len(seqs)
             while left:
@@ -142,9 +143,9 @@ def build_app(model, model_name: str, max_batch: int = 8, max_queue: int = 64, m
             for s in seqs:
                 worker.cancel(s)
             raise
-        return completion_body(rid, model_name, [s.result() for s in seqs], taus)
+        return completion_body(rid, model_name, [s.result() for s in seqs], triggers)
 
-    async def stream(rid, seqs, pending, taus):
+    async def stream(rid, seqs, pending, triggers):
         decoders = [codecs.getincrementaldecoder("utf-8")(errors="replace") for _ in seqs]
         left = len(seqs)
         try:
@@ -158,7 +159,7 @@ def build_app(model, model_name: str, max_batch: int = 8, max_queue: int = 64, m
                     left -= 1
                     g = payload.result()
                     tail = decoders[i].decode(b"", final=True)
-                    yield f"data: {json.dumps(chunk_body(rid, model_name, i, tail, FINISH[g.stop_reason], g, taus[i]))}\n\n"
+                    yield f"data: {json.dumps(chunk_body(rid, model_name, i, tail, FINISH[g.stop_reason], g, triggers[i]))}\n\n"
             yield "data: [DONE]\n\n"
         finally:  # the client went away (or we finished): whatever still runs is cancelled
             for s in seqs:

@@ -73,6 +73,7 @@ def test_sixteen_concurrent_requests_equal_batch_one(server, model):
         assert r.usage.completion_tokens == len(want[i].output)
         info = r.choices[0].model_extra["scratchpad"]
         assert info["trunk_calls"] == want[i].commits + want[i].scratchpads and info["kv_bytes"] > 0
+        assert info["scratch_every"] == every and info["entropy_threshold"] == (tau if math.isfinite(tau) else "inf")
         return r.choices[0].text, r.choices[0].finish_reason
 
     with ThreadPoolExecutor(16) as pool:
