@@ -19,7 +19,7 @@ import torch
 from infer import Engine
 from eval.common import parse_counts
 from infer.generate import DECODE_THREADS, decode_device
-from infer.options import parse_threshold
+from infer.options import parse_threshold, tau_json
 from infer.stats import decode_stats
 from scratchpad import ModelConfig, build_model, load_model
 from scratchpad.accounting import byte_baseline
@@ -63,8 +63,8 @@ class _Cell:
 
 
 def time_decode(models: dict, batch: int, max_bytes: int, repeats: int, compile: bool = False) -> dict:
-    """models: name -> (model, tau, scratch_every). The models' timed runs alternate, so slow drifts of the
-    machine's speed (this VM's drift by tens of percent over minutes) hit every model alike."""
+    """models: name -> (model, tau, scratch_every). The models' timed runs alternate, so slow drifts
+    of the machine's speed (this VM's drift by tens of percent over minutes) hit every model alike."""
     cells = {name: _Cell(m, batch, max_bytes, tau, every, compile) for name, (m, tau, every) in models.items()}
     for _ in range(repeats):
         for cell in cells.values():
@@ -103,18 +103,19 @@ def main(argv=None) -> int:
         source = "heavy-p16-aux2 preset (the default model's), random weights (no default model packaged)"
     base = build_model(byte_baseline(sp.cfg)).to(args.device).eval()
     print(f"SP model: {source} (P={sp.cfg.patch_size}, patcher {sp.cfg.patcher}); baseline: {base.cfg.name}; "
-          f"tau={tau:.3g}{f', scratch every {args.scratch_every}' if args.scratch_every else ''}; {args.max_bytes} bytes per row; device {args.device}, {args.threads} thread(s)"
+          f"tau={tau:.3g}{f', scratch every {args.scratch_every}' if args.scratch_every else ''}; "
+          f"{args.max_bytes} bytes per row; device {args.device}, {args.threads} thread(s)"
           f"{', compiled step' if args.compile else ''}")
     print(f"{'model':<12} {'batch':>5} {'bytes/s':>10} {'scratch':>8} {'trunk/byte':>10} {'MFLOP/byte':>10} {'KV ratio':>8}")
     results = {}
     for b in batches:
-        for name, r in time_decode({"sp": (sp, tau, args.scratch_every), "byte": (base, math.inf, 0)}, b, args.max_bytes, args.repeats,
-                                   args.compile).items():
+        models = {"sp": (sp, tau, args.scratch_every), "byte": (base, math.inf, 0)}
+        for name, r in time_decode(models, b, args.max_bytes, args.repeats, args.compile).items():
             results[(name, b)] = r
             print(f"{name:<12} {b:>5} {r['decode_bytes_per_second']:>10.1f} {r['scratchpad_rate']:>8.3f} "
                   f"{r['trunk_calls_per_byte']:>10.3f} {r['flops_per_byte'] / 1e6:>10.3f} {r['kv_ratio_vs_byte']:>8.3f}")
     summary = {
-        "device": args.device, "threads": args.threads, "compiled": args.compile, "threshold": tau if math.isfinite(tau) else "inf",
+        "device": args.device, "threads": args.threads, "compiled": args.compile, "threshold": tau_json(tau),
         "scratch_every": args.scratch_every,
         "sp_model": source, "max_bytes": args.max_bytes,
         "bytes_per_second": {f"{n}_b{b}": round(r["decode_bytes_per_second"], 2) for (n, b), r in results.items()},

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import math
 import sys
 import threading
 import time
@@ -20,7 +19,7 @@ from eval.common import parse_counts
 from eval.report import out_folder, table, write_report
 from infer.generate import DECODE_THREADS
 from scratchpad.errors import UserError, run_cli
-from infer.options import parse_threshold
+from infer.options import parse_threshold, tau_json
 from scratchpad.flags import (THRESHOLD_FLAGS, Parser, add_scratch_every_flag, add_threads_flag, describe, int_flag,
                               parse_duration, set_threads)
 
@@ -35,7 +34,7 @@ def client(host, port, name, stop_at, max_tokens, tau, every, out, index):
     while time.perf_counter() < stop_at:
         body = json.dumps({"model": name, "prompt": PROMPTS[(index + k) % len(PROMPTS)], "max_tokens": max_tokens,
                            "temperature": 0, "stream": True,
-                           "entropy_threshold": tau if math.isfinite(tau) else "inf", "scratch_every": every})
+                           "entropy_threshold": tau_json(tau), "scratch_every": every})
         k += 1
         t0 = time.perf_counter()
         conn.request("POST", "/v1/completions", body, {"Content-Type": "application/json"})
@@ -120,7 +119,7 @@ def main(argv=None) -> int:
     finally:
         srv.close()
     data = dict(model=args.model or "packaged default model", config=name, max_batch=args.max_batch,
-                max_tokens=args.max_tokens, threshold=tau if math.isfinite(tau) else "inf",
+                max_tokens=args.max_tokens, threshold=tau_json(tau),
                 scratch_every=args.scratch_every, threads=args.threads, seconds=args.seconds,
                 rows=rows)
     if args.out:

@@ -1,7 +1,8 @@
 """Causality audit: changing byte k must leave every logit at positions t < k unchanged.
 
 Runs in float64 with several thresholds (no scratchpads, low and mid tau, tau = 0), the stride
-trigger (alone and with a tau) and an explicit random scratchpad mask; a variant FAILs with the first position whose logits moved.
+trigger (alone and with a tau) and an explicit random scratchpad mask; a variant FAILs with the
+first position whose logits moved.
 `scratchpad eval causality [--preset NAME ... | --all-presets | --model PATH]`.
 """
 from __future__ import annotations

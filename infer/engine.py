@@ -53,9 +53,10 @@ class Engine:
                  top_p: float = 1.0, seed: int | None = None, stop=None, eos_byte: int | None = DOCUMENT_SEPARATOR,
                  on_bytes=None, max_batch: int | None = None, scratch_every: int = 0) -> list[Generation]:
         """Generate up to max_bytes per prompt (bytes, str or a list of them). A scratchpad runs
-        where the aux entropy exceeds `threshold` and, when scratch_every = k > 0, at every k-th byte
-        of a patch. Row i samples with seed + i. `on_bytes(row, bytes)` streams each new byte. A prompt longer than the context
-        keeps its last bytes; generation past the context slides (see Generation.slides)."""
+        where the aux entropy exceeds `threshold` and, when scratch_every = k > 0, at every k-th
+        byte of a patch. Row i samples with seed + i. `on_bytes(row, bytes)` streams each new byte.
+        A prompt longer than the context keeps its last bytes; generation past the context slides
+        (see Generation.slides)."""
         prompts = as_prompts(prompts)
         if not prompts:
             return []
@@ -77,8 +78,8 @@ class Engine:
     def teacher_force(self, x: torch.Tensor, threshold=None, prefill=0, scratch_every: int = 0) -> torch.Tensor:
         """Logits [B, T, 256] that incremental decode produces for bytes x [B, T]. The first
         `prefill` bytes (an int, or one per row) go through the parallel prefill; then every row
-        steps from there. Compare with model(x, threshold=..., scratch_every=...).logits. self.last_events holds
-        each row's counted events."""
+        steps from there. Compare with model(x, threshold=..., scratch_every=...).logits.
+        self.last_events holds each row's counted events."""
         tau = effective_threshold(self.cfg, check_threshold(threshold))
         every = effective_every(self.cfg, check_every(scratch_every))
         B, T = x.shape

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from infer.engine import Engine
-from infer.options import budget_threshold, parse_threshold
+from infer.options import budget_threshold, parse_threshold, tau_json
 from infer.sampling import DEFAULT_TEMPERATURE
 from infer.stats import decode_stats
 from scratchpad import load_model
@@ -185,7 +185,7 @@ def main(argv=None) -> int:
         print(f"\nnote: generation ran past the model's {limit}-byte context; the context slid {slides} time(s), "
               f"keeping the last {limit * 3 // 4} bytes each time", file=sys.stderr)
     stats = decode_stats(model.cfg, gens, seconds)
-    stats["threshold"] = tau if math.isfinite(tau) else "inf"
+    stats["threshold"] = tau_json(tau)
     stats["scratch_every"] = args.scratch_every if model.cfg.scratchpad else 0
     if args.json:
         print(json.dumps({"outputs": [g.output.decode("utf-8", errors="replace") for g in gens],

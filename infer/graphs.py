@@ -22,8 +22,7 @@ from scratchpad.mixers import AttentionCache, SSMState
 def state_tensors(state) -> list[torch.Tensor]:
     """Every tensor the decode step reads or writes."""
     out = [state.pages.table, state.pool_ring, state.coord_ring, state.ctx, state.counts, state.tau, state.every,
-           state.active,
-           state.logits, *vars(state.patcher).values()]
+           state.active, state.logits, *vars(state.patcher).values()]
     for layer in state.encoder + state.aux + state.decoder + state.trunk:
         if isinstance(layer, SSMState):
             out.append(layer.h)

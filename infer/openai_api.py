@@ -3,7 +3,8 @@ Requests, response and stream-chunk bodies, and OpenAI-style error bodies. No we
 
 Tokens are bytes: max_tokens counts bytes, usage counts bytes. Extension fields per request:
 `entropy_threshold` (tau, a number >= 0 or "inf") or `scratchpad_budget` (a fraction of bytes),
-and `scratch_every` (k >= 0: also a scratchpad at every k-th byte of a patch; 0 = none); each choice reports its scratchpad rate, trunk calls, KV bytes and the triggers it ran under
+and `scratch_every` (k >= 0: also a scratchpad at every k-th byte of a patch; 0 = none); each
+choice reports its scratchpad rate, trunk calls, KV bytes and the triggers it ran under
 "scratchpad".
 """
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 
-from infer.options import budget_threshold
+from infer.options import budget_threshold, tau_json
 from infer.sequence import Request
 from infer.sampling import check_sampling
 from scratchpad.errors import UserError
@@ -135,4 +136,4 @@ def chunk_body(rid: str, model_name: str, index: int, text: str, finish=None, ge
 
 def _trigger(trigger) -> dict:
     tau, every = trigger
-    return {"entropy_threshold": tau if math.isfinite(tau) else "inf", "scratch_every": every}
+    return {"entropy_threshold": tau_json(tau), "scratch_every": every}

@@ -22,6 +22,11 @@ def check_threshold(threshold) -> float:
     return tau
 
 
+def tau_json(tau: float):
+    """tau as JSON carries it: the number, or "inf" (JSON has no infinity)."""
+    return tau if math.isfinite(tau) else "inf"
+
+
 def effective_threshold(cfg, tau: float) -> float:
     """The tau a model runs with: a model trained without scratchpads never fires them (inf)."""
     return tau if cfg.scratchpad else math.inf
