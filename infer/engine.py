@@ -71,6 +71,9 @@ class Engine:
         cb = None if on_bytes is None else (lambda seq, data: on_bytes(seq.index, data))
         seqs = [sched.submit(Sequence(r, cb, index=i)) for i, r in enumerate(reqs)]
         sched.run()
+        failed = [s for s in seqs if s.error is not None]  # the scheduler isolates; a library call raises
+        if failed:
+            raise RuntimeError(f"generation failed for prompt {failed[0].index}: {failed[0].error}")
         return [s.result() for s in seqs]
 
     # teacher forcing (tests, eval) -------------------------------------------------------------

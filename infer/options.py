@@ -9,16 +9,22 @@ import torch
 from scratchpad.errors import UserError
 
 
+# The largest finite tau a request may give (nats). A byte distribution's entropy is at most
+# ln 256 = 5.55 nats, so any finite tau above that already means "no entropy trigger"; the cap only
+# keeps values such as 1e39 from reaching the float32 slot settings (where they overflow).
+TAU_MAX = 100.0
+
+
 def check_threshold(threshold) -> float:
-    """tau >= 0 or inf; None means inf (no scratchpads)."""
+    """tau in [0, TAU_MAX] or inf; None means inf (no scratchpads)."""
     if threshold is None:
         return math.inf
     try:
         tau = float(threshold)
-    except (TypeError, ValueError):
-        raise UserError(f"entropy threshold must be a number >= 0 or inf, got {threshold!r}") from None
-    if math.isnan(tau) or tau < 0:
-        raise UserError(f"entropy threshold must be a number >= 0 or inf, got {threshold!r}")
+    except (TypeError, ValueError, OverflowError):
+        tau = math.nan
+    if not (0 <= tau <= TAU_MAX or tau == math.inf):
+        raise UserError(f"entropy threshold must be a number in [0, {TAU_MAX:g}] or inf, got {threshold!r}")
     return tau
 
 
@@ -32,12 +38,15 @@ def effective_threshold(cfg, tau: float) -> float:
     return tau if cfg.scratchpad else math.inf
 
 
-def check_every(every, name: str = "scratch_every") -> int:
-    """A scratchpad at every k-th byte of a patch: k an integer >= 0 (0 or None: none)."""
+def check_every(every, name: str = "scratch_every", longest: int | None = None) -> int:
+    """A scratchpad at every k-th byte of a patch: k an integer >= 0 (0 or None: none), and at
+    most `longest` (the model's longest patch: a larger k never fires) when given."""
     if every is None:
         return 0
     if isinstance(every, bool) or not isinstance(every, int) or every < 0:
         raise UserError(f"{name} must be an integer >= 0 (0 = none), got {every!r}")
+    if longest is not None and every > longest:
+        raise UserError(f"{name} must be at most this model's longest patch ({longest} bytes), got {every}")
     return every
 
 

@@ -4,7 +4,8 @@ Each `step`: drop cancelled sequences, admit waiting ones into free slots (prefi
 parallel forward into that slot), sample the next byte of every slot on the device, read the
 bytes back once, stream them and apply each sequence's stop rules on the host, make sure every
 slot owns the KV page its next commit writes, and run one decode step for all slots together.
-A finished or cancelled sequence frees its slot at once for the next waiting one.
+A finished or cancelled sequence frees its slot at once for the next waiting one. An exception
+ends only the sequence it is pinned to (reason "error"); see `_isolate` for the batched step.
 
 Past the model's context (cfg.max_seq_len bytes) a sequence either slides (default: its slot is
 re-prefilled from the last 3/4 of the context, counted in Generation.slides) or stops with
@@ -18,9 +19,10 @@ from collections import deque
 
 import torch
 
-from infer.options import effective_every, effective_threshold
+from infer.options import check_every, effective_every, effective_threshold
 from infer.runner import ModelRunner
 from infer.sequence import Sequence
+from infer.state import reset_slot
 
 
 class Scheduler:
@@ -36,10 +38,13 @@ class Scheduler:
         self.lock = threading.Lock()
         self.any_random = False
         self.steps = 0
+        self.errors = 0                  # engine exceptions so far (each pinned or isolated)
+        self.last_error: str | None = None
 
     # requests ----------------------------------------------------------------------------------
     def submit(self, seq: Sequence) -> Sequence:
         seq.request.validate()
+        check_every(seq.request.scratch_every, longest=self.runner.cfg.longest_patch)
         with self.lock:
             self.waiting.append(seq)
         return seq
@@ -47,6 +52,13 @@ class Scheduler:
     def cancel(self, seq: Sequence):
         """Thread-safe: the sequence stops (reason "cancelled") and frees its slot at the next step."""
         seq.cancelled = True
+
+    def cancel_all(self):
+        """Thread-safe: every running and waiting sequence stops at the next step (shutdown)."""
+        with self.lock:
+            seqs = list(self.waiting) + list(self.running.values())
+        for seq in seqs:
+            seq.cancelled = True
 
     def has_work(self) -> bool:
         return bool(self.running or self.waiting)
@@ -72,7 +84,9 @@ class Scheduler:
     # one iteration -----------------------------------------------------------------------------
     @torch.no_grad()
     def step(self) -> list[Sequence]:
-        """Advance every running sequence by one byte; returns the sequences that finished."""
+        """Advance every running sequence by one byte; returns the sequences that finished.
+        An exception is pinned to the sequence it came from, which ends with reason "error"
+        (Sequence.error); the others go on (see _isolate for the batched step)."""
         finished: list[Sequence] = []
         for seq in [s for s in self.running.values() if s.cancelled]:
             self._finish(seq, "cancelled", finished)
@@ -85,39 +99,101 @@ class Scheduler:
         host_bytes, host_len = torch.stack([nxt, st.trunk_length]).tolist()  # the one read-back per step
         slides = []
         for slot, seq in list(self.running.items()):
-            req = seq.request
-            byte = host_bytes[slot]
-            if req.eos_byte is not None and byte == req.eos_byte:
-                self._finish(seq, "eos", finished)
-                continue
-            seq.output.append(byte)
-            if seq.on_bytes is not None:
-                seq.on_bytes(seq, bytes([byte]))
-            if any(seq.output.endswith(s) for s in req.stop):
-                self._finish(seq, "stop_string", finished)
-            elif len(seq.output) >= req.max_bytes:
-                self._finish(seq, "max_bytes", finished)
-            elif seq.fed >= self.limit:
-                if self.context == "stop":
-                    self._finish(seq, "limit", finished)
-                else:
-                    slides.append(seq)
-            else:
-                seq.fed += 1
-                if host_len[slot] % st.pages.page == 0:  # the next commit starts a new page
-                    st.pages.ensure(slot, host_len[slot])
+            try:
+                self._advance(seq, host_bytes[slot], host_len[slot], slides, finished)
+            except Exception as e:  # its callback or its pages: this sequence alone
+                self._fail(seq, e, finished)
         if self.running:
-            r.step(nxt)
+            try:
+                r.step(nxt)
+            except Exception as e:
+                self._isolate(nxt, e, finished)
             self.steps += 1
         for seq in slides:  # after the step, which stepped the slot on a byte it will not keep
+            if seq.done:
+                continue
             seq.events.add(st.events(seq.slot))
             seq.slides += 1
-            self._prefill(seq)
+            self._guarded_prefill(seq, self.keep, finished)
         return finished
+
+    def _advance(self, seq: Sequence, byte: int, trunk_len: int, slides: list, finished: list):
+        """Append the sampled byte to `seq` and apply its stop rules (host side of a step)."""
+        req, st = seq.request, self.runner.state
+        if req.eos_byte is not None and byte == req.eos_byte:
+            self._finish(seq, "eos", finished)
+            return
+        seq.output.append(byte)
+        if seq.on_bytes is not None:
+            seq.on_bytes(seq, bytes([byte]))
+        if any(seq.output.endswith(s) for s in req.stop):
+            self._finish(seq, "stop_string", finished)
+        elif len(seq.output) >= req.max_bytes:
+            self._finish(seq, "max_bytes", finished)
+        elif seq.fed >= self.limit:
+            if self.context == "stop":
+                self._finish(seq, "limit", finished)
+            else:
+                slides.append(seq)
+        else:
+            seq.fed += 1
+            if trunk_len % st.pages.page == 0:  # the next commit starts a new page
+                st.pages.ensure(seq.slot, trunk_len)
 
     def run(self) -> None:
         while self.has_work():
             self.step()
+
+    # isolation ---------------------------------------------------------------------------------
+    def _isolate(self, nxt: torch.Tensor, error: Exception, finished: list):
+        """The batched step raised, so no slot's state can be trusted. Replay the step for each
+        running sequence alone (every other slot cleared): one that fails alone gets the error
+        (reason "error"). Then every survivor is re-prefilled from its context, which is the
+        state the step would have left (incremental decode == the parallel forward)."""
+        self.errors += 1
+        self.last_error = f"{type(error).__name__}: {error}"
+        r, st = self.runner, self.runner.state
+        seqs = [s for s in self.running.values() if s.fed < self.limit]  # a sliding one is re-prefilled anyway
+        for seq in seqs:
+            for other in self.running.values():
+                if other is not seq:
+                    self._clear(other.slot)
+            try:
+                before = seq.history()[:-1][-(seq.fed - 1):]  # what the slot held before the step
+                r.prefill(seq.slot, torch.tensor(list(before), dtype=torch.long),
+                          self.tau_of(seq), effective_every(r.cfg, seq.request.scratch_every))
+                st.active[seq.slot] = True
+                r.step(nxt)
+            except Exception as e:
+                self._fail(seq, e, finished)
+        for seq in list(self.running.values()):
+            if seq.fed < self.limit:
+                self._guarded_prefill(seq, seq.fed, finished)
+        self._update_flags()
+
+    def _clear(self, slot: int):
+        """Take a slot out of a replay: its caches reset, no trigger can fire on it."""
+        st = self.runner.state
+        reset_slot(self.runner.model, st, slot)
+        st.active[slot], st.tau[slot], st.every[slot] = False, math.inf, 0
+
+    def _guarded_prefill(self, seq: Sequence, keep: int, finished: list):
+        """(Re)load `seq` into its slot from its last `keep` bytes; a failure is this sequence's."""
+        try:
+            self._prefill(seq, keep)
+            self.runner.state.active[seq.slot] = True
+        except Exception as e:
+            self._fail(seq, e, finished)
+
+    def _fail(self, seq: Sequence, error: Exception, finished: list):
+        """End `seq` with reason "error" and what was raised; its slot, if any, is freed."""
+        self.errors += 1
+        seq.error = self.last_error = f"{type(error).__name__}: {error}"
+        if seq.slot is not None and self.running.get(seq.slot) is seq:
+            self._finish(seq, "error", finished)
+        else:
+            seq.stop_reason = "error"
+            self._done(seq, finished)
 
     # slots -------------------------------------------------------------------------------------
     def _admit(self, finished):
@@ -132,15 +208,20 @@ class Scheduler:
                 continue
             seq.slot = self.free.pop()
             req = seq.request
-            self.runner.sampler.configure(seq.slot, req.temperature, req.top_k, req.top_p, req.seed,
-                                          counter=len(seq.output))
             self.running[seq.slot] = seq
-            self._prefill(seq)
-            self.runner.state.active[seq.slot] = True
+            try:
+                self.runner.sampler.configure(seq.slot, req.temperature, req.top_k, req.top_p, req.seed,
+                                              counter=len(seq.output))
+                self._prefill(seq, self.limit - 1 if not seq.output else self.keep)
+                self.runner.state.active[seq.slot] = True
+            except Exception as e:  # this request's settings or prompt: it alone fails
+                self._fail(seq, e, finished)
+                continue
             self._update_flags()
 
-    def _prefill(self, seq: Sequence):
-        ctx = seq.context(self.limit - 1 if not seq.output else self.keep)
+    def _prefill(self, seq: Sequence, keep: int):
+        """Load the last `keep` bytes of the sequence's prompt and output into its slot."""
+        ctx = seq.context(keep)
         self.runner.prefill(seq.slot, torch.tensor(list(ctx), dtype=torch.long), self.tau_of(seq),
                             effective_every(self.runner.cfg, seq.request.scratch_every))
         seq.fed = len(ctx)

@@ -10,7 +10,7 @@ from scratchpad.accounting import Events
 from scratchpad.errors import UserError
 from scratchpad.vocab import DOCUMENT_SEPARATOR
 
-STOP_REASONS = ("max_bytes", "stop_string", "eos", "limit", "cancelled")
+STOP_REASONS = ("max_bytes", "stop_string", "eos", "limit", "cancelled", "error")
 _ids = itertools.count()
 
 
@@ -49,6 +49,7 @@ class Generation:
     aux_steps: int
     kv_bytes: int = 0           # trunk KV bytes the sequence held at its end (whole pages)
     slides: int = 0             # times the context slid (re-prefilled from its tail)
+    error: str | None = None    # stop_reason "error": what the engine raised on this sequence
 
     @property
     def events(self) -> Events:
@@ -72,18 +73,23 @@ class Sequence:
         self.slides = 0
         self.kv_bytes = 0
         self.stop_reason: str | None = None
+        self.error: str | None = None  # set with stop_reason "error" (see Scheduler: isolation)
         self.cancelled = False
 
     @property
     def done(self) -> bool:
         return self.stop_reason is not None
 
+    def history(self) -> bytes:
+        """Every byte the sequence's slot has read: the prompt (the beginning-of-text byte when it
+        is empty), then the output."""
+        return (self.prompt or bytes([DOCUMENT_SEPARATOR])) + bytes(self.output)
+
     def context(self, keep: int) -> bytes:
-        """The last `keep` bytes of prompt + output (the beginning-of-text byte when empty)."""
-        data = (self.prompt + bytes(self.output))[-keep:]
-        return data or bytes([DOCUMENT_SEPARATOR])
+        """The last `keep` bytes of the history."""
+        return self.history()[-keep:]
 
     def result(self) -> Generation:
         e = self.events
         return Generation(self.prompt, bytes(self.output), self.stop_reason, e.bytes, e.commits, e.scratchpads,
-                          e.keys, e.aux, self.kv_bytes, self.slides)
+                          e.keys, e.aux, self.kv_bytes, self.slides, self.error)
