@@ -43,6 +43,7 @@ from eval.common import (
     describe,
     default_window,
     eval_bytes,
+    parse_duration,
     parse_thresholds,
     positive_int,
     set_threads,
@@ -51,7 +52,7 @@ from eval.lag import lag_figures, lag_plots
 from eval.report import fmt, jsonable, out_folder, plot_xy, table, write_report
 from eval.variants import read_log, train_variant
 from scratchpad import ModelConfig, load_model
-from scratchpad.accounting import expected_events, flops_for_events, parameter_counts
+from scratchpad.accounting import parameter_counts, training_flops
 from scratchpad.errors import UserError, run_cli
 
 MODELS = [("byte", "heavy-byte"), ("p16-plain", "heavy-p16-plain"), ("p16", "heavy-p16"), ("p8", "heavy-p8"),
@@ -81,15 +82,40 @@ def parse_size(text: str, flag: str) -> int:
     return int(v)
 
 
-def train_flops(cfg: ModelConfig, log: list[dict], seq_len: int, batch: int) -> float:
-    """Training FLOPs: 3x the forward accounting (forward + backward) of every trained sequence at
-    its logged scratchpad rate."""
-    total = 0.0
-    for e in log:
-        if e.get("event") == "step":
-            ev = expected_events(cfg, seq_len, e.get("scratch_rate", 0.0))
-            total += 3 * batch * flops_for_events(cfg, aux_steps=seq_len, **ev)["total"]
-    return total
+BUDGETS = ("flops", "bytes", "time")
+
+
+def logged_flops(log: list[dict]) -> float:
+    """Training FLOPs of a run: the sum of its step events' `model_flops` (the trainer counts them
+    with scratchpad.accounting.training_flops from each step's commits and scratchpads)."""
+    return float(sum(e.get("model_flops", 0.0) for e in log if e.get("event") == "step"))
+
+
+def step_flops_floor(cfg: ModelConfig, batch: int, seq_len: int) -> float:
+    """Training FLOPs of one step without scratchpads (fixed patches): the least a step can cost."""
+    return training_flops(cfg, batch, seq_len, commits=batch * (seq_len // cfg.patch_size), scratchpads=0)
+
+
+def training_budget(kind: str, steps: int, byte_cfg: ModelConfig, configs: dict, a) -> dict:
+    """The TrainArgs budget fields every model of one comparison trains to:
+    flops  -> the byte baseline's training FLOPs for `steps` steps (`--train-bytes`), for every model;
+    bytes  -> `steps` steps for every model (equal data);
+    time   -> `a.time_budget` seconds of training-step time for every model."""
+    if kind not in BUDGETS:
+        raise UserError(f"--budget {kind!r}: choose from {', '.join(BUDGETS)}")
+    if kind == "bytes":
+        return dict(steps=steps, time_budget=None, flops_budget=None)
+    if kind == "time":
+        if not a.time_budget:
+            raise UserError("--budget time needs --time-budget DURATION")
+        return dict(steps=None, time_budget=a.time_budget, flops_budget=None)
+    budget = steps * step_flops_floor(byte_cfg, a.batch_size, a.seq_len)
+    for k, cfg in configs.items():
+        floor = step_flops_floor(cfg, a.batch_size, a.seq_len)
+        if budget < floor:
+            raise UserError(f"--train-bytes: the FLOP budget {budget:.3e} is less than one training step of {k} "
+                            f"({floor:.3e}); use more --train-bytes")
+    return dict(steps=None, time_budget=None, flops_budget=budget)
 
 
 def evaluate_model(key: str, run: Path, sets: list[dict], taus: list[float], a) -> dict:
@@ -118,7 +144,8 @@ def evaluate_model(key: str, run: Path, sets: list[dict], taus: list[float], a) 
     res = dict(key=key, name=cfg.name, checkpoint=str(folder), params=params["total"],
                trunk_param_share=params["trunk"] / params["total"], patch_size=cfg.patch_size, scratchpad=cfg.scratchpad,
                steps=sum(e.get("event") == "step" for e in log), train_seconds=end.get("elapsed"),
-               train_flops=train_flops(cfg, log, a.seq_len, a.batch_size), evals={})
+               train_flops=logged_flops(log), train_bytes=sum(e.get("event") == "step" for e in log) * a.batch_size * a.seq_len,
+               evals={})
     for s in sets:
         rows = [run_bpb(model, s["arr"], a.window, tau, a.eval_batch, lag=True)
                 for tau in (taus if cfg.scratchpad else [math.inf])]
@@ -178,11 +205,20 @@ def targets(models: dict, set_name: str) -> list[dict]:
     ]
 
 
+def budget_text(a) -> str:
+    if a.flops_budget:
+        return f"an equal training-FLOP budget of {a.flops_budget:.4e} (the byte baseline's on --train-bytes)"
+    if a.time_budget:
+        return f"an equal budget of {a.time_budget:g} s of training-step time"
+    return f"equal training data ({a.steps} steps)"
+
+
 def report(out: Path, models: dict, sets: list[dict], a, steps: int, command: str):
     sections = [
-        f"Command: `{command}`\n\nEvery model trained on the same {steps * a.batch_size * a.seq_len:,} bytes of "
-        f"`{a.data}` ({steps} steps of {a.batch_size} x {a.seq_len} bytes, seed {a.seed}: the same batches in the same "
-        f"order), lr {a.lr:g}, warmup {a.warmup}, scale `{a.scale}`, device {a.device or 'default'}, {a.threads or 'default'} "
+        f"Command: `{command}`\n\nEvery model trained with {budget_text(a)} on `{a.data}` (batches of "
+        f"{a.batch_size} x {a.seq_len} bytes, seed {a.seed}: the same batches in the same order, as far as each "
+        f"model's budget reaches; the byte baseline's {steps} steps = {steps * a.batch_size * a.seq_len:,} bytes define "
+        f"the budget), lr {a.lr:g}, warmup {a.warmup}, scale `{a.scale}`, device {a.device or 'default'}, {a.threads or 'default'} "
         f"thread(s). Evaluation: {WINDOWING.format(W=a.window)}; FLOPs and KV per byte are the inference accounting "
         "(scratchpad/accounting.py) of the parallel forward's events against the byte-level baseline of equal trunk.",
         "## Models\n\n" + table(
@@ -229,10 +265,12 @@ def report(out: Path, models: dict, sets: list[dict], a, steps: int, command: st
             if m["scratchpad"] and lag_plots(out, m["evals"][name]["rows"], f"{k}, {name}", stem=f"lag-{name}-{k}") is None:
                 sections.append(f"![lag profile of {k}](lag-{name}-{k}.png)")
     result = dict(command="reproduce", argv=command, data=str(a.data), steps=steps, batch_size=a.batch_size,
-                  seq_len=a.seq_len, train_bytes=steps * a.batch_size * a.seq_len, scale=a.scale, window=a.window,
+                  seq_len=a.seq_len, budget=a.budget, flops_budget=a.flops_budget, time_budget=a.time_budget,
+                  train_bytes=steps * a.batch_size * a.seq_len, scale=a.scale, window=a.window,
                   models=models, targets={s["name"]: targets(models, s["name"]) for s in sets},
                   eval_sets=[{k: v for k, v in s.items() if k != "arr"} for s in sets])
-    write_report(out, "reproduce", "Scratchpad Patching at equal training data: byte baseline, P=16, SP at P=4/8/16",
+    equal = {"flops": "training compute", "bytes": "training data", "time": "training time"}[a.budget]
+    write_report(out, "reproduce", f"Scratchpad Patching at equal {equal}: byte baseline, P=16, SP at P=4/8/16",
                  sections, result)
 
 
@@ -242,7 +280,12 @@ def main(argv=None) -> int:
     ap.add_argument("--eval-data", help="comma-separated held-out corpus folders or byte files (default: --data's val.bin)")
     ap.add_argument("--out", required=True, help="report folder")
     ap.add_argument("--runs", required=True, help="folder for the training runs (reused when finished, resumed when not)")
-    ap.add_argument("--train-bytes", default="4M", help="training bytes per model, equal for all (default 4M)")
+    ap.add_argument("--train-bytes", default="4M", help="training bytes of the byte baseline (default 4M): with --budget "
+                    "flops every model spends the FLOPs the byte baseline spends on them; with --budget bytes every "
+                    "model trains on them")
+    ap.add_argument("--budget", default="flops", help="what is equal across models: flops (default; training FLOPs), "
+                    "bytes (training data) or time (--time-budget of training-step time)")
+    ap.add_argument("--time-budget", help="training time per model with --budget time (20m, 90s)")
     ap.add_argument("--scale", choices=sorted(SCALES), default="cpu", help="model size (default cpu: the heavy-* presets)")
     ap.add_argument("--models", default=",".join(k for k, _ in MODELS), help="subset of " + ",".join(k for k, _ in MODELS))
     ap.add_argument("--tiny", action="store_true", help="the tiny-* test forms (for tests)")
@@ -270,7 +313,10 @@ def main(argv=None) -> int:
     if not (a.lr > 0 and math.isfinite(a.lr)):
         raise UserError(f"--lr {a.lr}: must be a positive number")
     steps = max(1, -(-parse_size(a.train_bytes, "--train-bytes") // (a.batch_size * a.seq_len)))
+    a.time_budget = parse_duration(a.time_budget, "--time-budget") if a.time_budget else None
     configs = {k: model_config(("tiny-" if a.tiny else "") + known[k], a.scale) for k in keys}
+    budget = training_budget(a.budget, steps, model_config(("tiny-" if a.tiny else "") + known["byte"], a.scale),
+                             configs, a)
     a.window = default_window(next(iter(configs.values())), min(a.window, *(c.max_seq_len for c in configs.values())))
     sets = []
     for d in (a.eval_data or a.data).split(","):
@@ -280,13 +326,14 @@ def main(argv=None) -> int:
         raise UserError("--eval-data: two sets share a name")
     set_threads(a.threads)
     out, runs = out_folder(a.out), out_folder(a.runs)
-    a.steps, a.time_budget, a.eval_every, a.eval_windows = steps, None, 0, 16
+    a.steps, a.time_budget, a.flops_budget = budget["steps"], budget["time_budget"], budget["flops_budget"]
+    a.eval_every, a.eval_windows = 0, 16
     models = {}
     for k, cfg in configs.items():
         run = runs / k
         cfg_path = runs / f"{k}.config.json"
         cfg_path.write_text(cfg.to_json())
-        print(f"{k} ({cfg.name}): {steps} steps -> {run}", flush=True)
+        print(f"{k} ({cfg.name}): {budget_text(a)} -> {run}", flush=True)
         t0 = time.perf_counter()
         reused = train_variant(None, a, run, config=str(cfg_path), resume_unfinished=True)[0]
         print(f"  {'reused a finished run' if reused else f'trained in {time.perf_counter() - t0:.0f}s'}", flush=True)

@@ -91,7 +91,7 @@ def train_variant(preset: str | None, a, run: Path, config: str | None = None,
             raise UserError(f"{run}: an unfinished training run with no checkpoint to continue from; remove it and run again")
         resume = True
     args = TrainArgs(data=str(a.data), out=str(run), preset=preset, config=config, time_budget=a.time_budget,
-                     steps=a.steps, batch_size=a.batch_size, seq_len=a.seq_len, lr=a.lr, warmup=a.warmup,
+                     steps=a.steps, flops_budget=getattr(a, "flops_budget", None), batch_size=a.batch_size, seq_len=a.seq_len, lr=a.lr, warmup=a.warmup,
                      eval_every=a.eval_every, eval_windows=a.eval_windows, save_every=0 if not resume_unfinished else 100,
                      log_every=50, seed=a.seed, threads=a.threads, device=a.device, resume=resume)
     run.mkdir(parents=True, exist_ok=True)

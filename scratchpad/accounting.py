@@ -150,6 +150,18 @@ def per_byte(cfg: ModelConfig, ev: Events, baseline_keys: int) -> dict:
     )
 
 
+def training_flops(cfg: ModelConfig, rows: int, seq_len: int, commits: float, scratchpads: float) -> float:
+    """Training FLOPs of one micro-batch of `rows` sequences (forward x 3 for forward + backward) from
+    its counted commits and scratchpads; trunk attention keys as in the parallel forward (causal over
+    commits; a scratchpad reads its row's commits so far, on average half). The one training-FLOP
+    formula: the trainer's budget and log, and every report built on them."""
+    n = commits / max(rows, 1)
+    keys = rows * n * (n + 1) / 2 + scratchpads * (n / 2 + 1)
+    fwd = flops_for_events(cfg, bytes=rows * seq_len, commits=round(commits), scratchpads=round(scratchpads),
+                           keys=round(keys))["total"]
+    return 3.0 * fwd
+
+
 def expected_events(cfg: ModelConfig, length: int, scratch_rate: float = 0.0, commits: int | None = None) -> dict:
     """Events of a length-byte sequence when patches are closed `commits` times (default length / P)
     and a fraction scratch_rate of bytes trigger a scratchpad; keys assume evenly spread commits."""

@@ -9,7 +9,7 @@ from scratchpad.errors import UserError
 
 # Arguments that may change when resuming; every other one must match the run being resumed
 # (--data included: a resumed run must draw its windows from the same corpus).
-RESUME_MAY_CHANGE = {"steps", "time_budget", "eval_every", "save_every", "save_every_s", "log_every", "threads",
+RESUME_MAY_CHANGE = {"steps", "time_budget", "flops_budget", "eval_every", "save_every", "save_every_s", "log_every", "threads",
                      "device", "resume", "out", "compile"}
 
 
@@ -21,6 +21,7 @@ class TrainArgs:
     config: str | None = None
     steps: int | None = None
     time_budget: float | None = None     # seconds of training-step time
+    flops_budget: float | None = None    # training FLOPs (scratchpad.accounting.training_flops)
     init_from: str | None = None
     resume: bool = False
     batch_size: int = 8                  # sequences per micro-batch per process

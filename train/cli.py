@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--steps", metavar="N", help="optimizer steps to train")
     r.add_argument("--time-budget", metavar="DURATION", help="train for this long (20m, 90s, 1h30m); "
                    "counts training steps, not evaluation or checkpoint writes; the cosine LR schedule follows the elapsed fraction")
+    r.add_argument("--flops-budget", metavar="FLOPS", help="train until this many training FLOPs are spent (e.g. 2.5e13; "
+                   "forward + backward by scratchpad.accounting.training_flops at each step's counted commits and "
+                   "scratchpads); stops at the first step that reaches it; the cosine LR schedule follows the spent fraction")
     r.add_argument("--resume", action="store_true", help="continue the run in --out exactly where its last checkpoint left off")
     h = p.add_argument_group("hyperparameters")
     h.add_argument("--batch-size", metavar="B", help=f"sequences per micro-batch per process (default {d.batch_size})")
@@ -77,7 +80,7 @@ def _float(name, text, lo, hi=math.inf, lo_open=False):
 
 INTS = {"steps": 1, "batch_size": 1, "seq_len": 1, "warmup": 0, "grad_accum": 1, "eval_every": 0, "eval_windows": 1,
         "save_every": 0, "log_every": 1, "seed": 0, "threads": 1}
-FLOATS = {"lr": (0.0, math.inf, True), "min_lr_ratio": (0.0, 1.0, False), "weight_decay": (0.0, math.inf, False),
+FLOATS = {"flops_budget": (0.0, math.inf, True), "lr": (0.0, math.inf, True), "min_lr_ratio": (0.0, 1.0, False), "weight_decay": (0.0, math.inf, False),
           "clip": (0.0, math.inf, False)}
 
 

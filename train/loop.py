@@ -24,6 +24,8 @@ from scratchpad.precision import autocast
 from train.hardware import synchronize
 from train.optim import lr_at
 
+FLOPS_TOLERANCE = 1 - 1e-9  # a budget of n equal steps is reached at step n despite float summation
+
 
 @dataclass
 class StepStats:
@@ -35,6 +37,7 @@ class StepStats:
     step_s: float          # this step's seconds on this rank (device synchronised)
     elapsed: float         # training seconds so far, the mean over ranks
     stop_requested: bool   # some rank got SIGINT/SIGTERM
+    flops: float = 0.0     # training FLOPs of this step (all ranks), by the loop's step_flops
 
 
 class NonFinite(Exception):
@@ -45,16 +48,22 @@ class NonFinite(Exception):
 
 class StepLoop:
     def __init__(self, step_model, params, opt, args, dist, device: torch.device, *, no_sync=None,
-                 stop_flag: Callable[[], bool] = lambda: False):
+                 stop_flag: Callable[[], bool] = lambda: False,
+                 step_flops: Callable[[list[float]], float] | None = None, flops_spent: float = 0.0):
         """step_model: the loss module (maybe DDP-wrapped, maybe compiled); no_sync: the DDP
-        module's no_sync (None without DDP); args: lr, warmup, steps, time_budget, min_lr_ratio,
-        grad_accum, clip, dtype."""
+        module's no_sync (None without DDP); args: lr, warmup, steps, time_budget, flops_budget,
+        min_lr_ratio, grad_accum, clip, dtype. step_flops(stats) -> one step's training FLOPs over all
+        ranks from the step's mean statistics; `flops_spent` (FLOPs before the first step here, e.g.
+        from a resumed checkpoint) grows by it every step and drives args.flops_budget."""
+        if getattr(args, "flops_budget", None) and step_flops is None:
+            raise ValueError("a FLOP budget needs step_flops")
         self.step_model, self.params, self.opt, self.args = step_model, params, opt, args
         self.dist, self.device, self.no_sync, self.stop_flag = dist, device, no_sync, stop_flag
+        self.step_flops, self.flops_spent = step_flops, flops_spent
 
     def step(self, step: int, elapsed: float, local_elapsed: float, batch) -> StepStats:
         a, dev = self.args, self.device
-        lr = lr_at(a, step, elapsed)
+        lr = lr_at(a, step, elapsed, self.flops_spent)
         for g in self.opt.param_groups:
             g["lr"] = lr
         synchronize(dev)
@@ -83,15 +92,18 @@ class StepLoop:
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         synchronize(dev)
-        return StepStats(step=step, lr=lr, loss=loss_v, stats=[float(v) / n_micro for v in summary[1:-3]],
-                         grad_norm=gnorm_v, step_s=time.perf_counter() - t0,
+        stats = [float(v) / n_micro for v in summary[1:-3]]
+        flops = self.step_flops(stats) if self.step_flops is not None else 0.0
+        self.flops_spent += flops
+        return StepStats(step=step, lr=lr, loss=loss_v, stats=stats, grad_norm=gnorm_v, step_s=time.perf_counter() - t0,
                          elapsed=float(summary[-1]) / self.dist.world,  # identical on every rank
-                         stop_requested=bool(summary[-2] > 0))
+                         stop_requested=bool(summary[-2] > 0), flops=flops)
 
     def run(self, step: int, elapsed: float, batch, on_step: Callable[[StepStats], None]) -> tuple[int, str]:
-        """Steps from `step` until args.steps or args.time_budget is reached or a rank was
-        signalled -> (last step, reason: "steps" | "time_budget" | "signal"). on_step runs after
-        every update (logging, evaluation, checkpoints)."""
+        """Steps from `step` until args.steps, args.time_budget or args.flops_budget is reached or a
+        rank was signalled -> (last step, reason: "steps" | "time_budget" | "flops_budget" | "signal").
+        A FLOP budget stops at the first step that reaches it, so a run overshoots it by less than
+        one step. on_step runs after every update (logging, evaluation, checkpoints)."""
         a = self.args
         local = elapsed  # this rank's training-step seconds; ranks agree on their mean
         while True:
@@ -99,6 +111,8 @@ class StepLoop:
                 return step, "steps"
             if a.time_budget and elapsed >= a.time_budget:
                 return step, "time_budget"
+            if getattr(a, "flops_budget", None) and self.flops_spent >= a.flops_budget * FLOPS_TOLERANCE:
+                return step, "flops_budget"
             step += 1
             st = self.step(step, elapsed, local, batch)
             local += st.step_s

@@ -28,9 +28,10 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float, device: tor
     return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.95), eps=1e-8, **extra)
 
 
-def lr_at(args, step: int, elapsed: float) -> float:
+def lr_at(args, step: int, elapsed: float, flops: float = 0.0) -> float:
     """Linear warmup over args.warmup steps, then cosine to lr * min_lr_ratio over the run
-    (by step count with args.steps, by training time with args.time_budget; the further one wins)."""
+    (by step count with args.steps, by training time with args.time_budget, by training FLOPs spent
+    with args.flops_budget; the furthest one wins)."""
     if args.warmup > 0 and step <= args.warmup:
         return args.lr * step / args.warmup
     progress = 0.0
@@ -38,6 +39,8 @@ def lr_at(args, step: int, elapsed: float) -> float:
         progress = max(progress, (step - args.warmup) / max(1, args.steps - args.warmup))
     if args.time_budget:
         progress = max(progress, elapsed / args.time_budget)
+    if getattr(args, "flops_budget", None):
+        progress = max(progress, flops / args.flops_budget)
     progress = min(max(progress, 0.0), 1.0)
     lo = args.lr * args.min_lr_ratio
     return lo + 0.5 * (args.lr - lo) * (1.0 + math.cos(math.pi * progress))

@@ -23,7 +23,8 @@ STATE_FILE = "train_state.safetensors"
 ARGS_FILE = "trainer.json"
 FORMAT = 1
 COUNTERS = {"step": torch.int64, "elapsed": torch.float64, "bytes_seen": torch.int64, "best_val": torch.float64,
-            "best_step": torch.int64, "log_offset": torch.int64, "data_seed": torch.int64}
+            "best_step": torch.int64, "log_offset": torch.int64, "data_seed": torch.int64, "flops": torch.float64}
+OPTIONAL_COUNTERS = {"flops": 0.0}  # absent from checkpoints written before FLOPs were counted
 
 
 def optimizer_tensors(opt, names: dict) -> dict:
@@ -87,7 +88,8 @@ def read_train_state(last: Path) -> dict:
 def restore_train_state(state: dict, opt, model, source: Path, seed: int, device: torch.device) -> dict:
     """Load the optimizer moments and RNG states; return the counters (step, elapsed, ...)."""
     load_optimizer_tensors(opt, model, state, source)
-    counters = {k: (int if dt == torch.int64 else float)(state[k][0]) for k, dt in COUNTERS.items()}
+    counters = {k: (int if dt == torch.int64 else float)(state[k][0]) if k in state else OPTIONAL_COUNTERS[k]
+                for k, dt in COUNTERS.items()}
     if counters["data_seed"] != seed:
         raise UserError(f"{source}: data seed {counters['data_seed']} does not match --seed {seed}")
     torch.set_rng_state(state["rng_torch"])

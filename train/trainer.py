@@ -48,7 +48,7 @@ import torch
 import torch.nn as nn
 
 from scratchpad import ModelConfig, UserError, build_model, load_model
-from scratchpad.accounting import flops_for_events
+from scratchpad.accounting import training_flops
 from scratchpad.checkpoint import ensure_writable_dir, read_config, resolve_model_folder
 from train.args import TrainArgs, merge_resume_args
 from train.data import ByteCorpus, batch_generator, seed_model_rng
@@ -101,17 +101,6 @@ def config_diff(a: ModelConfig, b: ModelConfig) -> list[tuple[str, object, objec
     return [(k, da[k], db[k]) for k in da if k != "name" and da[k] != db[k]]
 
 
-def train_flops(cfg: ModelConfig, rows: int, seq_len: int, commits: float, scratchpads: float) -> float:
-    """Model FLOPs of one training micro-batch (forward x 3 for forward + backward) from its counted
-    commits and scratchpads; trunk attention keys as in the parallel forward (causal over commits,
-    a scratchpad reads its row's commits so far, on average half)."""
-    n = commits / max(rows, 1)
-    keys = rows * n * (n + 1) / 2 + scratchpads * (n / 2 + 1)
-    fwd = flops_for_events(cfg, bytes=rows * seq_len, commits=round(commits), scratchpads=round(scratchpads),
-                           keys=round(keys))["total"]
-    return 3.0 * fwd
-
-
 class Trainer:
     def __init__(self, args: TrainArgs, given: set[str] | None = None, out_stream=None):
         self.args = args
@@ -139,8 +128,8 @@ class Trainer:
             resume_state = last
         elif out.is_dir() and ((out / LAST).exists() or (out / LOG_FILE).exists()):
             raise UserError(f"--out {out}: already holds a training run; pass --resume to continue it or choose another --out")
-        if not a.steps and not a.time_budget:
-            raise UserError("give --steps N or --time-budget DURATION")
+        if not a.steps and not a.time_budget and not a.flops_budget:
+            raise UserError("give --steps N, --time-budget DURATION or --flops-budget FLOPS")
         self.dtype_note = check_dtype(a.dtype, self.dist.device)
         if a.compile:
             problem = compile_problem(self.dist.device)
@@ -178,6 +167,11 @@ class Trainer:
         if seq_len > cfg.max_seq_len:
             raise UserError(f"--seq-len {seq_len} exceeds the model's max_seq_len {cfg.max_seq_len}")
         a.seq_len = seq_len
+        floor = a.grad_accum * self.dist.world * training_flops(cfg, a.batch_size, seq_len,
+                                                               a.batch_size * (seq_len // cfg.patch_size), 0)
+        if a.flops_budget and a.flops_budget < floor and resume_state is None:
+            raise UserError(f"--flops-budget {a.flops_budget:.3e}: less than one training step of this model and batch "
+                            f"(~{floor:.3e} FLOPs)")
         corpus = ByteCorpus(a.data, seq_len)
 
         # output folder: must be writable (checked now so a long run cannot fail at its first save)
@@ -214,7 +208,8 @@ class Trainer:
             self.log("replica_mismatch", step=step, hashes=hashes)
             raise RuntimeError(f"step {step}: DDP replicas diverged (parameter hashes {hashes})")
         self.log_f.flush()
-        counters = dict(step=step, elapsed=self.elapsed, bytes_seen=self.bytes_seen, best_val=self.best_val,
+        counters = dict(step=step, elapsed=self.elapsed, bytes_seen=self.bytes_seen, flops=self.flops_spent,
+                        best_val=self.best_val,
                         best_step=self.best_step, data_seed=self.args.seed, log_offset=self.log_f.tell())
         st = train_state_tensors(self.opt, self.model, counters, self.dist.device)
         summary = dict(args=self.args.to_dict(), step=step, world_size=self.dist.world,
@@ -327,13 +322,13 @@ class Trainer:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         self.opt = make_optimizer(model, a.lr, a.weight_decay, dev)
-        step, self.elapsed, self.bytes_seen = 0, 0.0, 0
+        step, self.elapsed, self.bytes_seen, self.flops_spent = 0, 0.0, 0, 0.0
         self.best_val, self.best_step, self.last_eval, self.saved_step = math.inf, -1, None, 0
         log_offset = None
         self.saved_elapsed = 0.0
         if state is not None:
             c = restore_train_state(state, self.opt, model, self.out / LAST / STATE_FILE, a.seed, dev)
-            step, self.elapsed, self.bytes_seen = c["step"], c["elapsed"], c["bytes_seen"]
+            step, self.elapsed, self.bytes_seen, self.flops_spent = c["step"], c["elapsed"], c["bytes_seen"], c["flops"]
             self.best_val, self.best_step, log_offset = c["best_val"], c["best_step"], c["log_offset"]
             self.saved_step, self.saved_elapsed = step, self.elapsed
         self.val_offsets = corpus.val_offsets(a.eval_windows)
@@ -366,6 +361,8 @@ class Trainer:
             what = f"{a.steps} steps" if a.steps else ""
             if a.time_budget:
                 what += (" or " if what else "") + f"{a.time_budget:g}s of training"
+            if a.flops_budget:
+                what += (" or " if what else "") + f"{a.flops_budget:.3e} training FLOPs"
             self.print(f"{'resuming' if state is not None else 'training'} {model.cfg.name}: {n_params / 1e6:.2f}M params, "
                        f"{dist.world} process(es) on {dev}, {a.dtype}{', compiled' if a.compile else ''}, batch "
                        f"{a.batch_size}x{a.grad_accum}x{dist.world} of {a.seq_len} bytes, {what}"
@@ -380,11 +377,16 @@ class Trainer:
             seed_model_rng(a.seed, step, micro, dist.rank)
             return x.to(dev, non_blocking=True), y.to(dev, non_blocking=True), tau.to(dev)
 
+        n_micro = a.grad_accum * dist.world
+
+        def step_flops(stats):  # stats: means over micro-batches of STATS
+            return n_micro * training_flops(model.cfg, a.batch_size, a.seq_len, stats[3], stats[2])
+
         loop = StepLoop(step_model, [p for p in model.parameters() if p.requires_grad], self.opt, a, dist, dev,
-                        no_sync=getattr(ddp, "no_sync", None), stop_flag=lambda: self.stop_signal != 0)
+                        no_sync=getattr(ddp, "no_sync", None), stop_flag=lambda: self.stop_signal != 0,
+                        step_flops=step_flops, flops_spent=self.flops_spent)
         window = dict(bytes=0, time=0.0, steps=0)
         first = dict(step=step + 1)
-        n_micro = a.grad_accum * dist.world
         reset_peak_memory(dev)
 
         def on_step(st):
@@ -393,8 +395,10 @@ class Trainer:
             byte_l, aux_l, n_scratch, n_commits = st.stats
             rate = bytes_per_step / max(st.step_s, 1e-9)
             scratch_rate = n_scratch / (a.batch_size * a.seq_len)
-            flops = n_micro * train_flops(model.cfg, a.batch_size, a.seq_len, n_commits, n_scratch)
-            perf = dict(step_ms=round(1000 * st.step_s, 2), bytes_per_s=round(rate, 1), model_flops=flops)
+            self.flops_spent = loop.flops_spent
+            flops = st.flops
+            perf = dict(step_ms=round(1000 * st.step_s, 2), bytes_per_s=round(rate, 1), model_flops=flops,
+                        flops=self.flops_spent)
             if peak:
                 perf["mfu"] = round(flops / st.step_s / peak / dist.world, 5)
             mem = peak_memory_bytes(dev)
@@ -442,11 +446,13 @@ class Trainer:
             self._save(step)
         final_hashes = dist.gather(params_hash(model)) if dist.enabled else None
         self.log("end", step=step, reason=stop_reason, elapsed=round(self.elapsed, 3), bytes=self.bytes_seen,
+                 flops=self.flops_spent,
                  best_step=self.best_step, **{f"best_{self.metric_name}": None if math.isinf(self.best_val) else self.best_val},
                  **{k: v for k, v in (self.last_eval or {}).items() if k != "step"},
                  **({"replica_hashes": final_hashes} if final_hashes else {}))
         if dist.main:
-            msg = {"steps": "done", "time_budget": "time budget reached", "signal": "interrupted"}[stop_reason]
+            msg = {"steps": "done", "time_budget": "time budget reached", "flops_budget": "FLOP budget reached",
+                   "signal": "interrupted"}[stop_reason]
             self.print(f"{msg} at step {step}: checkpoint {self.out / LAST}, best {self.out / BEST} (step {self.best_step})")
         if stop_reason == "signal":
             if dist.main:

@@ -19,7 +19,7 @@ def args(assets, tmp_path, *extra):
 
 
 def test_reproduce_trains_on_equal_data_and_checks_the_targets(assets, tmp_path, cli, read_report):
-    code, stdout, err = cli(main, args(assets, tmp_path, "--models", "byte,p16-plain,p16"))
+    code, stdout, err = cli(main, args(assets, tmp_path, "--models", "byte,p16-plain,p16", "--budget", "bytes"))
     assert code == 0, err
     r = read_report(tmp_path / "out" / "reproduce.json")
     assert r["steps"] == 8 and r["train_bytes"] == 8 * 2 * W
@@ -46,13 +46,13 @@ def test_reproduce_trains_on_equal_data_and_checks_the_targets(assets, tmp_path,
     ends = [json.loads(line) for line in lines if json.loads(line)["event"] == "end"]
     assert ends and ends[-1]["reason"] == "steps"
     log.write_text("\n".join(line.replace('"reason": "steps"', '"reason": "signal"') for line in lines) + "\n")  # as if killed
-    code, stdout, err = cli(main, args(assets, tmp_path, "--models", "p16-plain,p16"))
+    code, stdout, err = cli(main, args(assets, tmp_path, "--models", "p16-plain,p16", "--budget", "bytes"))
     assert code == 0, err
     assert stdout.count("reused a finished run") == 1
     assert stdout.count("reused its evaluation") == 2   # same weights, same settings
     again = read_report(tmp_path / "out" / "reproduce.json")["models"]
     assert again["p16-plain"]["evals"] == models["p16-plain"]["evals"]
-    code, stdout, err = cli(main, args(assets, tmp_path, "--models", "p16", "--thresholds", "2"))
+    code, stdout, err = cli(main, args(assets, tmp_path, "--models", "p16", "--thresholds", "2", "--budget", "bytes"))
     assert code == 0, err
     assert "reused its evaluation" not in stdout                # other settings: evaluated anew
     assert [row["threshold"] for row in read_report(tmp_path / "out" / "reproduce.json")["models"]["p16"]["evals"]
@@ -75,3 +75,30 @@ def test_parse_size():
     assert parse_size("4M", "--x") == 4 << 20
     assert parse_size("512k", "--x") == 512 << 10
     assert parse_size("1000", "--x") == 1000
+
+
+def test_flops_budget_stops_every_model_within_one_step_of_the_byte_baselines_flops(assets, tmp_path, cli, read_report):
+    code, stdout, err = cli(main, args(assets, tmp_path, "--models", "byte,p16-plain,p16", "--thresholds", "inf"))
+    assert code == 0, err
+    r = read_report(tmp_path / "out" / "reproduce.json")
+    budget = r["flops_budget"]
+    models = r["models"]
+    assert models["byte"]["steps"] == 8 and models["byte"]["train_flops"] == pytest.approx(budget, rel=1e-9)
+    for key in ("p16-plain", "p16"):
+        log = [json.loads(line) for line in (tmp_path / "runs" / key / "log.jsonl").read_text().splitlines()]
+        steps = [e for e in log if e["event"] == "step"]
+        spent = sum(e["model_flops"] for e in steps)
+        assert models[key]["train_flops"] == pytest.approx(spent)
+        assert spent >= budget * (1 - 1e-9) and spent - steps[-1]["model_flops"] < budget   # stopped at the first step past it
+        assert steps[-1]["flops"] == pytest.approx(spent)
+        assert models[key]["steps"] > 8                        # patch models see more bytes for the same FLOPs
+        assert log[-1]["event"] == "end" and log[-1]["reason"] == "flops_budget"
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--budget", "joules"], "--budget 'joules': choose from flops, bytes, time"),
+    (["--budget", "time"], "--budget time needs --time-budget"),
+])
+def test_bad_budgets_one_line(assets, tmp_path, cli, extra, needle):
+    code, stdout, err = cli(main, args(assets, tmp_path, "--models", "byte,p16", *extra))
+    assert code == 2 and needle in err and "Traceback" not in err

@@ -46,7 +46,7 @@ def test_no_warmup_warning_when_warmup_fits(corpus, tmp_path, capsys):
 
 
 def test_train_flops_grow_with_scratchpads():
-    from train.trainer import train_flops
+    from scratchpad.accounting import training_flops as train_flops
 
     cfg = ModelConfig.preset("tiny-sp-fixed-p4")
     plain = train_flops(cfg, 8, 64, commits=8 * 16, scratchpads=0)
