@@ -258,10 +258,19 @@ class TokenLoss(nn.Module):
         return loss, loss.detach().view(1)
 
 
+def token_training_flops(trunk: dict, vocab: int, batch_size: int, seq_len: int) -> float:
+    """Training FLOPs of one step of the token LM (forward x 3, causal attention keys), counted like
+    scratchpad.accounting.training_flops counts the byte models'."""
+    per_token, per_key = token_macs(trunk, vocab)
+    keys = batch_size * seq_len * (seq_len + 1) // 2
+    return 3.0 * 2 * (batch_size * seq_len * per_token + keys * per_key)
+
+
 def _train_token_lm(model: TokenLM, ids: np.ndarray, seq_len: int, batch_size: int, lr: float, warmup: int,
-                    steps: int | None, time_budget: float | None, seed: int) -> tuple[list[float], list[float]]:
+                    steps: int | None, time_budget: float | None, seed: int,
+                    flops_budget: float | None = None) -> tuple[list[float], list[float]]:
     """Train through the trainer's step loop (train/loop.py: schedule, clipping, AdamW, non-finite
-    check) on windows drawn by the trainer's counter-based sampler -> (ms per step, losses)."""
+    check, FLOP budget) on windows drawn by the trainer's counter-based sampler -> (ms per step, losses)."""
     from train.args import TrainArgs
     from train.data import sample_offsets
     from train.dist import Dist
@@ -269,10 +278,12 @@ def _train_token_lm(model: TokenLM, ids: np.ndarray, seq_len: int, batch_size: i
     from train.optim import make_optimizer
 
     device = torch.device("cpu")
-    args = TrainArgs(lr=lr, warmup=warmup, steps=steps, time_budget=time_budget, batch_size=batch_size, seed=seed)
+    args = TrainArgs(lr=lr, warmup=warmup, steps=steps, time_budget=time_budget, flops_budget=flops_budget,
+                     batch_size=batch_size, seed=seed)
     opt = make_optimizer(model, lr, args.weight_decay, device)
+    per_step = token_training_flops(model.trunk_cfg, model.vocab_size, batch_size, seq_len)
     loop = StepLoop(TokenLoss(model), [p for p in model.parameters() if p.requires_grad], opt, args,
-                    Dist.single("cpu"), device)
+                    Dist.single("cpu"), device, step_flops=lambda stats: per_step)
 
     def batch(step, micro):
         offs = sample_offsets(seed, step, micro, 0, batch_size, len(ids) - seq_len)
@@ -293,13 +304,15 @@ def _train_token_lm(model: TokenLM, ids: np.ndarray, seq_len: int, batch_size: i
     return step_ms, losses
 
 
-def train_baseline(data, preset: str, vocab_size: int = 4096, sample_bytes: int = 8 << 20, train_bytes: int = 32 << 20,
-                   time_budget: float | None = None, steps: int | None = None, seq_len_bytes: int | None = None,
-                   batch_size: int = 8, lr: float = 2e-3, warmup: int = 100, seed: int = 0, log=print) -> TokenBaseline:
-    """Train the tokenizer on a sample of DATA/train.bin and the token LM for the budget."""
-    if not time_budget and not steps:
-        raise UserError("tokenizer baseline: give a time budget or a step count")
-    cfg = ModelConfig.preset(preset)
+def train_baseline(data, preset: str | ModelConfig, vocab_size: int = 4096, sample_bytes: int = 8 << 20,
+                   train_bytes: int = 32 << 20, time_budget: float | None = None, steps: int | None = None,
+                   seq_len_bytes: int | None = None, batch_size: int = 8, lr: float = 2e-3, warmup: int = 100,
+                   seed: int = 0, log=print, flops_budget: float | None = None) -> TokenBaseline:
+    """Train the tokenizer on a sample of DATA/train.bin and the token LM for the budget (steps, time
+    or training FLOPs); `preset` names the config whose trunk it uses, or is that config."""
+    if not time_budget and not steps and not flops_budget:
+        raise UserError("tokenizer baseline: give a time budget, a FLOP budget or a step count")
+    cfg = preset if isinstance(preset, ModelConfig) else ModelConfig.preset(preset)
     train_arr = read_bytes(data_file(data, "train"))
     t0 = time.perf_counter()
     tok = Tokenizer.train(spread_chunks(train_arr, sample_bytes), vocab_size)
@@ -315,10 +328,12 @@ def train_baseline(data, preset: str, vocab_size: int = 4096, sample_bytes: int 
         f"{bytes_per_token:.2f} bytes/token; token LM windows of {seq_len} tokens (~{seq_bytes} bytes)")
     torch.manual_seed(seed)
     model = TokenLM(tok.vocab_size, trunk_fields(cfg))
-    step_ms, losses = _train_token_lm(model, ids, seq_len, batch_size, lr, warmup, steps, time_budget, seed)
+    step_ms, losses = _train_token_lm(model, ids, seq_len, batch_size, lr, warmup, steps, time_budget, seed, flops_budget)
     step, elapsed = len(step_ms), sum(step_ms) / 1000
     model.eval()
-    meta = dict(data=str(data), preset=preset, steps=step, train_seconds=elapsed, ms_per_step=float(np.median(step_ms)),
+    meta = dict(data=str(data), preset=cfg.name, steps=step, train_seconds=elapsed, ms_per_step=float(np.median(step_ms)),
+                train_flops=step * token_training_flops(model.trunk_cfg, model.vocab_size, batch_size, seq_len),
+                train_bytes=int(step * batch_size * seq_len * bytes_per_token),
                 tokenizer_seconds=tok_s, tokenizer_sample_bytes=min(len(train_arr), sample_bytes),
                 train_tokens=len(ids), train_bytes_per_token=bytes_per_token, seq_len_bytes=seq_bytes,
                 batch_size=batch_size, lr=lr, final_loss_nats_per_token=float(np.mean(losses[-10:])),
