@@ -1,114 +1,111 @@
-"""The OpenAI completions protocol for `scratchpad serve`: request validation into engine
-Requests, response and stream-chunk bodies, and OpenAI-style error bodies. No web framework here.
+"""The OpenAI completions protocol for `scratchpad serve`: a /v1/completions body -> a Job (one
+engine Request per prompt), response and stream-chunk bodies. Chat is in infer/chat.py, field
+checks in infer/api_fields.py. No web framework here.
 
 Tokens are bytes: max_tokens counts bytes, usage counts bytes. Extension fields per request:
-`entropy_threshold` (tau, a number >= 0 or "inf") or `scratchpad_budget` (a fraction of bytes),
-and `scratch_every` (k >= 0: also a scratchpad at every k-th byte of a patch; 0 = none); each
-choice reports its scratchpad rate, trunk calls, KV bytes and the triggers it ran under
-"scratchpad".
+`entropy_threshold` (tau, a number in [0, 100] or "inf") or `scratchpad_budget` (a fraction of
+bytes in [0, 1]), and `scratch_every` (k in [0, the longest patch]: also a scratchpad at every
+k-th byte of a patch; 0 = none); each choice reports its scratchpad rate, trunk calls, KV bytes
+and the triggers it ran under in "scratchpad".
 """
 from __future__ import annotations
 
-import math
 import time
+from dataclasses import dataclass, field
 
-from infer.options import budget_threshold, tau_json
+from infer.api_fields import ApiError, boolean, refuse, sampling, triggers, utf8
+from infer.options import tau_json
 from infer.sequence import Request
-from infer.sampling import check_sampling
-from scratchpad.errors import UserError
 
 FINISH = {"eos": "stop", "stop_string": "stop", "max_bytes": "length", "limit": "length", "cancelled": "cancelled"}
 
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
-                 kind: str = "invalid_request_error"):
-        super().__init__(message)
-        self.status, self.message, self.param, self.code, self.kind = status, message, param, code, kind
-
-    def body(self) -> dict:
-        return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
-
-
-def _number(body, key, default, lo=None, hi=None, integer=False):
-    v = body.get(key, default)
-    if v is None:
-        return default
-    ok = isinstance(v, int) if integer else isinstance(v, (int, float))
-    if isinstance(v, bool) or not ok or (not integer and not math.isfinite(v)):
-        raise ApiError(400, f"'{key}' must be {'an integer' if integer else 'a finite number'}, got {v!r}", key)
-    if (lo is not None and v < lo) or (hi is not None and v > hi):
-        bound = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
-        raise ApiError(400, f"'{key}' must be {bound}, got {v!r}", key)
-    return v
+# fields both endpoints refuse unless "off"; the values that mean off
+NOT_IMPLEMENTED = {
+    "presence_penalty": ((None, 0, 0.0), "no repetition penalties"),
+    "frequency_penalty": ((None, 0, 0.0), "no repetition penalties"),
+    "logit_bias": ((None, {}), "no logit bias"),
+}
+COMPLETION_REFUSED = {
+    **NOT_IMPLEMENTED,
+    "logprobs": ((None,), "byte log-probs are not implemented"),
+    "suffix": ((None, ""), "no insertion: the model only continues a prompt"),
+}
 
 
-def parse_completion(body, model_name: str, model, max_tokens_limit: int) -> tuple[list[Request], dict]:
-    """A /v1/completions JSON body -> (one Request per prompt, echo of the settings)."""
-    if not isinstance(body, dict):
-        raise ApiError(400, "the request body must be a JSON object")
+@dataclass
+class Job:
+    """One HTTP request for the engine: a Request per choice (threshold None until a budget
+    calibrates it), how to answer, and what a choice's text starts with (completions' echo)."""
+    reqs: list[Request]
+    stream: bool
+    budget: float | None = None
+    include_usage: bool = False
+    echo: list[str] = field(default_factory=list)
+
+
+def check_model(body: dict, model_name: str):
     name = body.get("model")
     if not isinstance(name, str):
         raise ApiError(400, "'model' is required (a string)", "model")
     if name != model_name:
         raise ApiError(404, f"the model '{name}' does not exist; this server serves '{model_name}'", "model",
                        "model_not_found")
+
+
+def stream_flags(body: dict) -> tuple[bool, bool]:
+    """(stream, include_usage) from `stream` and `stream_options`."""
+    stream = boolean(body, "stream")
+    opts = body.get("stream_options")
+    if opts is None:
+        return stream, False
+    if not stream or not isinstance(opts, dict) or set(opts) - {"include_usage"}:
+        raise ApiError(400, "'stream_options' is an object {\"include_usage\": bool}, with stream true",
+                       "stream_options")
+    return stream, boolean(opts, "include_usage")
+
+
+def requests_for(prompts: list[bytes], body: dict, cfg, max_tokens_limit: int, max_prompts: int,
+                 max_tokens_keys=("max_tokens",), extra_stops=()) -> tuple[list[Request], float | None]:
+    """One engine Request per prompt with the body's sampling and trigger settings."""
+    if len(prompts) > max_prompts:
+        raise ApiError(400, f"{len(prompts)} prompts in one request; this server takes at most {max_prompts}",
+                       "prompt")
+    limit = cfg.max_seq_len
+    for p in prompts:
+        if len(p) >= limit:
+            raise ApiError(400, f"the prompt has {len(p)} bytes; this model's context is {limit} bytes (the prompt "
+                           f"must leave room for at least one generated byte)", "prompt", "context_length_exceeded")
+    kw = sampling(body, max_tokens_keys, max_tokens_limit)
+    tau, budget, every = triggers(body, cfg)
+    if budget is not None and budget > 0 and any(len(p) < 2 for p in prompts):
+        raise ApiError(400, "'scratchpad_budget' calibrates on the prompt; give a prompt of at least 2 bytes",
+                       "scratchpad_budget")
+    seed, stops = kw.pop("seed"), kw.pop("stop") + list(extra_stops)
+    reqs = [Request(p, threshold=tau, seed=None if seed is None else seed + i, stop=stops, scratch_every=every,
+                    **kw) for i, p in enumerate(prompts)]
+    return reqs, budget
+
+
+def parse_completion(body: dict, model_name: str, cfg, max_tokens_limit: int, max_prompts: int) -> Job:
+    """A /v1/completions JSON body -> a Job with one Request per prompt."""
+    check_model(body, model_name)
+    refuse(body, COMPLETION_REFUSED)
     prompt = body.get("prompt", "")
     prompts = [prompt] if isinstance(prompt, str) else prompt
     if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
         raise ApiError(400, "'prompt' must be a string or a non-empty list of strings", "prompt")
-    if _number(body, "n", 1, 1, 1, integer=True) != 1 or body.get("best_of") not in (None, 1):
-        raise ApiError(400, "only n = 1 and best_of = 1 are supported", "n")
-    max_tokens = _number(body, "max_tokens", 16, 1, max_tokens_limit, integer=True)
-    temperature = _number(body, "temperature", 1.0, 0, 2)
-    top_p = _number(body, "top_p", 1.0, 0, 1)
-    if top_p == 0:
-        raise ApiError(400, "'top_p' must be > 0", "top_p")
-    seed = _number(body, "seed", None, integer=True)
-    stop = body.get("stop")
-    stops = [] if stop is None else [stop] if isinstance(stop, str) else stop
-    if not isinstance(stops, list) or len(stops) > 4 or not all(isinstance(s, str) and s for s in stops):
-        raise ApiError(400, "'stop' must be a non-empty string or a list of up to 4 of them", "stop")
-    tau = body.get("entropy_threshold")
-    budget = body.get("scratchpad_budget")
-    if tau is not None and budget is not None:
-        raise ApiError(400, "give 'entropy_threshold' or 'scratchpad_budget', not both", "entropy_threshold")
-    if isinstance(tau, str) and tau.strip().lower() in ("inf", "infinity", "none", "off"):
-        tau = math.inf
-    elif tau is not None:
-        tau = _number(body, "entropy_threshold", None, 0, None)
-    else:
-        tau = 1.5
-    if budget is not None:
-        budget = _number(body, "scratchpad_budget", None, 0, 1)
-    every = _number(body, "scratch_every", 0, 0, None, integer=True)
-    bytes_prompts = [p.encode("utf-8") for p in prompts]
-    limit = model.cfg.max_seq_len
-    for p in bytes_prompts:
-        if len(p) >= limit:
-            raise ApiError(400, f"the prompt has {len(p)} bytes; this model's context is {limit} bytes (the prompt "
-                           f"must leave room for at least one generated byte)", "prompt", "context_length_exceeded")
-    reqs = []
-    for i, p in enumerate(bytes_prompts):
-        t = tau
-        if budget is not None:
-            try:
-                t = budget_threshold(model, p, budget, "'scratchpad_budget'")
-            except UserError as e:
-                raise ApiError(400, str(e), "scratchpad_budget") from None
-        try:
-            check_sampling(temperature, 0, top_p)
-        except UserError as e:
-            raise ApiError(400, str(e)) from None
-        reqs.append(Request(p, max_tokens, t, float(temperature), 0, float(top_p),
-                            None if seed is None else seed + i, [s.encode("utf-8") for s in stops],
-                            scratch_every=every).validate())
-    return reqs, dict(stream=bool(body.get("stream", False)))
+    stream, include_usage = stream_flags(body)
+    echo = boolean(body, "echo")
+    reqs, budget = requests_for([utf8(p, "prompt") for p in prompts], body, cfg, max_tokens_limit, max_prompts)
+    return Job(reqs, stream, budget, include_usage, list(prompts) if echo else [])
 
 
-def scratchpad_info(g) -> dict:
+def scratchpad_info(g, trigger) -> dict:
+    """The extension block of a choice: what the scratchpads cost and the triggers it ran under."""
+    tau, every = trigger
     return {"rate": g.scratchpads / max(g.bytes, 1), "trunk_calls": g.commits + g.scratchpads,
-            "kv_bytes": g.kv_bytes, "bytes": g.bytes, "slides": g.slides}
+            "kv_bytes": g.kv_bytes, "bytes": g.bytes, "slides": g.slides,
+            "entropy_threshold": tau_json(tau), "scratch_every": every}
 
 
 def usage(gens) -> dict:
@@ -117,23 +114,24 @@ def usage(gens) -> dict:
     return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
 
 
-def completion_body(rid: str, model_name: str, gens, triggers) -> dict:
-    """triggers: (tau, scratch_every) per choice, as the model ran them."""
-    choices = [{"text": g.output.decode("utf-8", errors="replace"), "index": i, "logprobs": None,
-                "finish_reason": FINISH[g.stop_reason],
-                "scratchpad": {**scratchpad_info(g), **_trigger(t)}} for i, (g, t) in enumerate(zip(gens, triggers))]
+def completion_body(rid: str, model_name: str, gens, texts: list[str], triggers) -> dict:
+    """texts: each choice's text (stop string dropped, echo prepended); triggers: (tau,
+    scratch_every) per choice, as the model ran them."""
+    choices = [{"text": text, "index": i, "logprobs": None, "finish_reason": FINISH[g.stop_reason],
+                "scratchpad": scratchpad_info(g, t)} for i, (g, text, t) in enumerate(zip(gens, texts, triggers))]
     return {"id": rid, "object": "text_completion", "created": int(time.time()), "model": model_name,
             "choices": choices, "usage": usage(gens)}
 
 
-def chunk_body(rid: str, model_name: str, index: int, text: str, finish=None, gen=None, trigger=None) -> dict:
+def completion_chunk(rid: str, model_name: str, index: int, text: str, finish=None, gen=None, trigger=None) -> dict:
     choice = {"text": text, "index": index, "logprobs": None, "finish_reason": finish}
     if gen is not None:
-        choice["scratchpad"] = {**scratchpad_info(gen), **_trigger(trigger)}
+        choice["scratchpad"] = scratchpad_info(gen, trigger)
     return {"id": rid, "object": "text_completion", "created": int(time.time()), "model": model_name,
             "choices": [choice]}
 
 
-def _trigger(trigger) -> dict:
-    tau, every = trigger
-    return {"entropy_threshold": tau_json(tau), "scratch_every": every}
+def usage_chunk(rid: str, model_name: str, obj: str, gens) -> dict:
+    """The last chunk with stream_options.include_usage: no choices, the usage."""
+    return {"id": rid, "object": obj, "created": int(time.time()), "model": model_name, "choices": [],
+            "usage": usage(gens)}
