@@ -6,9 +6,10 @@ that would fail to compile on an H100/H200 (sm_90) or A100 (sm_80), or that spil
 found on a CPU machine. The interpreter (TRITON_INTERPRET=1) runs the kernels' arithmetic but never
 compiles them; this check is the other half.
 
-`variants(full)` lists what the wrappers in kernels/scan_triton.py and kernels/step_triton.py
-launch: their dtypes (fp16/bf16/fp32 activations; fp32 or like-activation states), constexpr
-flags, block sizes and num_warps. full=False keeps one variant per kernel and flag combination
+`variants(full)` lists what the wrappers in kernels/scan_triton.py, kernels/scan_carry.py and
+kernels/step_triton.py launch: their dtypes (fp16/bf16/fp32 activations; fp32 or like-activation
+states), constexpr flags, block sizes and num_warps (the scan's from the plan tables of
+kernels/scan_plan.py). full=False keeps one variant per kernel and flag combination
 (the default test suite); full=True is the whole product.
 
     python -m kernels.aot_check [--full] [--arch 90,80]
@@ -41,30 +42,54 @@ class Variant:
         return f"{self.kernel}[{ptrs}|{flags}|w{self.num_warps}]"
 
 
-def _scan_variants(full: bool):
-    from kernels.scan_triton import _num_warps
+def _scan_blocks(full: bool) -> list[tuple[int, int]]:
+    """(BLOCK_D, num_warps) of the sweep kernels: every pair the plan tables hold (full: also
+    the narrower blocks and every warp count a sweep tries)."""
+    from kernels.scan_plan import TABLES, warps_for
 
-    blocks = (16, 32, 64, 128) if full else (128,)
+    pairs = {(r.block_d, r.num_warps) for t in TABLES.values() for r in t.rows} | {(128, warps_for(128))}
+    if full:
+        pairs |= {(bd, w) for bd in (16, 32, 64, 128, 256) for w in (1, 2, 4) if w * 32 <= max(bd, 32)}
+    return sorted(pairs)
+
+
+def _carry_variants(act: str, full: bool):
+    """The tree over chunk summaries (kernels/scan_carry.py): tiles of CARRY_TILE positions, and the
+    smaller last level; the start state in fp32 or the activations' dtype (an initial state / d_final)."""
+    from kernels.scan_carry import CARRY_ELEMS, CARRY_TILE
+
+    tiles = [2 ** k for k in range(1, CARRY_TILE.bit_length())] if full else [CARRY_TILE, 16]
+    f32 = ("p_ptr", "e_ptr", "s_ptr", "tp_ptr", "te_ptr")
+    modes = ((False, False, "fp32"), (True, False, "fp32"), (True, True, "fp32"), (True, True, act))
+    for tile, rev, (write, has_start, start) in itertools.product(tiles, (False, True), modes):
+        sig = [(n, "*fp32") for n in f32[:2]] + [("start_ptr", f"*{start}")] + [(n, "*fp32") for n in f32[2:]]
+        flags = (("REVERSE", rev), ("WRITE_STATES", write), ("HAS_START", has_start), ("TILE", tile),
+                 ("BLOCK_D", CARRY_ELEMS // tile))
+        yield Variant("_carry_kernel", "kernels.scan_carry", (*sig, ("N", "i32"), ("D", "i32"),
+                      *((k, "constexpr") for k, _ in flags)), flags, 4)
+
+
+def _scan_variants(full: bool):
     i32 = ("T", "D", "CHUNK", "NC")
-    for act, block in itertools.product(ACT if full else ("fp32", "bf16"), blocks):
-        w = _num_warps(block)
-        for rev in (False, True):  # summary: x = b (forward) or dh (reverse), both in act dtype
-            sig = [("a_ptr", f"*{act}"), ("x_ptr", f"*{act}"), ("p_ptr", "*fp32"), ("e_ptr", "*fp32")]
-            yield Variant("_scan_summary_kernel", "kernels.scan_triton", (*sig, *((n, "i32") for n in i32),
-                          ("REVERSE", "constexpr"), ("BLOCK_D", "constexpr")), (("REVERSE", rev), ("BLOCK_D", block)), w)
-        for state in (("fp32", act) if full else ("fp32",)):
-            for h0 in (False, True):
-                sig = [("a_ptr", f"*{act}"), ("b_ptr", f"*{act}"), ("h0_ptr", f"*{state}"), ("p_ptr", "*fp32"),
-                       ("e_ptr", "*fp32"), ("h_ptr", f"*{act}"), ("hT_ptr", f"*{state}")]
+    for act in ACT if full else ("fp32", "bf16"):
+        yield from _carry_variants(act, full)
+        for block, w in _scan_blocks(full):
+            for rev in (False, True):  # summary: x = b (forward) or dh (reverse), both in act dtype
+                sig = [("a_ptr", f"*{act}"), ("x_ptr", f"*{act}"), ("p_ptr", "*fp32"), ("e_ptr", "*fp32")]
+                yield Variant("_scan_summary_kernel", "kernels.scan_triton", (*sig, *((n, "i32") for n in i32),
+                              ("REVERSE", "constexpr"), ("BLOCK_D", "constexpr")), (("REVERSE", rev), ("BLOCK_D", block)), w)
+            # start: the chunk starts (fp32), or the initial state / d_final itself with one chunk
+            for state, start in itertools.product(("fp32", act) if full else ("fp32",), (False, True)):
+                sig = [("a_ptr", f"*{act}"), ("b_ptr", f"*{act}"), ("start_ptr", f"*{state}"), ("h_ptr", f"*{act}"),
+                       ("hT_ptr", f"*{state}")]
                 yield Variant("_scan_fwd_kernel", "kernels.scan_triton", (*sig, *((n, "i32") for n in i32),
-                              ("HAS_H0", "constexpr"), ("BLOCK_D", "constexpr")), (("HAS_H0", h0), ("BLOCK_D", block)), w)
-                for dht in (False, True):
+                              ("HAS_START", "constexpr"), ("BLOCK_D", "constexpr")), (("HAS_START", start), ("BLOCK_D", block)), w)
+                for h0 in (False, True):
                     sig = [("a_ptr", f"*{act}"), ("h_ptr", f"*{act}"), ("h0_ptr", f"*{state}"), ("dh_ptr", f"*{act}"),
-                           ("dhT_ptr", f"*{state}"), ("p_ptr", "*fp32"), ("e_ptr", "*fp32"), ("da_ptr", f"*{act}"),
-                           ("db_ptr", f"*{act}"), ("dh0_ptr", f"*{state}")]
+                           ("start_ptr", f"*{state}"), ("da_ptr", f"*{act}"), ("db_ptr", f"*{act}"), ("dh0_ptr", f"*{state}")]
                     yield Variant("_scan_bwd_kernel", "kernels.scan_triton", (*sig, *((n, "i32") for n in i32),
-                                  ("HAS_H0", "constexpr"), ("HAS_DHT", "constexpr"), ("BLOCK_D", "constexpr")),
-                                  (("HAS_H0", h0), ("HAS_DHT", dht), ("BLOCK_D", block)), w)
+                                  ("HAS_H0", "constexpr"), ("HAS_START", "constexpr"), ("BLOCK_D", "constexpr")),
+                                  (("HAS_H0", h0), ("HAS_START", start), ("BLOCK_D", block)), w)
 
 
 def _step_variants(full: bool):

@@ -8,15 +8,17 @@ programs of the grid keep the memory system busy.
 
 Chunking over T gives parallelism when B * D / BLOCK_D alone would leave the GPU idle (small batch,
 long T). With n_chunks > 1 a first kernel computes every chunk's affine summary from a zero state,
-(P_c = prod a, E_c = end value), into small fp32 [B, n_chunks, D] buffers; the main kernel then
-composes the summaries of the chunks before its own (a handful of [BLOCK_D] loads) to get its
-starting state and sweeps its chunk again, writing h. That reads a and b twice (5 passes over
-memory instead of 3), so n_chunks = 1 whenever the grid is already large enough.
+(P_c = prod a, E_c = end value), into small fp32 [B, n_chunks, D] buffers; kernels/scan_carry.py
+turns them into the state entering every chunk with a parallel tree (no program walks the chunks);
+the main kernel then loads its chunk's start state and sweeps its chunk again, writing h. That
+reads a and b twice (5 passes over memory instead of 3), so n_chunks = 1 whenever the grid is
+already large enough. Chunk length, BLOCK_D and warps come from kernels/scan_plan.py.
 
 Backward, the same structure in reverse time:
     g_t = dh_t + u_{t+1},  u_t = a_t * g_t,  u_T = d_final
     db_t = g_t,  da_t = g_t * h_{t-1},  d_initial = u_0 = a_0 * g_0
-with h_{-1} = initial_state (or 0); the chunk summaries compose u across chunks.
+with h_{-1} = initial_state (or 0); the chunk summaries, composed by the same tree in reverse,
+give the u entering every chunk from the right.
 
 Everything accumulates in fp32; h/final/grads are stored in their tensors' dtypes (fp16, bf16 or
 fp32). Only multiplications and additions: a_t = 0 is an exact reset.
@@ -32,6 +34,8 @@ import triton
 import triton.language as tl
 
 from kernels._validate import check_scan
+from kernels.scan_carry import chunk_start_states
+from kernels.scan_plan import Plan, launch_plan, warps_for
 
 # ---------------------------------------------------------------------------------------------
 # kernels
@@ -105,23 +109,21 @@ def _fwd_row(h, a, b, h_ptr, t, lo, hi, D, offs, md):
 
 @triton.jit
 def _scan_fwd_kernel(
-    a_ptr, b_ptr, h0_ptr, p_ptr, e_ptr, h_ptr, hT_ptr,
+    a_ptr, b_ptr, start_ptr, h_ptr, hT_ptr,
     T, D, CHUNK, NC,
-    HAS_H0: tl.constexpr, BLOCK_D: tl.constexpr,
+    HAS_START: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
+    """start: [B, NC, D], the state entering every chunk (the initial state when NC = 1); zeros
+    without HAS_START."""
     pid_d = tl.program_id(0)
     pid_c = tl.program_id(1)
     pid_b = tl.program_id(2)
     offs = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     md = offs < D
-    if HAS_H0:
-        h = tl.load(h0_ptr + pid_b.to(tl.int64) * D + offs, mask=md, other=0.0).to(tl.float32)
+    if HAS_START:
+        h = tl.load(start_ptr + (pid_b * NC + pid_c).to(tl.int64) * D + offs, mask=md, other=0.0).to(tl.float32)
     else:
         h = tl.zeros([BLOCK_D], tl.float32)
-    # the state entering this chunk: compose the summaries of the chunks before it
-    for c in range(pid_c):
-        so = (pid_b * NC + c).to(tl.int64) * D + offs
-        h = tl.load(p_ptr + so, mask=md, other=1.0) * h + tl.load(e_ptr + so, mask=md, other=0.0)
     base = pid_b.to(tl.int64) * T * D
     a_ptr += base
     b_ptr += base
@@ -165,23 +167,21 @@ def _ld_prev(h_ptr, h0, t, lo, hi, D, offs, md, HAS_H0: tl.constexpr):
 
 @triton.jit
 def _scan_bwd_kernel(
-    a_ptr, h_ptr, h0_ptr, dh_ptr, dhT_ptr, p_ptr, e_ptr, da_ptr, db_ptr, dh0_ptr,
+    a_ptr, h_ptr, h0_ptr, dh_ptr, start_ptr, da_ptr, db_ptr, dh0_ptr,
     T, D, CHUNK, NC,
-    HAS_H0: tl.constexpr, HAS_DHT: tl.constexpr, BLOCK_D: tl.constexpr,
+    HAS_H0: tl.constexpr, HAS_START: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
+    """start: [B, NC, D], the carry u entering every chunk from the right (d_final when NC = 1);
+    zeros without HAS_START."""
     pid_d = tl.program_id(0)
     pid_c = tl.program_id(1)
     pid_b = tl.program_id(2)
     offs = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     md = offs < D
-    if HAS_DHT:
-        u = tl.load(dhT_ptr + pid_b.to(tl.int64) * D + offs, mask=md, other=0.0).to(tl.float32)
+    if HAS_START:
+        u = tl.load(start_ptr + (pid_b * NC + pid_c).to(tl.int64) * D + offs, mask=md, other=0.0).to(tl.float32)
     else:
         u = tl.zeros([BLOCK_D], tl.float32)
-    # the carry entering this chunk from the right: compose the summaries of the chunks after it
-    for j in range(NC - 1 - pid_c):
-        so = (pid_b * NC + (NC - 1 - j)).to(tl.int64) * D + offs
-        u = tl.load(p_ptr + so, mask=md, other=1.0) * u + tl.load(e_ptr + so, mask=md, other=0.0)
     if HAS_H0:
         h0 = tl.load(h0_ptr + pid_b.to(tl.int64) * D + offs, mask=md, other=0.0).to(tl.float32)
     else:
@@ -251,96 +251,100 @@ def check_device(*tensors: torch.Tensor) -> None:
     )
 
 
-def _block_d(D: int, block_d: int | None) -> int:
-    if block_d is not None:
-        if block_d < 1 or block_d & (block_d - 1):
-            raise ValueError(f"block_d must be a power of two, got {block_d}")
-        return block_d
-    return max(16, min(128, triton.next_power_of_2(D)))
+def resolve_plan(B: int, T: int, D: int, device: torch.device, chunk_size=None, block_d=None, num_warps=None) -> Plan:
+    """The launch plan: kernels/scan_plan.py's, with any of chunk_size / block_d / num_warps overridden."""
+    for name, v in (("chunk_size", chunk_size), ("num_warps", num_warps)):
+        if v is not None and int(v) < 1:
+            raise ValueError(f"diagonal_scan_triton: {name} must be >= 1, got {v}")
+    if block_d is not None and (block_d < 1 or block_d & (block_d - 1)):
+        raise ValueError(f"diagonal_scan_triton: block_d must be a power of two, got {block_d}")
+    plan = launch_plan(B, T, D, device)
+    bd = int(block_d) if block_d else plan.block_d
+    warps = int(num_warps) if num_warps else (plan.num_warps if bd == plan.block_d else warps_for(bd))
+    chunk = min(int(chunk_size) if chunk_size else plan.chunk, T)
+    return Plan(chunk, bd, warps)
 
 
-def _num_warps(block_d: int) -> int:
-    return max(1, min(4, block_d // 128))
+def _grid(plan: Plan, B: int, T: int, D: int):
+    return (triton.cdiv(D, plan.block_d), triton.cdiv(T, plan.chunk), B)
 
 
-def pick_chunk(B: int, T: int, D: int, block_d: int, device: torch.device) -> int:
-    """Chunk length along T. One chunk (the 3-pass plan) when B * cdiv(D, block_d) programs already
-    fill the GPU; otherwise enough chunks for ~8 programs per SM, each at least 256 rows long."""
-    if device.type != "cuda":
-        return max(T, 1)  # the interpreter runs programs one after another: fewer is faster
-    n_sm = torch.cuda.get_device_properties(device).multi_processor_count
-    programs = B * triton.cdiv(D, block_d)
-    want = triton.cdiv(8 * n_sm, programs)
-    n_chunks = max(1, min(want, T // 256, 128))
-    return triton.cdiv(T, n_chunks)
-
-
-def _launch_summary(a, x, NC, chunk, reverse, BD, grid):
+def _chunk_starts(a, x, init, reverse: bool, plan: Plan):
+    """[B, NC, D] fp32: the state (carry) entering every chunk, or None with one chunk (then the
+    sweep starts from init itself)."""
     B, T, D = a.shape
+    grid = _grid(plan, B, T, D)
+    NC = grid[1]
+    if NC == 1:
+        return None
     p = _empty((B, NC, D), device=a.device, dtype=torch.float32)
     e = _empty((B, NC, D), device=a.device, dtype=torch.float32)
-    _scan_summary_kernel[grid](a, x, p, e, T, D, chunk, NC, REVERSE=reverse, BLOCK_D=BD, num_warps=_num_warps(BD))
-    return p, e
+    _scan_summary_kernel[grid](a, x, p, e, T, D, plan.chunk, NC, REVERSE=reverse, BLOCK_D=plan.block_d,
+                               num_warps=plan.num_warps)
+    return chunk_start_states(p, e, init, reverse, empty=_empty)
+
+
+def scan_forward(a, b, h0, plan: Plan):
+    """No autograd. a, b: contiguous [B, T, D] (T, B, D > 0); h0: [B, D] or None.
+    Returns (h [B, T, D] in b's dtype, final [B, D] in h0's dtype or b's)."""
+    B, T, D = b.shape
+    grid = _grid(plan, B, T, D)
+    h = _empty(b.shape, dtype=b.dtype, device=b.device)
+    hT = _empty((B, D), device=b.device, dtype=h0.dtype if h0 is not None else b.dtype)
+    start = _chunk_starts(a, b, h0, False, plan)
+    if start is None:
+        start = h0
+    _scan_fwd_kernel[grid](
+        a, b, start if start is not None else hT, h, hT, T, D, plan.chunk, grid[1],
+        HAS_START=start is not None, BLOCK_D=plan.block_d, num_warps=plan.num_warps,
+    )
+    return h, hT
+
+
+def scan_backward(a, h, h0, dh, dhT, plan: Plan):
+    """No autograd. Gradients of (h, final) -> (da, db, dh0 or None) for the scan that produced h
+    from (a, b, h0); dh [B, T, D] or None (zeros), dhT [B, D] or None (zeros)."""
+    B, T, D = h.shape
+    dh = torch.zeros_like(h) if dh is None else dh.contiguous()
+    dhT = dhT.contiguous() if dhT is not None else None
+    grid = _grid(plan, B, T, D)
+    da = _empty(a.shape, dtype=a.dtype, device=a.device)
+    db = _empty(h.shape, dtype=h.dtype, device=h.device)
+    dh0 = _empty(h0.shape, dtype=h0.dtype, device=h0.device) if h0 is not None else None
+    start = _chunk_starts(a, dh, dhT, True, plan)
+    if start is None:
+        start = dhT
+    _scan_bwd_kernel[grid](
+        a, h, h0 if h0 is not None else dh, dh, start if start is not None else dh,
+        da, db, dh0 if dh0 is not None else dh, T, D, plan.chunk, grid[1],
+        HAS_H0=h0 is not None, HAS_START=start is not None, BLOCK_D=plan.block_d, num_warps=plan.num_warps,
+    )
+    return da, db, dh0
 
 
 class _TritonScan(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, a, b, h0, chunk, block_d):
-        B, T, D = b.shape
-        NC = triton.cdiv(T, chunk)
-        grid = (triton.cdiv(D, block_d), NC, B)
-        h = _empty(b.shape, dtype=b.dtype, device=b.device)
-        hT = _empty((B, D), device=b.device, dtype=h0.dtype if h0 is not None else b.dtype)
-        if NC > 1:
-            p, e = _launch_summary(a, b, NC, chunk, False, block_d, grid)
-        else:
-            p = e = hT  # never read
-        _scan_fwd_kernel[grid](
-            a, b, h0 if h0 is not None else hT, p, e, h, hT, T, D, chunk, NC,
-            HAS_H0=h0 is not None, BLOCK_D=block_d, num_warps=_num_warps(block_d),
-        )
+    def forward(ctx, a, b, h0, plan):
+        h, hT = scan_forward(a, b, h0, plan)
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(a, h, h0)
-        ctx.chunk = chunk
-        ctx.block_d = block_d
+        ctx.plan = plan
         return h, hT
 
     @staticmethod
     def backward(ctx, dh, dhT):
         a, h, h0 = ctx.saved_tensors
         with on_device(a):
-            return _TritonScan._backward(ctx, a, h, h0, dh, dhT)
-
-    @staticmethod
-    def _backward(ctx, a, h, h0, dh, dhT):
-        chunk, BD = ctx.chunk, ctx.block_d
-        B, T, D = h.shape
-        if dh is None:
-            dh = torch.zeros_like(h)
-        dh = dh.contiguous()
-        if dhT is not None:
-            dhT = dhT.contiguous()
-        NC = triton.cdiv(T, chunk)
-        grid = (triton.cdiv(D, BD), NC, B)
-        da = _empty(a.shape, dtype=a.dtype, device=a.device)
-        db = _empty(h.shape, dtype=h.dtype, device=h.device)
-        dh0 = _empty(h0.shape, dtype=h0.dtype, device=h0.device) if h0 is not None else None
-        if NC > 1:
-            p, e = _launch_summary(a, dh, NC, chunk, True, BD, grid)
-        else:
-            p = e = dh  # never read
-        _scan_bwd_kernel[grid](
-            a, h, h0 if h0 is not None else dh, dh, dhT if dhT is not None else dh, p, e,
-            da, db, dh0 if dh0 is not None else dh, T, D, chunk, NC,
-            HAS_H0=h0 is not None, HAS_DHT=dhT is not None, BLOCK_D=BD, num_warps=_num_warps(BD),
-        )
-        return da, db, dh0, None, None
+            da, db, dh0 = scan_backward(a, h, h0, dh, dhT, ctx.plan)
+        return da, db, dh0, None
 
 
-def diagonal_scan_triton(a, b, initial_state=None, *, chunk_size: int | None = None, block_d: int | None = None):
+def diagonal_scan_triton(a, b, initial_state=None, *, chunk_size: int | None = None, block_d: int | None = None,
+                         num_warps: int | None = None):
     """h_t = a_t * h_{t-1} + b_t. a, b: [B, T, D] fp16/bf16/fp32; initial_state: [B, D] (a's dtype
     or fp32) or None. Returns (h in b's dtype, final_state in initial_state's dtype or b's).
-    Differentiable in a, b and initial_state. chunk_size / block_d override the launch heuristics."""
+    Differentiable in a, b and initial_state. chunk_size / block_d / num_warps override the launch
+    plan (kernels/scan_plan.py)."""
     a, b, initial_state = check_scan(a, b, initial_state)
     if a.dtype == torch.float64:
         raise ValueError("diagonal_scan_triton accumulates in fp32; use the torch path (diagonal_scan_ref) for fp64")
@@ -352,10 +356,6 @@ def diagonal_scan_triton(a, b, initial_state=None, *, chunk_size: int | None = N
         return diagonal_scan_ref(a, b, initial_state)
     if T * D >= 2**31:
         raise ValueError(f"diagonal_scan_triton: T * D = {T * D} must be < 2**31 (int32 row offsets)")
-    BD = _block_d(D, block_d)
-    chunk = int(chunk_size) if chunk_size else pick_chunk(B, T, D, BD, a.device)
-    if chunk < 1:
-        raise ValueError(f"diagonal_scan_triton: chunk_size must be >= 1, got {chunk_size}")
-    chunk = min(chunk, T)
+    plan = resolve_plan(B, T, D, a.device, chunk_size, block_d, num_warps)
     with on_device(a):
-        return _TritonScan.apply(a, b, initial_state, chunk, BD)
+        return _TritonScan.apply(a, b, initial_state, plan)
