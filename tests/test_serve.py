@@ -4,45 +4,21 @@ client that disconnects frees its slot; bad input gets an OpenAI-style JSON erro
 import json
 import math
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import torch
 
 pytest.importorskip("fastapi", reason="needs the [serve] extra: pip install -e '.[serve]'")
 pytest.importorskip("uvicorn", reason="needs the [serve] extra: pip install -e '.[serve]'")
 openai = pytest.importorskip("openai", reason="the server tests use the official openai client (in the [test] extra)")
 
 from infer import Engine  # noqa: E402
-from infer.serve import ServerThread, build_app  # noqa: E402
-from scratchpad import ModelConfig, build_model  # noqa: E402
-
-NAME = "tiny-sp"
+from serve_client import NAME, Server, openai_error, tiny_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    return build_model(ModelConfig.preset("tiny-sp-fixed-p4")).double().eval()  # float64: no near-tie flips
-
-
-class Server(ServerThread):
-    def __init__(self, model, **kw):
-        super().__init__(build_app(model, NAME, **kw))
-        self.client = openai.OpenAI(base_url=self.url + "/v1", api_key="unused", max_retries=0, timeout=60)
-
-    def health(self):
-        return json.loads(urllib.request.urlopen(self.url + "/health", timeout=10).read())
-
-    def post(self, body: bytes):
-        req = urllib.request.Request(self.url + "/v1/completions", data=body, headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=30) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
+    return tiny_model()
 
 
 @pytest.fixture(scope="module")
@@ -117,12 +93,27 @@ def test_a_disconnect_frees_the_slot(model):
     (json.dumps({"model": NAME, "prompt": "x" * 600}).encode(), 400, "prompt"),
     (json.dumps({"model": NAME, "prompt": 5}).encode(), 400, "prompt"),
     (json.dumps({"model": NAME, "prompt": "x", "temperature": -1}).encode(), 400, "temperature"),
+    # poison that used to pass and then crash the engine step for every request in flight
+    (json.dumps({"model": NAME, "prompt": "x", "entropy_threshold": 1e39}).encode(), 400, "entropy_threshold"),
+    (json.dumps({"model": NAME, "prompt": "x", "scratch_every": 2**63}).encode(), 400, "scratch_every"),
+    (json.dumps({"model": NAME, "prompt": "x", "scratch_every": 5}).encode(), 400, "scratch_every"),
+    (json.dumps({"model": NAME, "prompt": "x", "seed": 2**64}).encode(), 400, "seed"),
+    (b'{"model": "tiny-sp", "prompt": "x", "entropy_threshold": NaN}', 400, None),
+    # strict types: a string is not a boolean
+    (json.dumps({"model": NAME, "prompt": "x", "stream": "false"}).encode(), 400, "stream"),
+    (json.dumps({"model": NAME, "prompt": "x", "echo": 1}).encode(), 400, "echo"),
+    # a lone surrogate is not text
+    (json.dumps({"model": NAME, "prompt": "Hi\ud800"}).encode(), 400, "prompt"),
+    (json.dumps({"model": NAME, "prompt": "Hi", "stop": ["\udfff"]}).encode(), 400, "stop"),
+    # not implemented: refused, never ignored
+    (json.dumps({"model": NAME, "prompt": "x", "logprobs": 2}).encode(), 400, "logprobs"),
+    (json.dumps({"model": NAME, "prompt": "x", "suffix": "end"}).encode(), 400, "suffix"),
+    (json.dumps({"model": NAME, "prompt": "x", "presence_penalty": 0.5}).encode(), 400, "presence_penalty"),
 ])
 def test_bad_input_gets_an_openai_style_error_and_the_server_keeps_serving(server, body, status, param):
-    code, text = server.post(body)
-    assert code == status
-    err = json.loads(text)["error"]
-    assert err["message"] and err["type"] and err["param"] == param and "Traceback" not in text
+    code, got = server.request("POST", "/v1/completions", body)
+    err = openai_error(code, got, status)
+    assert err["param"] == param and "Traceback" not in json.dumps(got)
     r = server.client.completions.create(model=NAME, prompt="ok", max_tokens=3, temperature=0)
     assert r.choices[0].text is not None and server.health()["status"] == "ok"
 
