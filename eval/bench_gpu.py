@@ -1,235 +1,196 @@
 """`scratchpad bench gpu`: the one prepared GPU run, for the first session that is lent a GPU.
 
-On an H100/H200 it finishes in under 10 minutes (each step has its own time limit, and the whole
-run stops starting new steps when its budget is spent) and writes OUT (default eval/reports/gpu/):
+Runs, in order of the risk each retires, every step as a child process with its own time limit
+(the limits sum to at most 540 s; no step starts once the --budget is spent):
 
-    env.json               device, driver, torch/triton versions, nvidia-smi
-    pytest_gpu.txt         python -m pytest -m gpu (the CUDA tests of the Triton kernels and engine)
-    bench_kernels.txt      scratchpad bench kernels: scan/step kernels vs copy bandwidth (fla HGRN
-                           side by side when fla-core is installed; the machine has no network)
-    bench_train.txt        scratchpad bench train, bf16, eager, the default model's preset (heavy-p16-aux2)
-                           and its byte baseline (heavy-byte): bytes/s, MFU, peak memory
-    bench_train_compile_{sp,byte}.txt   the same per preset, eager and --compile alternating on the
-                           same steps: compiled bytes/s and MFU, speedup, compile time, loss agreement
-    train_log.jsonl        a 40-step `scratchpad train --dtype bf16` run on synthetic text: the
-                           trainer's own step log (synchronised step time, bytes/s, MFU, peak memory)
-    bench_generate.txt     scratchpad bench generate --device cuda
-    summary.json, README.md   each step's command, exit code, seconds, and the key numbers
+    env              device, driver, torch/triton versions, nvidia-smi (OUT/env.json)
+    pytest-gpu       python -m pytest -m gpu (kernels at real sizes, graph decode, compile breaks)
+    graph-decode     CUDA-graph decode == parallel forward: default model and a tiny all-SSM model,
+                     tau 0, 1.5, inf and the stride trigger (python -m eval.graph_decode)
+    decode-tau       scratchpad bench generate --device cuda at tau = 1.5 (no eager fallback: a
+    decode-every4    failed capture fails the step), and at every 4th byte of a patch
+    train-eager      scratchpad bench train, bf16, eager: the default model's preset and its byte
+                     baseline (bytes/s, MFU, peak memory)
+    train-log        40 steps of the real trainer on synthetic text (OUT/train_log.jsonl)
+    kernels          scratchpad bench kernels at the model's dtype (fp32) vs copy bandwidth
+    compile-sp       scratchpad bench train --compile, each preset on its own: eager and compiled
+    compile-byte     on the same steps, speedup, compile time, loss agreement
 
-    scratchpad bench gpu                  # on the GPU machine, from the repository root
-    scratchpad bench gpu --dry-run        # anywhere: the steps and their commands, nothing run
+Each step's output streams into OUT/<step>.txt as it is printed; OUT/summary.json and OUT/README.md
+get each step's row as soon as it ends (see eval/bench_gpu_harness.py: a hung step gets SIGINT,
+then a faulthandler stack dump, then SIGKILL, and keeps what it printed).
 
-A step that fails or runs out of time is recorded as such and the next one runs; the exit code is 0
-only when every step passed.
+    scratchpad bench gpu --out "$OUT/gpu"   # on the GPU machine, from the repository root
+    scratchpad bench gpu --rehearse         # anywhere: every step on CPU at tiny sizes, same harness
+    scratchpad bench gpu --dry-run          # the steps, their limits and commands; nothing run
+
+Exit code 0 only when every step passed, 1 otherwise, 2 for bad input.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import shlex
-import subprocess
 import sys
-import time
-from dataclasses import dataclass
-from datetime import datetime, timezone
+import tempfile
 from pathlib import Path
 
+from eval.bench_gpu_harness import Step, run_plan
 from scratchpad.errors import UserError, run_cli
 from scratchpad.flags import Parser, describe
 
 DEFAULT_OUT = Path(__file__).parent / "reports" / "gpu"
+REHEARSAL_OUT = Path(tempfile.gettempdir()) / "scratchpad-bench-gpu-rehearsal"
 SP_PRESET, BYTE_PRESET = "heavy-p16-aux2", "heavy-byte"  # the packaged default model's design
-BUDGET_S = 570.0  # 9.5 minutes: the run must end within 10 on the device
+TINY_SP, TINY_BYTE = "tiny-sp-fixed-p4", "tiny-heavy-byte"
+BUDGET_S = 540.0  # the device allows 600 s a command; the harness adds at most a few seconds
+REHEARSAL_SLACK = 3  # rehearsal limits and budget: the GPU's times this (one shared CPU core compiles slowly)
 
 
-@dataclass
-class Step:
-    name: str
-    argv: list[str]      # run with the current python; "{out}" is replaced by the output folder
-    timeout_s: float
-    output: str          # file under OUT that receives stdout + stderr
-
-
-def steps() -> list[Step]:
-    py = [sys.executable]
-    cli = [*py, "-m", "eval.cli"]
-    train = [*cli, "bench", "train", "--no-plain", "--device", "cuda", "--dtype", "bf16", "--seq-len", "1024",
-             "--batch-size", "16", "--warmup", "5", "--steps", "20"]
-    return [
-        Step("env", [*py, "-m", "eval.bench_gpu", "--env-only", "--out", "{out}"], 30, "env.txt"),
-        Step("pytest-gpu", [*py, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider"], 100, "pytest_gpu.txt"),
-        # the compiled-reference column of the kernel bench would cost minutes of compiling: left out
-        Step("bench-kernels", [*cli, "bench", "kernels", "--device", "cuda", "--dtype", "bf16", "--budget", "2",
-                               "--no-compile"], 100, "bench_kernels.txt"),
-        # eager first (numbers even if compiling runs out of time), then each preset eager + compiled
-        Step("bench-train", [*train, "--presets", f"{SP_PRESET},{BYTE_PRESET}"], 60, "bench_train.txt"),
-        Step("bench-train-compile-sp", [*train, "--presets", SP_PRESET, "--compile"], 120,
-             "bench_train_compile_sp.txt"),
-        Step("bench-train-compile-byte", [*train, "--presets", BYTE_PRESET, "--compile"], 90, "bench_train_compile_byte.txt"),
-        Step("train-log", [*py, "-m", "eval.bench_gpu", "--train-only", "--out", "{out}"], 60, "train.txt"),
-        Step("bench-generate", [*cli, "bench", "generate", "--device", "cuda", "--batch-sizes", "1,16,64"], 40,
-             "bench_generate.txt"),
+def plan(rehearse: bool = False) -> list[Step]:
+    """The steps with their limits; rehearse: the same steps on CPU at the smallest sizes that
+    still run each one, with REHEARSAL_SLACK times the limits (torch.compile alone takes a minute
+    of one loaded CPU core at any size)."""
+    cli = ["-m", "eval.cli"]
+    dev = ["--device", "cpu" if rehearse else "cuda"]
+    if rehearse:
+        tests = ["tests/test_gpu_decode.py"]
+        decode = ["--batch-sizes", "1", "--max-bytes", "8", "--repeats", "1", "--threads", "1"]
+        train = ["--dtype", "fp32", "--seq-len", "32", "--batch-size", "2", "--warmup", "1", "--steps", "1",
+                 "--threads", "1"]
+        sp, byte = TINY_SP, TINY_BYTE
+        log = ["--preset", TINY_SP, "--steps", "2", "--batch-size", "2", "--seq-len", "32", "--dtype", "fp32"]
+        kernels = ["--shapes", "2x64x32", "--step-d", "32", "--reps", "1", "--warmup", "0", "--budget", "1"]
+        decode_bytes = "16"
+    else:
+        tests = []
+        decode = ["--batch-sizes", "1,16,64"]
+        train = ["--dtype", "bf16", "--seq-len", "1024", "--batch-size", "16", "--warmup", "5", "--steps", "20"]
+        sp, byte = SP_PRESET, BYTE_PRESET
+        log = ["--preset", SP_PRESET, "--steps", "40", "--batch-size", "16", "--seq-len", "1024", "--dtype", "bf16"]
+        kernels = ["--shapes", "8x1024x512,8x4096x1024,8x16384x2048", "--budget", "1"]
+        decode_bytes = "160"
+    bench_train = [*cli, "bench", "train", "--no-plain", *dev, *train, "--presets"]
+    steps = [
+        Step("env", ["-m", "eval.bench_gpu_steps", "env", "--out", "{out}"], 20, env_line),
+        Step("pytest-gpu", ["-m", "pytest", "-m", "gpu", "-q", "-rfEs", "-p", "no:cacheprovider", *tests], 100),
+        Step("graph-decode", ["-m", "eval.graph_decode", *dev, "--bytes", decode_bytes], 45, graph_decode_line),
+        Step("decode-tau", [*cli, "bench", "generate", *dev, "--threshold", "1.5", *decode], 40, decode_line),
+        Step("decode-every4", [*cli, "bench", "generate", *dev, "--threshold", "inf", "--scratch-every", "4", *decode],
+             40, decode_line),
+        Step("train-eager", [*bench_train, f"{sp},{byte}"], 45, train_line),
+        Step("train-log", ["-m", "eval.bench_gpu_steps", "train-log", "--out", "{out}", *dev, *log], 40, train_log_line),
+        Step("kernels", [*cli, "bench", "kernels", *dev, "--dtype", "fp32", "--no-compile", *kernels], 60, kernels_line),
+        Step("compile-sp", [*bench_train, sp, "--compile"], 80, train_line),
+        Step("compile-byte", [*bench_train, byte, "--compile"], 60, train_line),
     ]
+    if rehearse:
+        for st in steps:
+            st.timeout_s *= REHEARSAL_SLACK
+    return steps
 
 
-def run_steps(todo: list[Step], out: Path, budget_s: float, log=print) -> list[dict]:
-    """Run each step as a subprocess with its time limit (capped by what is left of the budget);
-    skip the rest once the budget is spent. -> one record per step."""
-    t_start = time.monotonic()
-    records = []
-    for st in todo:
-        left = budget_s - (time.monotonic() - t_start)
-        argv = [a.replace("{out}", str(out)) for a in st.argv]
-        rec = dict(step=st.name, command=shlex.join(argv), output=st.output)
-        if left < 5:
-            rec.update(status="skipped", reason=f"budget of {budget_s:g}s spent")
-            records.append(rec)
-            log(f"[{st.name}] skipped: budget spent")
-            continue
-        limit = min(st.timeout_s, left)
-        log(f"[{st.name}] {rec['command']}  (limit {limit:.0f}s)")
-        t0 = time.monotonic()
-        with open(out / st.output, "w") as f:
-            try:
-                p = subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT, timeout=limit, check=False)
-                rec.update(status="passed" if p.returncode == 0 else "failed", returncode=p.returncode)
-            except subprocess.TimeoutExpired:
-                rec.update(status="timeout", returncode=None)
-        rec["seconds"] = round(time.monotonic() - t0, 1)
-        log(f"[{st.name}] {rec['status']} in {rec['seconds']}s -> {out / st.output}")
-        records.append(rec)
-    return records
+# one README line per step, from the last JSON line the step printed ------------------------------
+def env_line(r: dict) -> str:
+    where = f"{r['device']} (sm {r['capability']}, {r['sms']} SMs, {r['memory_gib']} GiB)" if "device" in r else "no CUDA"
+    return f"{where}; torch {r['torch']}, CUDA {r['cuda']}, triton {r['triton']}"
 
 
-def env_info() -> dict:
-    import torch
+def graph_decode_line(r: dict) -> str:
+    rows = [c for cases in r["cases"].values() for c in cases]
+    graphs = sum(c["graphs"] is True for c in rows)
+    return (f"{len(rows) - r['failed']}/{len(rows)} cases equal the forward (worst relative difference "
+            f"{r['worst_rel_diff']:.1e}); CUDA graphs replayed {graphs}/{len(rows)}")
 
-    info = dict(date=datetime.now(timezone.utc).isoformat(timespec="seconds"), torch=torch.__version__,
-                cuda=torch.version.cuda, cuda_available=torch.cuda.is_available())
+
+def decode_line(r: dict) -> str:
+    bps = r["bytes_per_second"]
+    rest = "".join(f", batch {k.removeprefix('speedup_vs_byte_b')} {v:.2f}x" for k, v in r.items()
+                   if k.startswith("speedup_vs_byte_b"))
+    graphs = next((f"; graphs: {r[k]}" for k in ("graphs", "cuda_graphs") if k in r), "")
+    return (f"tau {r['threshold']}, every {r['scratch_every']}: {bps.get('sp_b1', 0):,.0f} vs "
+            f"{bps.get('byte_b1', 0):,.0f} B/s at batch 1 = {r['speedup_vs_byte']:.2f}x the byte baseline "
+            f"(FLOP ratio {r['flops_ratio_vs_byte']:.3f}){rest}{graphs}")
+
+
+def train_line(r: dict) -> str:
+    def one(x):
+        s = f"{x['preset']} {x['bytes_per_s']:,.0f} B/s (MFU {x.get('mfu', '-')})"
+        if "compiled_bytes_per_s" in x:
+            s += (f", compiled {x['compiled_bytes_per_s']:,.0f} B/s ({x['compile_speedup']}x, first step "
+                  f"{x['compile_first_step_s']:.0f} s, loss diff {x['loss_max_rel_diff']:.1e})")
+        return s
+    return f"{r['dtype']}: " + "; ".join(one(x) for x in r["results"])
+
+
+def train_log_line(r: dict) -> str:
+    return (f"{r['preset']} {r['dtype']}: {r['steps']} logged steps, median {r.get('median_bytes_per_s', 0):,.0f} B/s, "
+            f"MFU {r.get('mfu')}, peak memory {r.get('peak_mem_bytes')}")
+
+
+def kernels_line(r: dict) -> str:
+    keys = ", ".join(k for k in r if not isinstance(r[k], (list, dict)))
+    return f"dtype {r.get('dtype')}; {len(r.get('scan', []))} scan rows, {len(r.get('steps', []))} step rows ({keys})"
+
+
+# the command ---------------------------------------------------------------------------------
+def prepare_out(out: Path, steps: list[Step]) -> Path:
+    """Create OUT and remove the files an earlier run of these steps left there; any problem is
+    one line."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a folder")
     try:
-        import triton
-
-        info["triton"] = triton.__version__
-    except ImportError:
-        info["triton"] = None
-    if torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        info.update(device=props.name, capability=f"{props.major}.{props.minor}", sms=props.multi_processor_count,
-                    memory_gib=round(props.total_memory / 2**30, 1), bf16=torch.cuda.is_bf16_supported())
-    try:
-        info["nvidia_smi"] = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=20).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        info["nvidia_smi"] = None
-    try:
-        import fla  # noqa: F401
-
-        info["fla"] = True
-    except ImportError:
-        info["fla"] = False
-    return info
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"--out {out}: cannot write there ({e.strerror or e})") from None
+    for name in [s.output for s in steps] + ["summary.json", "README.md", "env.json", "train_log.jsonl"]:
+        (out / name).unlink(missing_ok=True)
+    return out
 
 
-def train_log_run(out: Path, device: str = "cuda", preset: str = SP_PRESET, steps_: int = 40, batch: int = 16,
-                  seq_len: int = 1024, dtype: str = "bf16") -> int:
-    """40 bf16 steps of the default preset on synthetic text, through the real trainer."""
-    import tempfile
-
-    from eval.bench_train import synthetic_text
-    from train.trainer import TrainArgs, Trainer
-
-    with tempfile.TemporaryDirectory() as d:
-        corpus = Path(d) / "corpus"
-        corpus.mkdir()
-        (corpus / "train.bin").write_bytes(synthetic_text(8 << 20, 0).tobytes())
-        (corpus / "val.bin").write_bytes(synthetic_text(1 << 20, 1).tobytes())
-        run = Path(d) / "run"
-        args = TrainArgs(preset=preset, data=str(corpus), out=str(run), steps=steps_, batch_size=batch, seq_len=seq_len,
-                         warmup=10, dtype=dtype, device=device, eval_every=0, log_every=10, eval_windows=16)
-        code = Trainer(args, given={"preset", "data", "out"}).run()
-        if (run / "log.jsonl").exists():
-            (out / "train_log.jsonl").write_bytes((run / "log.jsonl").read_bytes())
-    return code
-
-
-def key_numbers(out: Path) -> dict:
-    """The headline numbers from the steps' outputs (JSON lines), where they ran."""
-    nums = {}
-    for name in ("bench_train.txt", "bench_train_compile_sp.txt", "bench_train_compile_byte.txt", "bench_kernels.txt",
-                 "bench_generate.txt"):
-        path = out / name
-        if not path.exists():
-            continue
-        for line in reversed(path.read_text(errors="replace").splitlines()):
-            if line.startswith("{"):
-                try:
-                    nums[name.removesuffix(".txt")] = json.loads(line)
-                except json.JSONDecodeError:
-                    pass
-                break
-    log = out / "train_log.jsonl"
-    if log.exists():
-        steps_ = [json.loads(line) for line in log.read_text().splitlines() if '"event": "step"' in line]
-        if steps_:
-            last = steps_[len(steps_) // 2:]
-            nums["train_log"] = dict(steps=len(steps_), median_bytes_per_s=sorted(s["bytes_per_s"] for s in last)[len(last) // 2],
-                                     mfu=[s.get("mfu") for s in last][-1], peak_mem_bytes=last[-1].get("peak_mem_bytes"))
-    return nums
-
-
-def write_summary(out: Path, records: list[dict], wall: float):
-    nums = key_numbers(out)
-    (out / "summary.json").write_text(json.dumps(dict(wall_s=round(wall, 1), steps=records, numbers=nums), indent=2))
-    lines = ["# GPU run (`scratchpad bench gpu`)", "",
-             f"Wall time {wall:.0f} s. Each step's full output is in the file named beside it.", "",
-             "| step | status | seconds | output | command |", "|---|---|---|---|---|"]
-    for r in records:
-        lines.append(f"| {r['step']} | {r['status']} | {r.get('seconds', '-')} | {r['output']} | `{r['command']}` |")
-    bt = [r for k in ("bench_train_compile_sp", "bench_train_compile_byte") for r in nums.get(k, {}).get("results", [])]
-    bt = bt or nums.get("bench_train", {}).get("results", [])
-    if bt:
-        lines += ["", "| preset | dtype | bytes/s eager | bytes/s compiled | speedup | MFU eager | MFU compiled | loss diff |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for r in bt:
-            lines.append(f"| {r['preset']} | {r['dtype']} | {r['bytes_per_s']:,.0f} | {r.get('compiled_bytes_per_s', 0):,.0f} | "
-                         f"{r.get('compile_speedup', '-')} | {r.get('mfu', '-')} | {r.get('compiled_mfu', '-')} | "
-                         f"{r.get('loss_max_rel_diff', '-')} |")
-    (out / "README.md").write_text("\n".join(lines) + "\n")
+def select(steps: list[Step], only: str | None) -> list[Step]:
+    if not only:
+        return steps
+    names = [n.strip() for n in only.split(",") if n.strip()]
+    unknown = [n for n in names if n not in {s.name for s in steps}]
+    if unknown or not names:
+        raise UserError(f"--only {only}: unknown step(s) {', '.join(unknown) or '(none given)'}; the steps are "
+                        + ", ".join(s.name for s in steps))
+    return [s for s in steps if s.name in names]
 
 
 def main(argv=None) -> int:
     ap = Parser(prog="scratchpad bench gpu", description=describe(__doc__))
-    ap.add_argument("--out", default=str(DEFAULT_OUT), help="report folder")
-    ap.add_argument("--budget", type=float, default=BUDGET_S, metavar="SECONDS", help="stop starting steps after this long")
-    ap.add_argument("--dry-run", action="store_true", help="print the steps and their commands; run nothing")
-    ap.add_argument("--env-only", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--train-only", action="store_true", help=argparse.SUPPRESS)
-    a = ap.parse_args(sys.argv[1:] if argv is None else argv)
-    out = Path(a.out)
+    ap.add_argument("--out", help=f"report folder (default {DEFAULT_OUT}; with --rehearse {REHEARSAL_OUT})")
+    ap.add_argument("--budget", type=float, metavar="SECONDS", help=f"no step starts after this long, and a running "
+                    f"step is cut to what is left (default {BUDGET_S:g}; with --rehearse {REHEARSAL_SLACK} times that)")
+    ap.add_argument("--rehearse", action="store_true", help="every step on CPU at tiny sizes, through the same harness")
+    ap.add_argument("--only", metavar="STEP,STEP", help="run these steps of the plan only (a rerun after a failure)")
+    ap.add_argument("--dry-run", action="store_true", help="print the steps, their limits and commands; run nothing")
+    a = ap.parse_args(argv)
+    if a.budget is None:
+        a.budget = BUDGET_S * (REHEARSAL_SLACK if a.rehearse else 1)
+    if not a.budget > 0:
+        raise UserError(f"--budget {a.budget:g}: must be > 0")
+    steps = select(plan(a.rehearse), a.only)
+    out = Path(a.out) if a.out else (REHEARSAL_OUT if a.rehearse else DEFAULT_OUT)
     if a.dry_run:
-        for st in steps():
-            print(f"{st.name:<15} limit {st.timeout_s:>4.0f}s -> {st.output:<20} "
-                  f"{shlex.join([x.replace('{out}', str(out)) for x in st.argv])}")
-        print(f"total limit {sum(s.timeout_s for s in steps()):.0f}s, budget {a.budget:g}s")
+        for st in steps:
+            print(f"{st.name:<14} limit {st.timeout_s:>4.0f} s -> {st.output:<18} {shlex.join(st.command(out))}")
+        print(f"total limit {sum(s.timeout_s for s in steps):.0f} s, budget {a.budget:g} s")
         return 0
-    import torch
+    if not a.rehearse:
+        import torch
 
-    if not torch.cuda.is_available():
-        raise UserError("bench gpu: no CUDA device here; this is the prepared run for a GPU machine "
-                        "(--dry-run lists its steps)")
-    out.mkdir(parents=True, exist_ok=True)
-    if a.env_only:
-        info = env_info()
-        (out / "env.json").write_text(json.dumps(info, indent=2))
-        print(json.dumps({k: v for k, v in info.items() if k != "nvidia_smi"}))
-        return 0
-    if a.train_only:
-        return train_log_run(out)
-    t0 = time.monotonic()
-    records = run_steps(steps(), out, a.budget)
-    write_summary(out, records, time.monotonic() - t0)
-    bad = [r["step"] for r in records if r["status"] != "passed"]
-    print(f"bench gpu: {len(records) - len(bad)}/{len(records)} steps passed in {time.monotonic() - t0:.0f}s -> {out}"
+        if not torch.cuda.is_available():
+            raise UserError("bench gpu: no CUDA device here; this is the prepared run for a GPU machine "
+                            "(--rehearse runs its steps on CPU, --dry-run lists them)")
+    prepare_out(out, steps)
+    title = "GPU run rehearsed on CPU (`scratchpad bench gpu --rehearse`)" if a.rehearse else "GPU run (`scratchpad bench gpu`)"
+    rows = run_plan(steps, out, a.budget, title)
+    bad = [r["step"] for r in rows if r["status"] != "passed"]
+    print(f"bench gpu: {len(rows) - len(bad)}/{len(rows)} steps passed -> {out}/README.md"
           + (f"; not passed: {', '.join(bad)}" if bad else ""))
     return 1 if bad else 0
 

@@ -1,83 +1,179 @@
-"""The prepared GPU run: its plan fits the 10-minute device limit, its runner records failures,
-time-outs and the budget, and its summary reads the benchmarks' JSON lines. (The run itself needs
-a GPU; on CPU it refuses in one line.)"""
+"""The prepared GPU run: its plan is ordered by risk and fits the device limit; its harness keeps
+every line a step printed and every finished step's row, whatever kills the step or the harness;
+`--rehearse` runs the whole plan on CPU through that harness; bad input ends in one line."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import textwrap
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from eval import bench_gpu
+from eval.bench_gpu_harness import KILL_WAIT_S, Step, run_plan
 
 ROOT = Path(__file__).resolve().parents[2]
+ORDER = ["env", "pytest-gpu", "graph-decode", "decode-tau", "decode-every4", "train-eager", "train-log", "kernels",
+         "compile-sp", "compile-byte"]
 
 
-def test_plan_covers_the_issue_and_fits_ten_minutes():
-    st = bench_gpu.steps()
-    names = [s.name for s in st]
-    assert names == ["env", "pytest-gpu", "bench-kernels", "bench-train", "bench-train-compile-sp",
-                     "bench-train-compile-byte", "train-log", "bench-generate"]
-    assert sum(s.timeout_s for s in st) <= 600 and bench_gpu.BUDGET_S <= 600
-    assert {"bf16", "heavy-p16-aux2,heavy-byte"} <= set(st[3].argv) and "--compile" not in st[3].argv
-    assert {"--compile", "heavy-p16-aux2"} <= set(st[4].argv) and {"--compile", "heavy-byte"} <= set(st[5].argv)
-    assert "-m" in st[1].argv and "gpu" in st[1].argv
+def cli(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "eval.cli", "bench", "gpu", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
 
 
-def test_dry_run_lists_commands(capsys):
+def summary(out: Path) -> dict:
+    return json.loads((out / "summary.json").read_text())
+
+
+def test_plan_is_ordered_by_risk_and_fits_the_device_limit():
+    gpu, cpu = bench_gpu.plan(), bench_gpu.plan(rehearse=True)
+    assert [s.name for s in gpu] == [s.name for s in cpu] == ORDER
+    assert [bench_gpu.REHEARSAL_SLACK * s.timeout_s for s in gpu] == [s.timeout_s for s in cpu]
+    assert sum(s.timeout_s for s in gpu) <= 540 and bench_gpu.BUDGET_S <= 540
+    steps = {s.name: s.argv for s in gpu}
+    for name in ("graph-decode", "decode-tau", "decode-every4", "train-eager", "train-log", "kernels", "compile-sp"):
+        assert steps[name][steps[name].index("--device") + 1] == "cuda", name
+    assert not any("--eager-fallback" in s.argv for s in gpu)  # a failed graph capture fails the step
+    assert steps["decode-tau"][steps["decode-tau"].index("--threshold") + 1] == "1.5"
+    assert steps["decode-every4"][steps["decode-every4"].index("--scratch-every") + 1] == "4"
+    assert steps["kernels"][steps["kernels"].index("--dtype") + 1] == "fp32"  # the dtype the model's scans run at
+    assert "--compile" not in steps["train-eager"] and {"--compile", "heavy-p16-aux2"} <= set(steps["compile-sp"])
+    assert {"-m", "gpu"} <= set(steps["pytest-gpu"])
+    assert not any("cuda" in a for s in cpu for a in s.argv)
+
+
+def test_dry_run_lists_the_plan(capsys):
     assert bench_gpu.main(["--dry-run", "--out", "/tmp/x"]) == 0
-    out = capsys.readouterr().out.splitlines()
-    assert len(out) == 9 and "bench train" in out[3] and out[-1].startswith("total limit")
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[:-1]] == ORDER and "-X faulthandler -u" in lines[1]
+    assert lines[-1].startswith("total limit")
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="this checks the refusal on a machine without CUDA")
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
 def test_without_cuda_one_error_line(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "eval.cli", "bench", "gpu", "--out", str(tmp_path / "g")], cwd=ROOT,
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: bench gpu: no CUDA device") and "Traceback" not in r.stderr
-    assert not (tmp_path / "g").exists()
+    r = cli("--out", str(tmp_path / "g"))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("error: bench gpu: no CUDA device") and not (tmp_path / "g").exists()
 
 
-def test_runner_records_pass_fail_timeout_and_budget(tmp_path):
-    py = sys.executable
-    todo = [bench_gpu.Step("ok", [py, "-c", "print('{\"bench\": \"train\", \"results\": []}')"], 30, "bench_train.txt"),
-            bench_gpu.Step("fails", [py, "-c", "import sys; sys.exit(3)"], 30, "fails.txt"),
-            bench_gpu.Step("slow", [py, "-c", "import time; time.sleep(30)"], 1.5, "slow.txt"),
-            bench_gpu.Step("late", [py, "-c", "pass"], 30, "late.txt")]
-    recs = bench_gpu.run_steps(todo, tmp_path, budget_s=6.0, log=lambda s: None)
-    assert [r["status"] for r in recs][:3] == ["passed", "failed", "timeout"]
-    assert recs[1]["returncode"] == 3
-    assert recs[3]["status"] in ("passed", "skipped")  # the budget may or may not be spent by then
-    recs = bench_gpu.run_steps(todo[3:], tmp_path, budget_s=1.0, log=lambda s: None)
-    assert recs[0]["status"] == "skipped"
-    assert (tmp_path / "bench_train.txt").read_text().startswith("{")
+@pytest.mark.parametrize("bad", ["file", "under-a-file", "only"])
+def test_bad_out_or_step_one_error_line(tmp_path, bad):
+    (tmp_path / "f").write_text("x")
+    args = {"file": ["--out", str(tmp_path / "f")], "under-a-file": ["--out", str(tmp_path / "f" / "sub")],
+            "only": ["--only", "env,warp-drive", "--out", str(tmp_path / "o")]}[bad]
+    r = cli("--rehearse", *args)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.startswith("error: --out" if bad != "only" else "error: --only env,warp-drive: unknown step(s) warp-drive;"), r.stderr
+    assert (tmp_path / "f").read_text() == "x"
 
 
-def test_summary_reads_the_json_lines(tmp_path):
-    row = dict(preset="sp-fixed-p16", dtype="bf16", bytes_per_s=1e6, compiled_bytes_per_s=2e6, compile_speedup=2.0,
-               mfu=0.1, compiled_mfu=0.2, loss_max_rel_diff=1e-6)
-    (tmp_path / "bench_train_compile_sp.txt").write_text("table\n" + json.dumps(dict(bench="train", results=[row])) + "\n")
-    (tmp_path / "train_log.jsonl").write_text("\n".join(json.dumps(dict(event="step", step=i, bytes_per_s=100.0 * i, mfu=0.3,
-                                                                        peak_mem_bytes=5)) for i in range(1, 5)))
-    bench_gpu.write_summary(tmp_path, [dict(step="bench-train", status="passed", seconds=1.0, output="bench_train.txt",
-                                            command="x")], 12.0)
-    s = json.loads((tmp_path / "summary.json").read_text())
-    assert s["numbers"]["bench_train_compile_sp"]["results"][0]["compile_speedup"] == 2.0
-    assert s["numbers"]["train_log"]["steps"] == 4 and s["numbers"]["train_log"]["mfu"] == 0.3
+HANGS = """
+import signal, time
+print('first line'); print('second line')
+def on_int(*_):
+    print('got SIGINT, still hanging')
+signal.signal(signal.SIGINT, on_int)
+while True:
+    time.sleep(0.1)
+"""
+
+
+def test_hung_step_gets_sigint_then_a_stack_dump_and_keeps_its_output(tmp_path, monkeypatch):
+    """Unbuffered or not in the caller's environment, a step killed at its limit keeps every line it
+    printed (a block-buffered stdout loses them when the process is aborted), then the next runs."""
+    monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)
+    steps = [Step("hangs", ["-c", HANGS], 3), Step("after", ["-c", "print('ran')"], 30)]
+    t0 = time.monotonic()
+    rows = run_plan(steps, tmp_path, budget_s=60, title="t", log=lambda s: None)
+    assert time.monotonic() - t0 < 3 + KILL_WAIT_S + 15
+    assert [r["status"] for r in rows] == ["timeout", "passed"]
+    text = (tmp_path / "hangs.txt").read_text()
+    assert text.startswith("first line\nsecond line\n")
+    assert text.index("got SIGINT") < text.index("Fatal Python error: Aborted")  # SIGINT first, then the dump
+    assert 'File "<string>"' in text  # faulthandler's stack of the hung code
+    assert (tmp_path / "after.txt").read_text() == "ran\n"
     readme = (tmp_path / "README.md").read_text()
-    assert "| sp-fixed-p16 | bf16 | 1,000,000 | 2,000,000 | 2.0 |" in readme
+    assert "| hangs | timeout |" in readme and "| after | passed |" in readme
 
 
-def test_train_log_step_runs_the_real_trainer(tmp_path, capsys):
-    # the GPU step's function on CPU at a tiny size: the trainer's log lands in OUT/train_log.jsonl
-    assert bench_gpu.train_log_run(tmp_path, device="cpu", preset="tiny-sp-fixed-p4", steps_=2, batch=2, seq_len=64,
-                                   dtype="fp32") == 0
-    recs = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
-    steps = [r for r in recs if r["event"] == "step"]
-    assert len(steps) == 2 and all(s["bytes_per_s"] > 0 and s["model_flops"] > 0 for s in steps)
-    assert bench_gpu.key_numbers(tmp_path)["train_log"]["steps"] == 2
+def test_each_row_is_on_disk_while_the_next_step_runs(tmp_path):
+    """Step two reads summary.json: step one's final row and its own 'running' row must be there."""
+    check = textwrap.dedent(f"""
+        import json, sys
+        rows = {{r['step']: r for r in json.load(open({str(tmp_path / 'summary.json')!r}))['steps']}}
+        sys.exit(0 if rows['one']['status'] == 'failed' and rows['one']['returncode'] == 3
+                 and rows['one']['result'] == {{'n': 1}} and rows['two']['status'] == 'running' else 1)
+    """)
+    steps = [Step("one", ["-c", "import sys; print('{\"n\": 1}'); sys.exit(3)"], 30), Step("two", ["-c", check], 30)]
+    rows = run_plan(steps, tmp_path, budget_s=60, title="t", log=lambda s: None)
+    assert [r["status"] for r in rows] == ["failed", "passed"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_harness_killed_mid_step_leaves_the_finished_rows(tmp_path, sig):
+    """The harness itself is killed while a step hangs: SIGKILL leaves the step 'running' on disk;
+    SIGTERM stops the step's process and records it as interrupted."""
+    pid_file = tmp_path / "child.pid"
+    hang = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
+    parent = textwrap.dedent(f"""
+        from pathlib import Path
+        from eval.bench_gpu_harness import Step, run_plan
+        run_plan([Step('quick', ['-c', 'print(1)'], 30), Step('hang', ['-c', {hang!r}], 50)],
+                 Path({str(tmp_path)!r}), 120, 't')
+    """)
+    p = subprocess.Popen([sys.executable, "-c", parent], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        child = int(pid_file.read_text())
+        p.send_signal(sig)
+        p.wait(timeout=30)
+        rows = {r["step"]: r["status"] for r in summary(tmp_path)["steps"]}
+        assert rows == {"quick": "passed", "hang": "running" if sig == signal.SIGKILL else "interrupted"}
+        if sig == signal.SIGTERM:
+            assert p.returncode != 0
+            time.sleep(0.5)
+            with pytest.raises(ProcessLookupError):
+                os.kill(child, 0)
+    finally:
+        if pid_file.exists() and pid_file.read_text():
+            try:
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        p.kill()
+
+
+def test_budget_cuts_the_running_step_and_skips_the_rest(tmp_path):
+    steps = [Step("slow", ["-c", "import time; time.sleep(60)"], 30), Step("late", ["-c", "pass"], 30)]
+    rows = run_plan(steps, tmp_path, budget_s=10, title="t", log=lambda s: None)
+    assert [r["status"] for r in rows] == ["timeout", "skipped"]
+    assert rows[0]["limit_s"] <= 10 - KILL_WAIT_S and rows[0]["seconds"] < 10 + 2
+
+
+def test_rehearsal_runs_every_step_on_cpu(tmp_path):
+    """`--rehearse` end to end: each step of the plan ran on CPU through the harness and passed,
+    each wrote its report file, the summary has its row and the README its result line."""
+    out = tmp_path / "rehearsal"
+    r = cli("--rehearse", "--out", str(out), timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    rows = summary(out)["steps"]
+    assert [x["step"] for x in rows] == ORDER and all(x["status"] == "passed" for x in rows)
+    for name in ORDER:
+        assert (out / f"{name}.txt").stat().st_size > 0, name
+    res = {x["step"]: x.get("result") for x in rows}
+    assert res["graph-decode"]["failed"] == 0 and len(res["graph-decode"]["cases"]) == 2
+    assert res["decode-every4"]["scratch_every"] == 4 and res["decode-tau"]["threshold"] == 1.5
+    assert res["compile-sp"]["results"][0]["compiled_bytes_per_s"] > 0
+    assert (out / "env.json").exists() and (out / "train_log.jsonl").exists()
+    readme = (out / "README.md").read_text()
+    assert all(f"| {name} | passed |" in readme for name in ORDER)
+    assert "- **decode-every4**: tau inf, every 4:" in readme and "unexpected shape" not in readme
