@@ -18,9 +18,9 @@ import torch
 
 from infer import Engine
 from eval.common import parse_counts
-from infer.generate import DECODE_THREADS, decode_device
+from infer.generate import DECODE_THREADS, add_eager_fallback_flag, decode_device
 from infer.options import parse_threshold, tau_json
-from infer.stats import decode_stats
+from infer.stats import decode_stats, step_stats
 from scratchpad import ModelConfig, build_model, load_model
 from scratchpad.accounting import byte_baseline
 from scratchpad.errors import UserError, run_cli
@@ -35,8 +35,9 @@ class _Cell:
     first run grows the KV page pool, the second compiles every (span, pool size) variant the timed
     runs meet) and its fastest timed run."""
 
-    def __init__(self, model, batch: int, max_bytes: int, tau: float, every: int, compile: bool):
-        self.model, self.engine = model, Engine(model, compile=compile)
+    def __init__(self, model, batch: int, max_bytes: int, tau: float, every: int, compile: bool,
+                 eager_fallback: bool):
+        self.model, self.engine = model, Engine(model, compile=compile, eager_fallback=eager_fallback)
         self.prompts, self.max_bytes, self.tau, self.every = [PROMPT] * batch, max_bytes, tau, every
         self.best = None
         for _ in range(2 if compile else 1):
@@ -54,18 +55,20 @@ class _Cell:
             self.best = stats
 
     def result(self) -> dict:
-        """The fastest run, its prefill (timed separately) subtracted."""
+        """The fastest run, its prefill (timed separately) subtracted, and how its steps ran."""
         start = time.perf_counter()
         self.generate(1)
         prefill = time.perf_counter() - start
         self.best["decode_bytes_per_second"] = self.best["generated_bytes"] / max(self.best["seconds"] - prefill, 1e-9)
-        return self.best
+        return {**self.best, **step_stats(self.engine.last_runner)}
 
 
-def time_decode(models: dict, batch: int, max_bytes: int, repeats: int, compile: bool = False) -> dict:
+def time_decode(models: dict, batch: int, max_bytes: int, repeats: int, compile: bool = False,
+                eager_fallback: bool = False) -> dict:
     """models: name -> (model, tau, scratch_every). The models' timed runs alternate, so slow drifts
     of the machine's speed (this VM's drift by tens of percent over minutes) hit every model alike."""
-    cells = {name: _Cell(m, batch, max_bytes, tau, every, compile) for name, (m, tau, every) in models.items()}
+    cells = {name: _Cell(m, batch, max_bytes, tau, every, compile, eager_fallback)
+             for name, (m, tau, every) in models.items()}
     for _ in range(repeats):
         for cell in cells.values():
             cell.time_once()
@@ -87,6 +90,7 @@ def main(argv=None) -> int:
     ap.add_argument("--compile", action="store_true",
                     help="CPU: torch.compile the decode step (compilation, tens of seconds, happens in the "
                          "untimed warm-up)")
+    add_eager_fallback_flag(ap)
     args = ap.parse_args(argv)
     tau = parse_threshold(args.threshold, "--threshold")
     batches = parse_counts(args.batch_sizes, "--batch-sizes")
@@ -110,7 +114,8 @@ def main(argv=None) -> int:
     results = {}
     for b in batches:
         models = {"sp": (sp, tau, args.scratch_every), "byte": (base, math.inf, 0)}
-        for name, r in time_decode(models, b, args.max_bytes, args.repeats, args.compile).items():
+        timed = time_decode(models, b, args.max_bytes, args.repeats, args.compile, args.eager_fallback)
+        for name, r in timed.items():
             results[(name, b)] = r
             print(f"{name:<12} {b:>5} {r['decode_bytes_per_second']:>10.1f} {r['scratchpad_rate']:>8.3f} "
                   f"{r['trunk_calls_per_byte']:>10.3f} {r['flops_per_byte'] / 1e6:>10.3f} {r['kv_ratio_vs_byte']:>8.3f}")
@@ -119,6 +124,8 @@ def main(argv=None) -> int:
         "scratch_every": args.scratch_every,
         "sp_model": source, "max_bytes": args.max_bytes,
         "bytes_per_second": {f"{n}_b{b}": round(r["decode_bytes_per_second"], 2) for (n, b), r in results.items()},
+        "decode_step": {f"{n}_b{b}": r["decode_step"] for (n, b), r in results.items()},
+        "graph_fallback": {f"{n}_b{b}": r["graph_fallback"] for (n, b), r in results.items()},
         "scratchpad_rate_b1": results[("sp", batches[0])]["scratchpad_rate"],
         "flops_ratio_vs_byte": results[("sp", batches[0])]["flops_ratio_vs_byte"],
         "speedup_vs_byte": results[("sp", batches[0])]["decode_bytes_per_second"]

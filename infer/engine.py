@@ -24,13 +24,14 @@ from scratchpad.vocab import DOCUMENT_SEPARATOR
 
 class Engine:
     def __init__(self, model, device=None, page: int = 16, compile: bool = False, context: str = "slide",
-                 static: bool = False):
+                 static: bool = False, eager_fallback: bool = False):
         if model.training:
             raise ValueError("Engine needs a model in eval mode (call model.eval() first): training mode drops "
                              "scratchpads at random, and the engine does not change the mode for you")
         self.model, self.cfg = model, model.cfg
         self.device, self.page, self.compile, self.context = device, page, compile, context
         self.static = static  # the step as CUDA graphs replay it (see ModelRunner), for CPU tests
+        self.eager_fallback = eager_fallback  # a failed graph capture decodes eagerly instead of raising
         self._runners: dict[int, ModelRunner] = {}
         self.last_events: list[Events] = []
 
@@ -41,8 +42,12 @@ class Engine:
 
     def runner(self, slots: int) -> ModelRunner:
         if slots not in self._runners:
-            self._runners[slots] = ModelRunner(self.model, slots, self.device, self.page, self.compile, static=self.static)
+            self._runners[slots] = self._new_runner(slots)
         return self._runners[slots]
+
+    def _new_runner(self, slots: int) -> ModelRunner:
+        return ModelRunner(self.model, slots, self.device, self.page, self.compile, static=self.static,
+                           eager_fallback=self.eager_fallback)
 
     def scheduler(self, slots: int) -> Scheduler:
         """A continuous-batching scheduler over `slots` fixed slots (used by `scratchpad serve`)."""
@@ -68,6 +73,7 @@ class Engine:
             r.validate()
         slots = min(len(prompts), max_batch or len(prompts))
         sched = self.scheduler(slots)
+        self.last_runner = sched.runner
         cb = None if on_bytes is None else (lambda seq, data: on_bytes(seq.index, data))
         seqs = [sched.submit(Sequence(r, cb, index=i)) for i, r in enumerate(reqs)]
         sched.run()
@@ -89,7 +95,7 @@ class Engine:
         if T > self.cfg.max_seq_len:
             raise UserError(f"{T} bytes exceed the model's context of {self.cfg.max_seq_len}")
         starts = [prefill] * B if isinstance(prefill, int) else list(prefill)
-        r = ModelRunner(self.model, B, self.device, self.page, self.compile, static=self.static)
+        r = self._new_runner(B)
         st = r.state
         r.update_aux(tau != float("inf"))
         x = x.to(r.device)

@@ -18,7 +18,7 @@ import torch
 from infer.engine import Engine
 from infer.options import budget_threshold, parse_threshold, tau_json
 from infer.sampling import DEFAULT_TEMPERATURE
-from infer.stats import decode_stats
+from infer.stats import decode_stats, step_stats
 from scratchpad import load_model
 from scratchpad.errors import UserError, run_cli
 from scratchpad.flags import (RATE_FLAGS, THRESHOLD_FLAGS, Parser, add_scratch_every_flag, add_threads_flag, describe,
@@ -75,7 +75,14 @@ def build_parser():
     ap.add_argument("--compile", action="store_true",
                     help="CPU: torch.compile the decode step (tens of seconds of compiling before the first "
                          "byte, worth it for long outputs); on CUDA the step replays as CUDA graphs anyway")
+    add_eager_fallback_flag(ap)
     return ap
+
+
+def add_eager_fallback_flag(ap):
+    ap.add_argument("--eager-fallback", action="store_true",
+                    help="CUDA: decode eagerly when capturing the step as CUDA graphs fails (default: that is an "
+                         "error); the stats say which step ran")
 
 
 def decode_device(name: str, dtype: str = "fp32", compile: bool = False) -> torch.device:
@@ -174,7 +181,7 @@ def main(argv=None) -> int:
                   f"keeping its last {limit - 1} bytes", file=sys.stderr)
             break
     stream = Stream(args.raw) if len(prompts) == 1 and not args.json else None
-    engine = Engine(model, compile=args.compile and device.type == "cpu")
+    engine = Engine(model, compile=args.compile and device.type == "cpu", eager_fallback=args.eager_fallback)
     start = time.perf_counter()
     gens = engine.generate(prompts, max_bytes=args.max_bytes, threshold=tau, temperature=args.temperature,
                            top_k=args.top_k, top_p=args.top_p, seed=args.seed, stop=[s.encode() for s in args.stop],
@@ -187,6 +194,7 @@ def main(argv=None) -> int:
     stats = decode_stats(model.cfg, gens, seconds)
     stats["threshold"] = tau_json(tau)
     stats["scratch_every"] = args.scratch_every if model.cfg.scratchpad else 0
+    stats.update(step_stats(engine.last_runner))
     if args.json:
         print(json.dumps({"outputs": [g.output.decode("utf-8", errors="replace") for g in gens],
                           "stop_reasons": [g.stop_reason for g in gens], "stats": stats}))
@@ -209,7 +217,8 @@ def format_stats(s: dict) -> str:
             f"trunk calls/byte {s['trunk_calls_per_byte']:.3f}  "
             f"FLOPs/byte {s['flops_per_byte'] / 1e6:.2f}M ({s['flops_ratio_vs_byte']:.2f}x byte baseline)  "
             f"KV bytes/byte {s['kv_bytes_per_byte']:.0f} ({s['kv_ratio_vs_byte']:.3f}x)  "
-            f"{s['bytes_per_second']:.0f} bytes/s")
+            f"{s['bytes_per_second']:.0f} bytes/s  step {s['decode_step']}"
+            f"{' (graph capture failed: ' + s['graph_fallback'] + ')' if s['graph_fallback'] else ''}")
 
 
 if __name__ == "__main__":

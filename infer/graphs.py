@@ -1,26 +1,45 @@
-"""The decode step captured as CUDA graphs (used by ModelRunner when the device is CUDA).
+"""The decode step as CUDA graphs replay it (ModelRunner on CUDA), and its CPU stand-in
+(ModelRunner static=True, which tests/test_engine.py checks against the parallel forward).
 
-The step is static (fixed slots, masks instead of gathers, the trunk pass always runs and the
-write mask decides commit vs transient, a fixed number of KV pages is read), so a graph replays
-it with a single launch: one graph per aux mode and per bucket of pages read
-(kv_pages.span_bucket). Warm-up runs on a side stream against a snapshot of the state, which is
+Per byte the host replays two of three pieces, each captured at fixed shapes (fixed slots, masks
+instead of gathers, a fixed number of KV pages read): `front` (encoder, aux stack, patcher,
+feature ring; which slots commit or scratch), then, after reading back whether any slot needs
+the trunk (the step's one read-back), `trunk_back` (one trunk pass, the write mask deciding
+commit vs transient per slot; decoder; head) or `back` (decoder and head). The trunk thus runs
+at exactly the bytes where eager decode runs it. Graphs: front and back per aux mode, trunk_back
+per aux mode and bucket of KV pages read (kv_pages.span_bucket), all in one memory pool. The
+front's outputs stay at the addresses captured, and the later pieces read them there; on CPU
+each piece runs directly and the front's outputs are copied into the same kind of fixed buffers.
+
+Capturing warms the pieces up (twice; on a side stream on CUDA) against a snapshot of the state,
 restored afterwards, so capturing never changes a sequence in flight. The page pool is
-preallocated to its worst case so its tensors never move; if they do (pool growth), the graphs
-are captured again.
-
-Not yet run on a GPU: the session that built it had none. The static step it captures runs on
-CPU with Engine(model, static=True), where tests/test_engine.py checks it against the parallel
-forward; the capture and replay themselves are untested.
+preallocated to its worst case (one patch per byte in every slot), so its tensors never move.
+A capture that fails raises GraphCaptureError (ModelRunner falls back to eager decode only when
+asked to). Not yet run on a GPU: the CPU stand-in runs the same host logic, warm-up and buffers.
 """
 from __future__ import annotations
 
+import contextlib
+from typing import Callable
+
 import torch
 
+from scratchpad.errors import UserError
 from scratchpad.mixers import AttentionCache, SSMState
 
 
+class GraphCaptureError(UserError):
+    """Capturing the decode step failed: `failure` says how, the message adds the way out."""
+
+    def __init__(self, failure: str):
+        super().__init__(f"{failure}; --eager-fallback (Engine(eager_fallback=True)) decodes without graphs")
+        self.failure = failure
+
+
 def state_tensors(state) -> list[torch.Tensor]:
-    """Every tensor the decode step reads or writes."""
+    """Every tensor the decode step reads or writes, except the paged KV pools: the step writes
+    each slot's entry at the slot's committed length, beyond every key read until a commit moves
+    the length, and a restored length undoes a warm-up's commit."""
     out = [state.pages.table, state.pool_ring, state.coord_ring, state.ctx, state.counts, state.tau, state.every,
            state.active, state.logits, *vars(state.patcher).values()]
     for layer in state.encoder + state.aux + state.decoder + state.trunk:
@@ -28,49 +47,104 @@ def state_tensors(state) -> list[torch.Tensor]:
             out.append(layer.h)
         elif isinstance(layer, AttentionCache):
             out += [layer.k, layer.v, layer.length]
-        else:  # PagedCache
-            out += [layer.k, layer.v]
     return out
 
 
 class StepGraphs:
-    def __init__(self, runner, warmup: int = 2):
-        self.runner, self.warmup = runner, warmup
-        runner.static = True
+    def __init__(self, runner, cuda: bool, warmup: int = 2):
+        """cuda=False: the CPU stand-in (pieces run directly, through the same host logic)."""
+        self.runner, self.cuda, self.warmup = runner, cuda, warmup
+        self.pool = torch.cuda.graph_pool_handle() if cuda else None  # shared by every graph
         self.x = torch.zeros(runner.slots, dtype=torch.long, device=runner.device)
-        self.graphs: dict[tuple, torch.cuda.CUDAGraph] = {}
-        self.grown = runner.state.pages.grown
+        self.front_out: dict[bool, tuple] = {}  # run_aux -> the front's outputs + any(need) [], fixed buffers
+        self.replays: dict[tuple, Callable[[], object]] = {}  # piece key -> replay
+
+    def prepare(self):
+        """Capture the first step's pieces for both aux modes now (a capture that fails, fails at
+        start-up, not in the middle of a request)."""
+        r = self.runner
+        r.state.pages.round_span()
+        for run_aux in sorted({r.cfg.aux_runs(False), r.cfg.aux_runs(True)}):
+            self._ensure(self._keys(run_aux, r.state.pages.span))
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
+        """Feed byte x [B] to every slot -> state.logits [B, 256]."""
         r = self.runner
-        if r.state.pages.grown != self.grown:  # the page pool moved: capture again
-            self.graphs.clear()
-            self.grown = r.state.pages.grown
-        pages = r.state.pages
-        pages.round_span()
-        key = (r.run_aux, pages.fixed_span)
-        graph = self.graphs.get(key)
-        if graph is None:
-            graph = self.graphs[key] = self._capture(r.run_aux)
+        r.state.pages.round_span()
+        front, back, trunk_back = keys = self._keys(r.run_aux, r.state.pages.span)
+        self._ensure(keys)
         self.x.copy_(x)
-        graph.replay()
+        self.replays[front]()
+        if bool(self.front_out[r.run_aux][-1]):  # the one read-back: some slot commits or scratches
+            r.trunk_passes += 1
+            self.replays[trunk_back]()
+        else:
+            self.replays[back]()
         return r.state.logits
 
-    def _capture(self, run_aux: bool) -> torch.cuda.CUDAGraph:
+    @staticmethod
+    def _keys(run_aux: bool, span: int) -> tuple:
+        return ("front", run_aux), ("back", run_aux), ("trunk_back", run_aux, span)
+
+    def _pieces(self, run_aux: bool) -> dict[str, Callable[[], object]]:
         r = self.runner
+
+        def front():
+            out = r._front(self.x, run_aux)
+            return (*out, out[4].any())  # out[4]: need [B], which slots commit or scratch
+
+        return {"front": front,
+                "back": lambda: r._back(self.x, run_aux, *self.front_out[run_aux][:-1]),
+                "trunk_back": lambda: r._trunk_back(self.x, run_aux, *self.front_out[run_aux][:-1])}
+
+    @torch.no_grad()
+    def _ensure(self, keys: tuple):
+        """Capture the pieces of `keys` not captured yet: warm up, record, restore the state."""
+        missing = [k for k in keys if k not in self.replays]
+        if not missing:
+            return
+        r = self.runner
+        pieces = self._pieces(keys[0][1])
         tensors = state_tensors(r.state)
         saved = [t.clone() for t in tensors]
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
+        side = torch.cuda.Stream() if self.cuda else None
         try:
-            with torch.cuda.stream(side), torch.no_grad():
+            if side is not None:
+                side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side) if side is not None else contextlib.nullcontext():
                 for _ in range(self.warmup):
-                    r._step(self.x, run_aux)
+                    out = pieces["front"]()
+                    r._trunk_back(self.x, keys[0][1], *out[:-1])
+                    r._back(self.x, keys[0][1], *out[:-1])
+            if side is not None:
+                torch.cuda.current_stream().wait_stream(side)
+            for key in missing:  # front first: the others are recorded reading its outputs
+                self.replays[key] = self._record(key, pieces[key[0]])
+        except Exception as e:
+            what = "CUDA graphs" if self.cuda else "a static step"
+            reason = (str(e).strip().splitlines() or [""])[0]
+            raise GraphCaptureError(f"capturing the decode step as {what} failed ({type(e).__name__}: {reason})") from e
         finally:
-            torch.cuda.current_stream().wait_stream(side)
             for t, s in zip(tensors, saved):
                 t.copy_(s)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph), torch.no_grad():
-            r._step(self.x, run_aux)
-        return graph
+
+    def _record(self, key: tuple, piece: Callable[[], object]) -> Callable[[], object]:
+        """A replay of piece(): a CUDA graph in the shared pool, or on CPU the piece itself with
+        the front's outputs copied into fixed buffers. The front's buffers go to front_out."""
+        if self.cuda:
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self.pool):
+                out = piece()
+            if key[0] == "front":
+                self.front_out[key[1]] = out
+            return graph.replay
+        if key[0] != "front":
+            return piece
+        buffers = self.front_out[key[1]] = tuple(None if t is None else t.clone() for t in piece())
+
+        def replay():
+            for buffer, t in zip(buffers, piece()):
+                if buffer is not None:
+                    buffer.copy_(t)
+
+        return replay

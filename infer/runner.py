@@ -5,8 +5,8 @@ patcher -> pooling-feature ring -> one trunk pass for all slots whose byte close
 (commit: the write mask lets SSM states and KV advance) or whose entropy exceeds the slot's tau
 (transient: the same pass, nothing written) -> decoder step -> logits. No `nonzero`, no row
 gathers, no `.item()`: shapes are fixed by the slots, so the step can be compiled (CPU) or
-captured as a CUDA graph. On CPU the trunk pass is skipped when no slot needs it (reading one
-flag costs nothing there); a captured step always runs it and lets the masks decide.
+captured as CUDA graphs (infer/graphs.py). Each byte reads back one flag, whether any slot needs
+the trunk, and runs the trunk pass only then: eager, compiled and graphs alike.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import sys
 
 import torch
 
+from infer.graphs import GraphCaptureError, StepGraphs
 from infer.sampling import SlotSampler
 from infer.state import BYTES, COMMITS, KEYS, SlotState, allocate_slots, reset_slot
 from scratchpad.accounting import row_events
@@ -23,9 +24,11 @@ from scratchpad.precision import configure_compile, skip_guard_checks
 
 class ModelRunner:
     def __init__(self, model, slots: int, device=None, page: int = 16, compile: bool = False,
-                 cuda_graphs: bool = True, static: bool = False):
-        """static=True runs the step as a captured CUDA graph does (the trunk pass at every byte for
-        every slot, the masks deciding; the full page table read): CPU tests of what graphs replay."""
+                 cuda_graphs: bool = True, static: bool = False, eager_fallback: bool = False):
+        """static=True runs the step on CPU as CUDA graphs replay it (infer/graphs.py: the same
+        pieces, host logic, warm-up and fixed buffers): CPU tests of what graphs replay. A failed
+        capture raises GraphCaptureError unless eager_fallback (then: a note, eager decode, and
+        self.fallback holds the reason)."""
         if model.training:
             raise ValueError("the engine needs a model in eval mode (call model.eval() first): training mode "
                              "drops scratchpads at random; the engine does not change the mode for you")
@@ -33,7 +36,8 @@ class ModelRunner:
         self.model, self.cfg = model, model.cfg
         self.device = torch.device(device) if device else p.device
         self.dtype = p.dtype
-        graphs = self.device.type == "cuda" and cuda_graphs
+        cuda = self.device.type == "cuda" and cuda_graphs
+        graphs = cuda or static
         worst = 1 + slots * -(-(model.cfg.max_seq_len + 1) // page)  # every slot one patch per byte
         self.state: SlotState = allocate_slots(model, slots, self.device, self.dtype, page, worst if graphs else None)
         B, W = slots, self.cfg.longest_patch
@@ -44,26 +48,32 @@ class ModelRunner:
         self.run_aux = self.cfg.aux_runs(False)  # does a step run the aux stack (see update_aux)
         self.sampler = SlotSampler(slots, self.device)
         self.kv_bytes_per_position = sum(c.bytes_per_position for c in self.state.pages.caches)
-        self.static = static
-        self.state.pages.fixed_span = self.state.pages.width if static else None
+        self.eager_fallback, self.fallback = eager_fallback, None
+        self.trunk_passes = 0  # steps that ran the trunk pass (for all slots at once)
         self._parts = (self._front, self._trunk_back, self._back)
         self._warm: set[tuple] = set()  # compiled pieces already run at a (piece, shape) key
         self.graphs = None
         if graphs:
-            from infer.graphs import StepGraphs
-
-            self.graphs = StepGraphs(self)
+            self.graphs = StepGraphs(self, cuda)
+            self._fall_back_on_failure(self.graphs.prepare)
         elif compile:  # CPU: the pieces compiled with fixed shapes; the trunk pass reads the held
             # KV pages rounded up to a bucket (kv_pages.span_bucket: one compiled shape per bucket),
             # and still runs only at bytes where some slot commits or scratches
             configure_compile()
             self._parts = tuple(torch.compile(f, dynamic=False) for f in self._parts)
             self._skip_guards = skip_guard_checks()
-        self.compiled = compile and self.graphs is None
+        self.compiled = compile and not graphs
 
     @property
     def slots(self) -> int:
         return self.state.slots
+
+    @property
+    def step_kind(self) -> str:
+        """How steps run now: cuda-graphs, static (their CPU stand-in), compiled or eager."""
+        if self.graphs is not None:
+            return "cuda-graphs" if self.graphs.cuda else "static"
+        return "compiled" if self.compiled else "eager"
 
     def update_aux(self, finite_tau: bool):
         """Whether steps run the aux stack (ModelConfig.aux_runs): for an entropy patcher, a decoder
@@ -120,18 +130,27 @@ class ModelRunner:
     @torch.no_grad()
     def step(self, x: torch.Tensor) -> torch.Tensor:
         """Feed byte x [B] to every slot (free slots step on garbage) -> state.logits [B, 256]."""
-        if self.graphs is not None:
-            try:
-                return self.graphs.run(x)
-            except Exception as e:  # never run on a GPU yet: say so once and decode without graphs
-                print(f"note: CUDA graph capture failed ({type(e).__name__}: {e}); decoding without graphs",
-                      file=sys.stderr)
-                self.graphs, self.static, self.state.pages.fixed_span = None, False, None
+        if self.graphs is not None and self._fall_back_on_failure(self.graphs.run, x):
+            return self.state.logits
         return self._step(x, self.run_aux)
 
+    def _fall_back_on_failure(self, action, *args) -> bool:
+        """Run a graph action; False once a capture failed and the runner fell back to eager
+        decode (only with eager_fallback: otherwise the GraphCaptureError propagates)."""
+        try:
+            action(*args)
+            return True
+        except GraphCaptureError as e:
+            if not self.eager_fallback:
+                raise
+            print(f"note: {e.failure}; decoding eagerly (eager fallback)", file=sys.stderr)
+            self.fallback = e.failure
+            self.graphs, self.state.pages.fixed_span = None, None
+            return False
+
     def _step(self, x, run_aux: bool):
-        """front, then trunk + back where some slot commits or scratches (always when static), else
-        back alone: two calls per byte."""
+        """front, then trunk + back where some slot commits or scratches, else back alone: two
+        calls per byte."""
         front, trunk_back, back = self._parts
         shape = None
         if self.compiled:  # everything the compiled variants differ by (see _call)
@@ -139,7 +158,8 @@ class ModelRunner:
             pages.round_span()
             shape = (run_aux, pages.span, pages.capacity)
         out = self._call("front", front, shape, x, run_aux)
-        if self.static or bool(out[4].any()):
+        if bool(out[4].any()):
+            self.trunk_passes += 1
             return self._call("trunk_back", trunk_back, shape, x, run_aux, *out)
         return self._call("back", back, shape, x, run_aux, *out)
 

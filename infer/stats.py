@@ -21,3 +21,9 @@ def decode_stats(cfg, generations, seconds: float) -> dict:
         "seconds": seconds,
         "bytes_per_second": generated / seconds if seconds > 0 else float("inf"),
     }
+
+
+def step_stats(runner) -> dict:
+    """How the runner's decode steps ran: decode_step (cuda-graphs, static, compiled or eager) and
+    graph_fallback (why graph capture failed when the runner fell back to eager decode, else None)."""
+    return {"decode_step": runner.step_kind, "graph_fallback": runner.fallback}
