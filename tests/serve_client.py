@@ -54,3 +54,11 @@ def openai_error(status, body, want_status):
     err = body["error"]
     assert set(err) == {"message", "type", "param", "code"} and err["message"] and err["type"]
     return err
+
+
+def run_command(main, argv, capsys):
+    """A command's main through run_cli, as the console runs it -> (exit code, stderr)."""
+    from scratchpad.errors import run_cli
+
+    code = run_cli(main, [str(a) for a in argv])
+    return code, capsys.readouterr().err

@@ -1,0 +1,112 @@
+"""OpenAI semantics of `scratchpad serve`: chat completions through the official client (streaming
+and not) with the plain-text template or a template file, the `scratchpad` block in chat
+responses, stop strings left out of the text (finish_reason "stop"), echo."""
+import json
+
+import pytest
+
+pytest.importorskip("fastapi", reason="needs the [serve] extra: pip install -e '.[serve]'")
+pytest.importorskip("uvicorn", reason="needs the [serve] extra: pip install -e '.[serve]'")
+openai = pytest.importorskip("openai", reason="the server tests use the official openai client (in the [test] extra)")
+
+from infer import Engine  # noqa: E402
+from infer.chat import ChatTemplate  # noqa: E402
+from infer.serve import main  # noqa: E402
+from serve_client import NAME, Server, run_command, tiny_model  # noqa: E402
+
+MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there"},
+            {"role": "assistant", "content": "Hello."}, {"role": "user", "content": [{"type": "text", "text": "Why?"}]}]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model()
+
+
+@pytest.fixture(scope="module")
+def server(model):
+    s = Server(model, max_batch=2)
+    yield s
+    s.close()
+
+
+def alone(model, prompt: str, n: int, stop=()):
+    return Engine(model).generate(prompt, max_bytes=n, threshold=1.5, stop=list(stop))[0]
+
+
+def text(out: bytes) -> str:
+    return out.decode("utf-8", errors="replace")
+
+
+def test_chat_with_the_openai_client_streaming_and_not(server, model):
+    prompt = "Be brief.\n\nUser: Hi there\nAssistant: Hello.\nUser: Why?\nAssistant:"
+    want = alone(model, prompt, 24, ["\nUser:"])
+    kw = dict(model=NAME, messages=MESSAGES, max_tokens=24, temperature=0, extra_body={"entropy_threshold": 1.5})
+    r = server.client.chat.completions.create(**kw)
+    c = r.choices[0]
+    assert c.message.role == "assistant" and c.message.content == text(want.output) and c.finish_reason == "length"
+    assert r.object == "chat.completion" and r.usage.prompt_tokens == len(prompt.encode())
+    info = c.model_extra["scratchpad"]
+    assert info["trunk_calls"] == want.commits + want.scratchpads and info["entropy_threshold"] == 1.5
+    chunks = list(server.client.chat.completions.create(stream=True, **kw))
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert "".join(ch.choices[0].delta.content or "" for ch in chunks) == c.message.content
+    assert chunks[-1].choices[0].finish_reason == "length" and "scratchpad" in chunks[-1].choices[0].model_extra
+    r2 = server.client.chat.completions.create(model=NAME, messages=MESSAGES, max_completion_tokens=5, temperature=0)
+    assert r2.usage.completion_tokens == 5
+
+
+def test_a_chat_template_file(model, tmp_path, capsys):
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"system": "<{content}>", "user": "Q: {content}\n", "assistant": "A: {content}\n",
+                                "generation": "A:", "stop": ["\nQ:"]}))
+    s = Server(model, max_batch=1, chat_template=ChatTemplate.load(path))
+    try:
+        want = alone(model, "<Be brief.>Q: Hi there\nA: Hello.\nQ: Why?\nA:", 12, ["\nQ:"])
+        r = s.client.chat.completions.create(model=NAME, messages=MESSAGES, max_tokens=12, temperature=0)
+        assert r.choices[0].message.content == text(want.output)
+    finally:
+        s.close()
+    path.write_text(json.dumps({"user": "no placeholder"}))
+    code, err = run_command(main, ["--chat-template", path], capsys)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: --chat-template") and "Traceback" not in err
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_stop_strings_are_left_out_of_the_text(server, model, stream):
+    full = alone(model, "Once upon a time", 40).output
+    i = next(i for i in range(2, len(full) - 1) if full[i] < 128 and full[i + 1] < 128)
+    stop = full[i:i + 2].decode()
+    want = text(full[:full.find(stop.encode())])
+    kw = dict(model=NAME, prompt="Once upon a time", max_tokens=40, temperature=0, stop=[stop, "never-seen"])
+    if stream:
+        chunks = list(server.client.completions.create(stream=True, **kw))
+        got, finish = "".join(ch.choices[0].text for ch in chunks), chunks[-1].choices[0].finish_reason
+    else:
+        r = server.client.completions.create(**kw)
+        got, finish = r.choices[0].text, r.choices[0].finish_reason
+    assert got == want and finish == "stop" and stop not in got
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_echo_returns_the_prompt_before_the_completion(server, model, stream):
+    want = "Once" + text(alone(model, "Once", 6).output)
+    kw = dict(model=NAME, prompt="Once", max_tokens=6, temperature=0, echo=True)
+    if stream:
+        got = "".join(ch.choices[0].text for ch in server.client.completions.create(stream=True, **kw))
+    else:
+        got = server.client.completions.create(**kw).choices[0].text
+    assert got == want
+
+
+@pytest.mark.parametrize("body, param", [
+    ({"messages": []}, "messages"),
+    ({"messages": [{"role": "tool", "content": "x"}]}, "messages"),
+    ({"messages": [{"role": "user", "content": "Hi\ud800"}]}, "messages"),
+    ({"messages": [{"role": "user", "content": "x"}], "logprobs": True}, "logprobs"),
+    ({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}, "tools"),
+    ({"messages": [{"role": "user", "content": "x"}], "stream": "true"}, "stream"),
+])
+def test_bad_chat_requests_get_400(server, body, param):
+    status, got = server.request("POST", "/v1/chat/completions", {"model": NAME, **body})
+    assert status == 400 and got["error"]["param"] == param
