@@ -160,6 +160,9 @@ def write_atomically(out: Path, text: str):
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)   # mkstemp's 0600 would hide the page from other users
         os.replace(tmp, out)
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)

@@ -155,7 +155,7 @@ function drawStrip() {
     ctx.fillRect(x, y(e), 1, h - 4 - y(e));
   }
   if (Number.isFinite(S.tau) && D.model.scratchpad) {
-    ctx.strokeStyle = "#dc2626"; ctx.setLineDash([5, 3]); ctx.beginPath();
+    ctx.strokeStyle = "#b91c1c"; ctx.lineWidth = 2; ctx.setLineDash([6, 3]); ctx.beginPath();
     ctx.moveTo(0, y(S.tau)); ctx.lineTo(w, y(S.tau)); ctx.stroke();
   }
 }
@@ -238,14 +238,14 @@ $("bits-tau").value = D.chosen;
   const ylo = Math.min(...ys), yhi = Math.max(...ys) + 1e-9;
   const X = (o) => L + (o / xmax) * (W - L - 10), Y = (v) => H - B - ((v - ylo) / (yhi - ylo)) * (H - B - 10);
   const lines = D.lag.map((l, k) => `<polyline fill="none" stroke="${pal[k % pal.length]}" stroke-width="1.5" points="` +
-    l.rows.map((p) => `${X(p.offset).toFixed(1)},${Y(p.bpb).toFixed(1)}`).join(" ") + `"/>` +
-    `<text x="${W - 70}" y="${14 + 13 * k}" style="fill:${pal[k % pal.length]}">τ = ${tauText(l.tau)}</text>`);
+    l.rows.map((p) => `${X(p.offset).toFixed(1)},${Y(p.bpb).toFixed(1)}`).join(" ") + `"/>`);
+  const key = D.lag.map((l, k) => `<b style="color:${pal[k % pal.length]}">— τ = ${tauText(l.tau)}</b>`).join(" ");
   $("lag").insertAdjacentHTML("beforeend", `<svg width="${W}" height="${H}" role="img" aria-label="lag profile">` +
     `<line x1="${L}" y1="${H - B}" x2="${W - 10}" y2="${H - B}" stroke="#9aa5b1"/><line x1="${L}" y1="10" x2="${L}" y2="${H - B}" stroke="#9aa5b1"/>` +
     `<text x="${L}" y="${H - 6}">0</text><text x="${W - 30}" y="${H - 6}">${xmax}</text>` +
     `<text x="${L + 60}" y="${H - 6}">offset (bytes since the latest commit)</text>` +
     `<text x="2" y="14">${yhi.toFixed(2)}</text><text x="2" y="${H - B}">${ylo.toFixed(2)}</text>` + lines.join("") +
-    `</svg><div class="meta">bits of byte i + 1 by the offset at byte i; ${(N - 1).toLocaleString("en")} predicted bytes in all, ` +
+    `</svg><div>${key}</div><div class="meta">bits of byte i + 1 by the offset at byte i; ${(N - 1).toLocaleString("en")} predicted bytes in all, ` +
     `so a short text gives a noisy profile.</div>`);
 }
 $("howto").textContent = "Each byte is one element. The aux entropy, the patch end (black bar) and the scratchpad " +
