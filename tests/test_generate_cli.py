@@ -183,3 +183,28 @@ def test_scratchpad_free_model_ignores_tau(tmp_path, capsys):
     code, out, err = run(capsys, "abcdef", "--model", str(folder), "-t", "0", "--max-bytes", "16", "--no-eos", "--json")
     assert code == 0 and json.loads(out)["stats"]["scratchpads"] == 0
     assert err.count("no effect") == 1
+
+
+def test_stats_say_which_decode_step_ran(tiny_model, capsys):
+    code, out, _ = run(capsys, "hi", "--model", tiny_model, "--max-bytes", "4", "--json", "--no-eos", "--seed", "0")
+    stats = json.loads(out)["stats"]
+    assert code == 0 and stats["decode_step"] == "eager" and stats["graph_fallback"] is None
+
+
+def test_failed_graph_capture_is_one_line_unless_eager_fallback(tiny_model, capsys, monkeypatch):
+    """On CPU the graph step's stand-in (static=True) takes the capture that fails."""
+    import functools
+
+    from infer import generate
+    from tests.test_engine_graphs import fail_capture
+
+    monkeypatch.setattr(generate, "Engine", functools.partial(generate.Engine, static=True))
+    fail_capture(monkeypatch)
+    code, _, err = run(capsys, "hi", "--model", tiny_model, "--max-bytes", "4")
+    assert code == 2 and err.count("\n") == 1 and "injected capture failure" in err and "--eager-fallback" in err
+    code, out, err = run(capsys, "hi", "--model", tiny_model, "--max-bytes", "4", "--json", "--eager-fallback")
+    stats = json.loads(out)["stats"]
+    assert code == 0 and stats["decode_step"] == "eager" and "injected capture failure" in stats["graph_fallback"]
+    assert err.count("\n") == 1 and "eager fallback" in err
+    code, _, err = run(capsys, "hi", "--model", tiny_model, "--max-bytes", "4", "--stats", "--eager-fallback")
+    assert code == 0 and "step eager (graph capture failed: " in err
