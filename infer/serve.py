@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 
-from infer.generate import DECODE_THREADS
+from infer.generate import DECODE_THREADS, add_eager_fallback_flag, decode_device
 from infer.server_app import MAX_BODY_BYTES, build_app
 from scratchpad.errors import UserError
 from scratchpad.flags import Parser, add_threads_flag, describe, int_flag, parse_int_flag, set_threads
@@ -137,7 +137,10 @@ def main(argv=None) -> int:
                     "(default: the plain-text User:/Assistant: template, see infer/chat.py)")
     ap.add_argument("--name", help="model name clients pass as 'model' (default: the config's name)")
     add_threads_flag(ap, DECODE_THREADS, "decode is a chain of small ops")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (CUDA: the decode step replays as CUDA graphs)")
+    add_eager_fallback_flag(ap)
     args = ap.parse_args(argv)
+    device = decode_device(args.device)
     try:
         import uvicorn  # noqa: F401
         import fastapi  # noqa: F401
@@ -150,10 +153,10 @@ def main(argv=None) -> int:
     template = ChatTemplate.load(args.chat_template) if args.chat_template else None
     sock = listen(args.host, args.port)  # before the model loads: a busy port fails at once
     set_threads(args.threads)
-    model = load_model(args.model)
+    model = load_model(args.model, device=device)
     name = args.name or model.cfg.name
     app = build_app(model, name, args.max_batch, args.max_queue, api_key=api_key, max_body_bytes=args.max_body_bytes,
-                    chat_template=template)
+                    chat_template=template, eager_fallback=args.eager_fallback)
     app.state.shutdown_timeout = args.shutdown_timeout
     port = sock.getsockname()[1]
     print(f"serving {name!r} on http://{args.host}:{port}/v1 ({args.max_batch} slots"

@@ -44,7 +44,8 @@ def calibrate(model, job: Job):
 
 
 def build_app(model, model_name: str, max_batch: int = 8, max_queue: int = 64, max_tokens_limit: int = 65536,
-              api_key: str | None = None, max_body_bytes: int = MAX_BODY_BYTES, chat_template: ChatTemplate | None = None):
+              api_key: str | None = None, max_body_bytes: int = MAX_BODY_BYTES, chat_template: ChatTemplate | None = None,
+              eager_fallback: bool = False):
     """The FastAPI app and its engine thread (app.state.engine_thread: stop it on shutdown;
     app.state.drain(seconds): stop admitting, cancel what still runs after `seconds`)."""
     from fastapi import FastAPI, Request
@@ -54,7 +55,7 @@ def build_app(model, model_name: str, max_batch: int = 8, max_queue: int = 64, m
     from infer.engine import Engine
 
     cfg = model.cfg
-    scheduler = Engine(model).scheduler(max_batch)
+    scheduler = Engine(model, eager_fallback=eager_fallback).scheduler(max_batch)
     worker = EngineThread(scheduler)
     gate = Admission(max_batch, max_queue)
     calibrator = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scratchpad-calibrate")
