@@ -96,19 +96,21 @@ def env_line(r: dict) -> str:
 
 def graph_decode_line(r: dict) -> str:
     rows = [c for cases in r["cases"].values() for c in cases]
-    graphs = sum(c["graphs"] is True for c in rows)
-    return (f"{len(rows) - r['failed']}/{len(rows)} cases equal the forward (worst relative difference "
-            f"{r['worst_rel_diff']:.1e}); CUDA graphs replayed {graphs}/{len(rows)}")
+    steps = sorted({c.get("decode_step", "not captured") for c in rows})
+    worst = "-" if r["worst_rel_diff"] is None else f"{r['worst_rel_diff']:.1e}"
+    return (f"{len(rows) - r['failed']}/{len(rows)} cases passed: logits, events and trunk passes equal the forward's "
+            f"(worst relative difference {worst}); decode step: {', '.join(steps)}")
 
 
 def decode_line(r: dict) -> str:
     bps = r["bytes_per_second"]
     rest = "".join(f", batch {k.removeprefix('speedup_vs_byte_b')} {v:.2f}x" for k, v in r.items()
                    if k.startswith("speedup_vs_byte_b"))
-    graphs = next((f"; graphs: {r[k]}" for k in ("graphs", "cuda_graphs") if k in r), "")
+    fell_back = {k: v for k, v in r["graph_fallback"].items() if v}
     return (f"tau {r['threshold']}, every {r['scratch_every']}: {bps.get('sp_b1', 0):,.0f} vs "
             f"{bps.get('byte_b1', 0):,.0f} B/s at batch 1 = {r['speedup_vs_byte']:.2f}x the byte baseline "
-            f"(FLOP ratio {r['flops_ratio_vs_byte']:.3f}){rest}{graphs}")
+            f"(FLOP ratio {r['flops_ratio_vs_byte']:.3f}){rest}; decode step: "
+            f"{', '.join(sorted(set(r['decode_step'].values())))}" + (f"; fell back: {fell_back}" if fell_back else ""))
 
 
 def train_line(r: dict) -> str:
@@ -127,8 +129,12 @@ def train_log_line(r: dict) -> str:
 
 
 def kernels_line(r: dict) -> str:
-    keys = ", ".join(k for k in r if not isinstance(r[k], (list, dict)))
-    return f"dtype {r.get('dtype')}; {len(r.get('scan', []))} scan rows, {len(r.get('steps', []))} step rows ({keys})"
+    """Achieved bandwidth of each scan at the largest shape, against the copy bandwidth measured."""
+    B, T, D = max(((x["B"], x["T"], x["D"]) for x in r["scan"]), key=lambda s: s[0] * s[1] * s[2])
+    cells = [f"{x['op']} {x['impl']} {x['gbps']:.3g} GB/s ({x['frac_of_copy']:.0%})" for x in r["scan"]
+             if (x["B"], x["T"], x["D"]) == (B, T, D)]
+    return (f"{r['dtype']}, copy {r['copy_bandwidth_Bps'] / 1e9:.3g} GB/s; at {B}x{T}x{D}: " + ", ".join(cells)
+            + f"; {len(r['steps'])} step-latency rows")
 
 
 # the command ---------------------------------------------------------------------------------

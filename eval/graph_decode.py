@@ -6,8 +6,9 @@ and the stride trigger (a scratchpad at every 4th byte of a patch; every 2nd at 
     python -m eval.graph_decode --device cuda     # the step replays as CUDA graphs
     python -m eval.graph_decode --device cpu      # the step as graphs replay it (static), no capture
 
-Prints one line per case, then one JSON line; exit code 1 when any case differs. A step `bench
-gpu` runs; tests/test_gpu_decode.py asserts the same cases.
+Prints one line per case, then one JSON line; exit code 1 when any case differs, runs the trunk at
+other bytes than eager decode would, or could not be captured. A step of `scratchpad bench gpu`;
+tests/test_gpu_decode.py asserts the same cases.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import torch
 
 from eval.bench_train import synthetic_text
 from infer import Engine
+from infer.graphs import GraphCaptureError
 from scratchpad import ModelConfig, build_model, load_model
 from scratchpad.errors import UserError, run_cli
 from scratchpad.flags import Parser, describe, int_flag
@@ -48,28 +50,50 @@ def cases(cfg) -> list[tuple[float, int]]:
     return [(tau, 0) for tau in TAUS] + [(math.inf, max(1, min(4, cfg.patch_size // 2)))]
 
 
+def steps_needing_the_trunk(ref, starts: list[int]) -> int:
+    """Decode steps at which some started row commits or scratches, by the parallel forward's
+    masks ref.ends, ref.scratch [B, T]: the trunk passes eager decode runs."""
+    need = (ref.ends | ref.scratch).cpu()
+    started = torch.arange(need.shape[1]) >= torch.tensor(starts).unsqueeze(1)
+    return int((need & started).any(0)[min(starts):].sum())
+
+
 def compare(model, x: torch.Tensor, device: str, prefill: list[int]) -> list[dict]:
     """Teacher-force x [B, T] (row b's first prefill[b] bytes through the parallel prefill) for
-    each case. -> one row per case: relative max difference to the forward, event agreement,
-    whether CUDA graphs replayed the step (None on CPU, where the static step runs uncaptured)."""
+    each case, with the step CUDA graphs replay (on CPU: its uncaptured stand-in). -> one row per
+    case: relative max difference to the forward, event and trunk-pass agreement, the decode step
+    that ran; a failed capture is a failed row (error), not an eager fallback."""
     x = x.to(device)
     engine = Engine(model, device=device, static=device == "cpu")
+    want = "static" if device == "cpu" else "cuda-graphs"
     rows = []
     for tau, every in cases(model.cfg):
+        row = dict(tau="inf" if math.isinf(tau) else tau, every=every)
+        rows.append(row)
         with torch.no_grad():
             ref = model(x, threshold=tau, scratch_every=every)
-        got = engine.teacher_force(x, tau, prefill=prefill, scratch_every=every)
-        rel = float((got - ref.logits).abs().max() / ref.logits.abs().max())
-        ev = engine.last_events
-        graphs = engine.last_runner.graphs
-        rows.append(dict(tau="inf" if math.isinf(tau) else tau, every=every, rel_diff=rel,
-                         commits_equal=[e.commits for e in ev] == ref.commits.tolist(),
-                         scratchpads_equal=[e.scratchpads for e in ev] == ref.scratchpads.tolist(),
-                         scratchpads=sum(e.scratchpads for e in ev), bytes=sum(e.bytes for e in ev),
-                         graphs=None if device == "cpu" else bool(graphs is not None and graphs.graphs)))
-        rows[-1]["passed"] = bool(rel <= REL_TOL and rows[-1]["commits_equal"] and rows[-1]["scratchpads_equal"]
-                                  and rows[-1]["graphs"] is not False)
+        try:
+            got = engine.teacher_force(x, tau, prefill=prefill, scratch_every=every)
+        except GraphCaptureError as e:
+            row.update(error=str(e), passed=False)
+            continue
+        ev, runner = engine.last_events, engine.last_runner
+        row.update(rel_diff=float((got - ref.logits).abs().max() / ref.logits.abs().max()),
+                   commits_equal=[e.commits for e in ev] == ref.commits.tolist(),
+                   scratchpads_equal=[e.scratchpads for e in ev] == ref.scratchpads.tolist(),
+                   scratchpads=sum(e.scratchpads for e in ev), bytes=sum(e.bytes for e in ev),
+                   trunk_passes=runner.trunk_passes, trunk_passes_eager=steps_needing_the_trunk(ref, prefill),
+                   decode_step=runner.step_kind)
+        row["passed"] = bool(row["rel_diff"] <= REL_TOL and row["commits_equal"] and row["scratchpads_equal"]
+                             and row["trunk_passes"] == row["trunk_passes_eager"] and row["decode_step"] == want)
     return rows
+
+
+def describe_row(r: dict) -> str:
+    if "error" in r:
+        return r["error"]
+    return (f"rel diff {r['rel_diff']:.2e}, events equal {r['commits_equal'] and r['scratchpads_equal']}, "
+            f"trunk passes {r['trunk_passes']} (eager {r['trunk_passes_eager']}), {r['decode_step']}")
 
 
 def main(argv=None) -> int:
@@ -82,17 +106,15 @@ def main(argv=None) -> int:
     torch.backends.cuda.matmul.allow_tf32 = False  # the comparison is of float32 arithmetic
     x = text(2, a.bytes)
     failed = 0
-    cases = {}
+    results = {}
     for name, make in MODELS.items():
         rows = compare(make().to(a.device), x, a.device, prefill=[0, a.bytes // 3])
         for r in rows:
-            print(f"{name:<9} tau={r['tau']!s:<4} every={r['every']} rel diff {r['rel_diff']:.2e} "
-                  f"events equal {r['commits_equal'] and r['scratchpads_equal']} graphs {r['graphs']} "
-                  f"-> {'ok' if r['passed'] else 'DIFFERS'}")
+            print(f"{name:<9} tau={r['tau']!s:<4} every={r['every']} {describe_row(r)} -> {'ok' if r['passed'] else 'FAILED'}")
         failed += sum(not r["passed"] for r in rows)
-        cases[name] = rows
-    worst = max(r["rel_diff"] for rows in cases.values() for r in rows)
-    print(json.dumps(dict(device=a.device, bytes=a.bytes, cases=cases, failed=failed, worst_rel_diff=worst)))
+        results[name] = rows
+    worst = max((r["rel_diff"] for rows in results.values() for r in rows if "rel_diff" in r), default=None)
+    print(json.dumps(dict(device=a.device, bytes=a.bytes, cases=results, failed=failed, worst_rel_diff=worst)))
     return 1 if failed else 0
 
 
