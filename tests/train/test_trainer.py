@@ -332,3 +332,37 @@ def test_bench_train_smoke(capsys):
     assert rec["results"][2]["scratch_rate"] == 0
     assert all(r["bytes_per_s"] > 0 and r["params"] > 0 for r in rec["results"])
     assert any(line.startswith("tiny-byte") for line in out)
+
+
+def test_flops_budget_stops_at_the_first_step_past_it_and_resumes_exactly(corpus, tmp_path, capsys, monkeypatch):
+    from scratchpad.accounting import training_flops
+    from train.loop import StepLoop
+
+    per_step = training_flops(ModelConfig.preset("tiny-sp-fixed-p4"), 8, 64, 8 * 16, 0)
+    budget = str(6.5 * per_step)   # ~6 steps; scratchpads make steps dearer, so fewer
+    argv = ["--preset", "tiny-sp-fixed-p4", "--data", corpus, "--flops-budget", budget, "--save-every", 1,
+            "--eval-every", 0, *FAST]
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert run([*argv, "--out", full], capsys)[0] == 0
+    steps = events(full, "step")
+    spent = [e["flops"] for e in steps]
+    assert spent[-1] >= float(budget) > spent[-2]                      # stopped at the first step past the budget
+    assert spent[-1] == pytest.approx(sum(e["model_flops"] for e in steps))
+    assert events(full, "end")[0]["reason"] == "flops_budget"
+
+    real_step = StepLoop.step
+
+    def interrupted(self, step, *a, **k):  # SIGINT after step 2: the trainer stops after step 3 with a checkpoint
+        st = real_step(self, step, *a, **k)
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return st
+
+    monkeypatch.setattr(StepLoop, "step", interrupted)
+    assert run([*argv, "--out", cut], capsys)[0] == 130
+    monkeypatch.setattr(StepLoop, "step", real_step)
+    assert run(["--out", cut, "--resume"], capsys)[0] == 0
+    resumed = events(cut, "step")
+    assert [e["step"] for e in resumed] == [e["step"] for e in steps]
+    assert [e["loss"] for e in resumed] == [e["loss"] for e in steps]   # the FLOP count and schedule survive the cut
+    assert [e["flops"] for e in resumed] == pytest.approx(spent, rel=1e-12)
