@@ -4,6 +4,10 @@ Starts the server in this process, runs N concurrent streaming clients for a bou
 sends a request, reads its server-sent events to the end, sends the next), and reports aggregate
 bytes/s and p50/p99 of time-to-first-byte and inter-byte latency (gaps between streamed events,
 per byte). Writes Markdown + JSON with --out.
+
+--soak: one run of N clients sending a mix of normal, poison, disconnecting and oversized
+requests (eval/serve_soak.py); reports bytes/s, p50/p99 latency, victims hurt (normal requests
+whose bytes differ from the same prompt served alone; must be 0) and RSS over time.
 """
 from __future__ import annotations
 
@@ -86,7 +90,9 @@ def main(argv=None) -> int:
     ap.add_argument(*THRESHOLD_FLAGS, dest="threshold", default="1.5", metavar="TAU",
                     help="entropy threshold per request, 'inf' = none (default 1.5)")
     add_scratch_every_flag(ap)
-    ap.add_argument("--out", metavar="DIR", help="write load.md and load.json here")
+    ap.add_argument("--soak", action="store_true", help="one soak run: normal, poison, disconnecting and oversized "
+                    "requests from --clients N clients for --seconds (report soak.md / soak.json)")
+    ap.add_argument("--out", metavar="DIR", help="write load.md and load.json (soak.md / soak.json) here")
     add_threads_flag(ap, DECODE_THREADS, "the serve command's default")
     args = ap.parse_args(argv)
     clients = parse_counts(args.clients, "--clients")
@@ -100,6 +106,10 @@ def main(argv=None) -> int:
     set_threads(args.threads)
     model = load_model(args.model)
     name = model.cfg.name
+    if args.soak:
+        from eval.serve_soak import soak_main
+
+        return soak_main(args, model, clients, tau)
     srv = ServerThread(build_app(model, name, args.max_batch, max_queue=max(clients)))
     rows = []
     try:

@@ -32,3 +32,26 @@ def test_summary_percentiles():
 def test_bad_flags(assets, tmp_path, cli, user_error, flag, val):
     code, _, err = cli(main, ["--model", assets["models"]["tiny-sp-fixed-p4"], flag, val, "--seconds", "1"])
     user_error(code, err, flag)
+
+
+def test_soak_run_hurts_no_victim_and_refuses_every_bad_request(assets, tmp_path, cli, read_report):
+    code, out, err = cli(main, ["--model", assets["models"]["tiny-sp-fixed-p4"], "--soak", "--clients", 4,
+                                "--seconds", "3", "--max-batch", 2, "--max-tokens", 8, "--threads", 1, "--out", tmp_path])
+    assert code == 0, err
+    r = read_report(tmp_path / "soak.json")["soak"]
+    assert r["normal"] >= 1 and r["victims_hurt"] == 0 and r["bytes_per_second"] > 0
+    assert r["poison_refused"] == r["poison"] and r["oversized_refused"] == r["oversized"]
+    assert r["slots_in_use_after"] == 0 and r["in_flight_after"] == 0 and r["engine_errors"] == 0
+    assert "victims_hurt" in (tmp_path / "soak.md").read_text()
+
+
+def test_soak_summary_counts_victims_and_memory_spread():
+    from eval.serve_soak import summarize as soak_summary
+
+    recs = [dict(kind="normal", status=200, seconds=0.1, bytes=8, hurt=False),
+            dict(kind="normal", status=500, seconds=0.3, bytes=0, hurt=True),
+            dict(kind="poison", status=400, refused=True), dict(kind="oversized", status=200, refused=False)]
+    s = soak_summary(recs, 2.0, [(0.0, 100), (1.0, 200), (2.0, 210)], warmup=1.0)
+    assert s["victims_hurt"] == 1 and s["poison_refused"] == 1 and s["oversized_refused"] == 0
+    assert s["latency_ms_p50"] == pytest.approx(100) and s["bytes_per_second"] == 4
+    assert s["rss_spread_after_warmup"] == pytest.approx(0.05)
