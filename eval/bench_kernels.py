@@ -2,8 +2,10 @@
 
     scratchpad bench kernels --quick          # CPU-sized shapes, few repetitions
     scratchpad bench kernels --shapes 8x4096x2048 --dtype bf16
+    scratchpad bench kernels --sweep          # CUDA: time every launch plan, print the plan table
 
-Prints a table, then one JSON line with every number (see kernels/BENCHMARKS.md).
+Scans run in fp32 by default, the dtype the model launches. Prints a table (rows as they finish),
+then one JSON line with every number (see kernels/BENCHMARKS.md).
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import sys
 
 import torch
 
-from kernels.bench import DTYPES, QUICK_SHAPES, FULL_SHAPES, run
+from kernels.bench import DTYPES, FULL_SHAPES, QUICK_SHAPES, SWEEP_SHAPES, run, run_sweep
 from scratchpad.errors import UserError, run_cli
 from scratchpad.flags import Parser, add_threads_flag, describe, int_flag, set_threads
 
@@ -46,7 +48,7 @@ def main(argv=None) -> int:
     p = Parser(prog="scratchpad bench kernels", description=describe(__doc__))
     p.add_argument("--quick", action="store_true", help=f"small shapes {QUICK_SHAPES}, few repetitions (for CPU)")
     p.add_argument("--shapes", metavar="BxTxD,...", help=f"shapes instead of the defaults {FULL_SHAPES}")
-    p.add_argument("--dtype", choices=sorted(DTYPES), help="scan dtype (default bf16 on CUDA, fp32 on CPU)")
+    p.add_argument("--dtype", choices=sorted(DTYPES), help="scan dtype (default fp32: what the model's SSM layers launch)")
     p.add_argument("--device", help="cuda or cpu (default: cuda if available)")
     p.add_argument("--reps", type=int_flag("--reps"), metavar="N",
                    help="timed repetitions, the median is reported (default 5 with --quick, else 20 on CUDA, 7 on CPU)")
@@ -58,11 +60,21 @@ def main(argv=None) -> int:
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
     p.add_argument("--no-steps", action="store_true", help="skip the step latency table")
     p.add_argument("--no-scan", action="store_true", help="skip the scan table")
+    p.add_argument("--sweep", action="store_true",
+                   help=f"CUDA: time every Triton launch plan per shape (default shapes: {len(SWEEP_SHAPES)} of B 1/8, "
+                        "T 256..16384, D 256..2048) and print the kernels/scan_plan.py table for this GPU")
     a = p.parse_args(sys.argv[1:] if argv is None else argv)
     device = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: CUDA is not available here")
     set_threads(a.threads)
+    if a.sweep:
+        if device.type != "cuda":
+            raise UserError("--sweep times the Triton kernels and needs a CUDA device")
+        rec = run_sweep(parse_shapes(a.shapes) if a.shapes else SWEEP_SHAPES, a.dtype, device, a.reps or 10,
+                        2 if a.warmup is None else a.warmup, a.budget or 5.0)
+        print(json.dumps(rec))
+        return 0
     shapes = parse_shapes(a.shapes) if a.shapes else (QUICK_SHAPES if a.quick else FULL_SHAPES)
     rec = run(shapes, a.dtype, device, a.quick, a.reps, a.warmup, a.budget, a.step_d, compile_ref=not a.no_compile,
               steps=not a.no_steps, scan=not a.no_scan)

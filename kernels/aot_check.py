@@ -58,9 +58,9 @@ def _carry_variants(act: str, full: bool):
     smaller last level; the start state in fp32 or the activations' dtype (an initial state / d_final)."""
     from kernels.scan_carry import CARRY_ELEMS, CARRY_TILE
 
-    tiles = [2 ** k for k in range(1, CARRY_TILE.bit_length())] if full else [CARRY_TILE, 16]
+    tiles = [2 ** k for k in range(1, CARRY_TILE.bit_length())] if full else [CARRY_TILE]
     f32 = ("p_ptr", "e_ptr", "s_ptr", "tp_ptr", "te_ptr")
-    modes = ((False, False, "fp32"), (True, False, "fp32"), (True, True, "fp32"), (True, True, act))
+    modes = ((False, False, "fp32"), (True, False, "fp32"), (True, True, "fp32")) + (((True, True, act),) if full else ())
     for tile, rev, (write, has_start, start) in itertools.product(tiles, (False, True), modes):
         sig = [(n, "*fp32") for n in f32[:2]] + [("start_ptr", f"*{start}")] + [(n, "*fp32") for n in f32[2:]]
         flags = (("REVERSE", rev), ("WRITE_STATES", write), ("HAS_START", has_start), ("TILE", tile),
@@ -70,10 +70,11 @@ def _carry_variants(act: str, full: bool):
 
 
 def _scan_variants(full: bool):
+    """Default: fp32 (what the model launches) at every block a plan table uses; bf16 at 128."""
     i32 = ("T", "D", "CHUNK", "NC")
     for act in ACT if full else ("fp32", "bf16"):
         yield from _carry_variants(act, full)
-        for block, w in _scan_blocks(full):
+        for block, w in _scan_blocks(full) if full or act == "fp32" else [(128, 1)]:
             for rev in (False, True):  # summary: x = b (forward) or dh (reverse), both in act dtype
                 sig = [("a_ptr", f"*{act}"), ("x_ptr", f"*{act}"), ("p_ptr", "*fp32"), ("e_ptr", "*fp32")]
                 yield Variant("_scan_summary_kernel", "kernels.scan_triton", (*sig, *((n, "i32") for n in i32),

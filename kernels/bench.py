@@ -3,7 +3,7 @@ is eval/bench_kernels.py: kernels import nothing of the rest of the project).
 
 For every shape [B, T, D] it times the diagonal scan forward, and forward+backward, for each
 implementation that runs here:
-  triton        kernels.scan_triton (CUDA only)
+  triton        kernels.scan_triton (CUDA only), with the launch plan of kernels/scan_plan.py
   torch         the chunked torch path (kernels.scan_ref.diagonal_scan_ref)
   torch.compile torch.compile of that reference
   hillis-steele the previous reference (log2(T) full-length passes): the "before" of the torch path
@@ -13,6 +13,10 @@ and reports the median time, the bytes the op must move at least (fwd: read a, b
 fwd+bwd: that plus read a, h, dh and write da, db), the achieved bytes/s, and that as a fraction
 of the copy bandwidth measured in the same run (a large device-to-device copy, counted as read +
 write). Then the decode step (diagonal_step) and the scratch step latency at batch 1..64.
+The dtype is fp32 by default: the model's SSM layers launch fp32 scans (bf16 is a flag).
+
+`sweep` (--sweep, CUDA) times every candidate launch plan of the Triton scan, forward+backward,
+per shape, and prints the fastest as the TABLES entry of kernels/scan_plan.py for this device.
 
 Times: CUDA events on a GPU, time.perf_counter on CPU (where there is no Triton column). Prints a
 table, then one JSON line with every number.
@@ -27,10 +31,15 @@ import time
 
 import torch
 
+from kernels.scan_plan import Plan, Row, format_table
 from kernels.scan_ref import diagonal_scan_hillis_steele, diagonal_scan_ref
 from kernels.step_ref import diagonal_step_ref, scratch_step_ref
 
 FULL_SHAPES = [(8, T, D) for T in (1024, 4096, 16384) for D in (512, 2048)]
+# a sweep's shapes: the model's trunk and local scans (D 256..1024, T 256..4096), and long contexts
+SWEEP_SHAPES = [(B, T, D) for B in (1, 8) for T in (256, 1024, 4096, 16384) for D in (256, 1024, 2048)]
+SWEEP_BLOCKS = (32, 64, 128, 256)
+SWEEP_CHUNKS = (64, 128, 256, 512, 1024, 2048)
 QUICK_SHAPES = [(8, 256, 128), (8, 1024, 512)]
 STEP_BATCHES = [1, 2, 4, 8, 16, 32, 64]
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -87,6 +96,12 @@ def _same(a, b):
     return a, b
 
 
+def _triton_plan(B, T, D, device) -> dict:
+    from kernels.scan_triton import resolve_plan
+
+    return resolve_plan(B, T, D, device)._asdict()
+
+
 def scan_impls(device: torch.device, compile_ref: bool):
     """name -> (prepare, fn): prepare(a, b) makes fn's arguments outside the timed region;
     fn(*args) returns h, or a tuple whose first element is h."""
@@ -126,6 +141,8 @@ def bench_scan(shapes, dtype, device, timer, compile_ref, bandwidth, log):
         for name, (prepare, fn) in impls.items():
             for op, min_bytes in (("fwd", 3 * n * elt), ("fwd+bwd", 8 * n * elt)):
                 rec = {"op": f"scan {op}", "impl": name, "B": B, "T": T, "D": D, "dtype": str(dtype).split(".")[-1]}
+                if name == "triton":
+                    rec["plan"] = _triton_plan(B, T, D, device)
                 try:
                     args = prepare(a, b)
                     if op == "fwd":
@@ -153,7 +170,7 @@ def step_impls(device):
     return impls
 
 
-def bench_steps(D, dtype, device, timer, log):
+def bench_steps(D, dtype, device, timer):
     rows = []
     S = 2 * max(STEP_BATCHES)
     for name, (step, scratch) in step_impls(device).items():
@@ -170,42 +187,114 @@ def bench_steps(D, dtype, device, timer, log):
                 with torch.no_grad():
                     rec["us"] = timer(fn) * 1e6
                 rows.append(rec)
-                log(rec)
     return rows
 
 
-def fmt_table(scan_rows, step_rows) -> str:
-    lines = []
-    if scan_rows:
-        lines.append(f"{'op':<13} {'impl':<15} {'B':>3} {'T':>6} {'D':>5} {'dtype':>8} {'ms':>10} {'GB/s':>8} {'of copy':>8}")
-        for r in scan_rows:
-            if r.get("ms") is None:
-                tail = f"{'failed':>10}  {r.get('error', '')[:60]}"
-            else:
-                tail = f"{r['ms']:>10.3f} {r['gbps']:>8.2f} {100 * r['frac_of_copy']:>7.1f}%"
-            lines.append(f"{r['op']:<13} {r['impl']:<15} {r['B']:>3} {r['T']:>6} {r['D']:>5} {r['dtype']:>8} {tail}")
-    if step_rows:
-        lines.append("")
-        impls = sorted({r["impl"] for r in step_rows}, reverse=True)
-        ops = ["diagonal_step", "scratch_step"]
-        head = f"{'N':>4} " + " ".join(f"{op + ' ' + i + ' us':>26}" for op in ops for i in impls)
-        lines.append(f"step latency, D={step_rows[0]['D']}, {step_rows[0]['dtype']}")
-        lines.append(head)
-        by = {(r["op"], r["impl"], r["N"]): r["us"] for r in step_rows}
-        for N in STEP_BATCHES:
-            lines.append(f"{N:>4} " + " ".join(f"{by.get((op, i, N), math.nan):>26.1f}" for op in ops for i in impls))
+SCAN_HEADER = f"{'op':<13} {'impl':<15} {'B':>3} {'T':>6} {'D':>5} {'dtype':>8} {'ms':>10} {'GB/s':>8} {'of copy':>8}"
+
+
+def fmt_scan_row(r) -> str:
+    if r.get("ms") is None:
+        tail = f"{'failed':>10}  {r.get('error', '')[:60]}"
+    else:
+        tail = f"{r['ms']:>10.3f} {r['gbps']:>8.2f} {100 * r['frac_of_copy']:>7.1f}%"
+    return f"{r['op']:<13} {r['impl']:<15} {r['B']:>3} {r['T']:>6} {r['D']:>5} {r['dtype']:>8} {tail}"
+
+
+def fmt_steps(step_rows) -> str:
+    impls = sorted({r["impl"] for r in step_rows}, reverse=True)
+    ops = ["diagonal_step", "scratch_step"]
+    lines = [f"step latency, D={step_rows[0]['D']}, {step_rows[0]['dtype']}",
+             f"{'N':>4} " + " ".join(f"{op + ' ' + i + ' us':>26}" for op in ops for i in impls)]
+    by = {(r["op"], r["impl"], r["N"]): r["us"] for r in step_rows}
+    for N in STEP_BATCHES:
+        lines.append(f"{N:>4} " + " ".join(f"{by.get((op, i, N), math.nan):>26.1f}" for op in ops for i in impls))
     return "\n".join(lines)
+
+
+def sweep_candidates(T: int, D: int):
+    """The plans a sweep times: BLOCK_D up to the widest useful for D, 1..4 warps (at most one per
+    32 channels), one chunk or chunks of 64..2048 rows."""
+    widest = max(16, min(max(SWEEP_BLOCKS), 1 << max(0, D - 1).bit_length()))
+    chunks = [T] + [c for c in SWEEP_CHUNKS if c < T]
+    for bd in sorted({min(b, widest) for b in SWEEP_BLOCKS}):
+        for w in (1, 2, 4):
+            if w * 32 <= max(bd, 32):
+                yield from (Plan(c, bd, w) for c in chunks)
+
+
+def sweep(shapes, time_plan, log=print) -> list[Row]:
+    """For every shape, time_plan((B, T, D), plan) -> seconds for every candidate plan; the
+    fastest plan per shape as a plan-table Row. A candidate that fails is logged and skipped."""
+    rows = []
+    for B, T, D in shapes:
+        best = None
+        for plan in sweep_candidates(T, D):
+            try:
+                t = time_plan((B, T, D), plan)
+            except Exception as e:  # noqa: BLE001 -- e.g. out of resources: not a candidate
+                log(f"  {B}x{T}x{D} {plan}: failed, {type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}")
+                continue
+            if best is None or t < best[0]:
+                best = (t, plan)
+        if best is None:
+            raise RuntimeError(f"sweep: every candidate plan failed at {B}x{T}x{D}")
+        rows.append(Row(B, T, D, *best[1], ms=round(best[0] * 1e3, 4)))
+        log(f"  {rows[-1]}")
+    return rows
+
+
+def run_sweep(shapes, dtype_name: str | None = None, device=None, reps: int = 10, warmup: int = 2, budget: float = 5.0,
+              print=print) -> dict:
+    """Time every candidate plan of the Triton scan (forward+backward) on this GPU; print the
+    per-shape winners with their bandwidth against the copy bandwidth, then the TABLES entry."""
+    import datetime
+
+    from kernels.scan_triton import diagonal_scan_triton
+
+    device = torch.device(device or "cuda")
+    dtype = DTYPES[dtype_name or "fp32"]
+    timer = Timer(device, warmup, reps, budget)
+    bw = copy_bandwidth(device, 1 << 30, Timer(device, 2, 5, 60))
+    props = torch.cuda.get_device_properties(device)
+    print(f"sweep on {props.name} ({props.multi_processor_count} SMs), {str(dtype).split('.')[-1]}, "
+          f"forward+backward; copy bandwidth {bw / 1e9:.2f} GB/s (read + write)")
+    current = {}
+
+    def time_plan(shape, plan):
+        if current.get("shape") != shape:
+            current.clear()
+            g = torch.Generator(device="cpu").manual_seed(0)
+            a = (torch.rand(*shape, generator=g) * 0.5 + 0.5).to(device=device, dtype=dtype).requires_grad_()
+            b = torch.randn(*shape, generator=g).to(device=device, dtype=dtype).requires_grad_()
+            current.update(shape=shape, leaves=[a, b], dh=torch.randn(*shape, generator=g).to(device=device, dtype=dtype))
+        fn = functools.partial(diagonal_scan_triton, chunk_size=plan.chunk, block_d=plan.block_d, num_warps=plan.num_warps)
+        return timer(functools.partial(_fwd_bwd, fn, current["leaves"], current["dh"]))
+
+    rows = sweep(shapes, time_plan, log=print)
+    elt = torch.tensor([], dtype=dtype).element_size()
+    best = [dict(r._asdict(), gbps=8 * r.B * r.T * r.D * elt / r.ms / 1e6,
+                 frac_of_copy=8 * r.B * r.T * r.D * elt / (r.ms / 1e3) / bw) for r in rows]
+    for r in best:
+        print(f"{r['B']:>3} {r['T']:>6} {r['D']:>5}  chunk {r['chunk']:>5}  block_d {r['block_d']:>3}  warps {r['num_warps']}  "
+              f"{r['ms']:>9.3f} ms  {r['gbps']:>8.1f} GB/s  {100 * r['frac_of_copy']:>5.1f}% of copy")
+    source = (f"measured: scratchpad bench kernels --sweep, {str(dtype).split('.')[-1]} fwd+bwd medians, "
+              f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d}")
+    print("kernels/scan_plan.py TABLES entry for this device:")
+    print(format_table(props.name, props.multi_processor_count, source, rows))
+    return {"bench": "kernels-sweep", "device": props.name, "n_sm": props.multi_processor_count, "torch": torch.__version__,
+            "dtype": str(dtype).split(".")[-1], "copy_bandwidth_Bps": bw, "rows": best}
 
 
 def run(shapes, dtype_name: str | None = None, device=None, quick: bool = False, reps: int | None = None,
         warmup: int | None = None, budget: float | None = None, step_d: int | None = None, compile_ref: bool = True,
         steps: bool = True, scan: bool = True, print=print) -> dict:
     """Run the benchmark, print the table, and return every number (the JSON record). None picks
-    the defaults: bf16 on CUDA / fp32 on CPU, reps 5 quick / 20 CUDA / 7 CPU, warmup 1 quick / 3,
+    the defaults: fp32 (the model's scan dtype), reps 5 quick / 20 CUDA / 7 CPU, warmup 1 quick / 3,
     budget 5 s quick / 30 s per cell, step D 512 quick / 2048."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     cuda = device.type == "cuda"
-    dtype = DTYPES[dtype_name or ("bf16" if cuda else "fp32")]
+    dtype = DTYPES[dtype_name or "fp32"]
     reps = reps or (5 if quick else (20 if cuda else 7))
     warmup = warmup if warmup is not None else (1 if quick else 3)
     timer = Timer(device, warmup, reps, budget or (5.0 if quick else 30.0))
@@ -219,12 +308,12 @@ def run(shapes, dtype_name: str | None = None, device=None, quick: bool = False,
     if cuda and _fla() is None:
         print("fla-core not importable: no fla-hgrn column")
 
-    def log(rec):
-        pass
-
-    scan_rows = bench_scan(shapes, dtype, device, timer, compile_ref, bw, log) if scan else []
-    step_rows = bench_steps(step_d, dtype, device, timer, log) if steps else []
-    print(fmt_table(scan_rows, step_rows))
+    if scan:
+        print(SCAN_HEADER)
+    scan_rows = bench_scan(shapes, dtype, device, timer, compile_ref, bw, lambda r: print(fmt_scan_row(r), flush=True)) if scan else []
+    step_rows = bench_steps(step_d, dtype, device, timer) if steps else []
+    if step_rows:
+        print(fmt_steps(step_rows))
     return {
         "bench": "kernels", "device": dev_name, "cuda": cuda, "torch": torch.__version__,
         "copy_bandwidth_Bps": bw, "dtype": str(dtype).split(".")[-1], "quick": bool(quick),

@@ -61,10 +61,6 @@ def _next_pow2(n: int) -> int:
     return 1 << max(0, int(n) - 1).bit_length()
 
 
-def _round_up(n: int, m: int) -> int:
-    return -(-n // m) * m
-
-
 def default_block_d(D: int) -> int:
     """The widest block for D channels: next power of two, within [16, MAX_BLOCK_D]."""
     return max(16, min(MAX_BLOCK_D, _next_pow2(D)))
@@ -76,10 +72,11 @@ def warps_for(block_d: int) -> int:
 
 
 def chunk_for(T: int, n_chunks: int) -> int:
-    """Rows per chunk for ~n_chunks chunks of T: T itself for one, else a multiple of 16, >= MIN_CHUNK."""
+    """Rows per chunk for at least n_chunks chunks of T (fewer where that would cut them under
+    MIN_CHUNK rows): T itself for one, else a multiple of 16."""
     if n_chunks <= 1:
         return max(T, 1)
-    return min(max(T, 1), max(MIN_CHUNK, _round_up(-(-T // n_chunks), 16)))
+    return min(max(T, 1), max(MIN_CHUNK, T // n_chunks // 16 * 16))
 
 
 def occupancy_plan(B: int, T: int, D: int, n_sm: int) -> Plan:
@@ -113,35 +110,40 @@ TABLES: dict[str, Table] = {
             Row(B=1, T=1024, D=1024, chunk=64, block_d=32, num_warps=1, ms=None),
             Row(B=1, T=1024, D=2048, chunk=64, block_d=32, num_warps=1, ms=None),
             Row(B=1, T=4096, D=256, chunk=64, block_d=32, num_warps=1, ms=None),
-            Row(B=1, T=4096, D=1024, chunk=128, block_d=32, num_warps=1, ms=None),
-            Row(B=1, T=4096, D=2048, chunk=128, block_d=64, num_warps=1, ms=None),
-            Row(B=1, T=16384, D=256, chunk=128, block_d=32, num_warps=1, ms=None),
-            Row(B=1, T=16384, D=1024, chunk=128, block_d=128, num_warps=1, ms=None),
-            Row(B=1, T=16384, D=2048, chunk=256, block_d=128, num_warps=1, ms=None),
+            Row(B=1, T=4096, D=1024, chunk=112, block_d=32, num_warps=1, ms=None),
+            Row(B=1, T=4096, D=2048, chunk=112, block_d=64, num_warps=1, ms=None),
+            Row(B=1, T=16384, D=256, chunk=112, block_d=32, num_warps=1, ms=None),
+            Row(B=1, T=16384, D=1024, chunk=112, block_d=128, num_warps=1, ms=None),
+            Row(B=1, T=16384, D=2048, chunk=240, block_d=128, num_warps=1, ms=None),
             Row(B=8, T=256, D=256, chunk=64, block_d=32, num_warps=1, ms=None),
             Row(B=8, T=256, D=1024, chunk=64, block_d=32, num_warps=1, ms=None),
-            Row(B=8, T=256, D=2048, chunk=96, block_d=32, num_warps=1, ms=None),
+            Row(B=8, T=256, D=2048, chunk=80, block_d=32, num_warps=1, ms=None),
             Row(B=8, T=1024, D=256, chunk=64, block_d=32, num_warps=1, ms=None),
-            Row(B=8, T=1024, D=1024, chunk=128, block_d=64, num_warps=1, ms=None),
-            Row(B=8, T=1024, D=2048, chunk=128, block_d=128, num_warps=1, ms=None),
-            Row(B=8, T=4096, D=256, chunk=128, block_d=64, num_warps=1, ms=None),
-            Row(B=8, T=4096, D=1024, chunk=256, block_d=128, num_warps=1, ms=None),
-            Row(B=8, T=4096, D=2048, chunk=464, block_d=128, num_warps=1, ms=None),
-            Row(B=8, T=16384, D=256, chunk=256, block_d=128, num_warps=1, ms=None),
-            Row(B=8, T=16384, D=1024, chunk=976, block_d=128, num_warps=1, ms=None),
-            Row(B=8, T=16384, D=2048, chunk=1824, block_d=128, num_warps=1, ms=None),
+            Row(B=8, T=1024, D=1024, chunk=112, block_d=64, num_warps=1, ms=None),
+            Row(B=8, T=1024, D=2048, chunk=112, block_d=128, num_warps=1, ms=None),
+            Row(B=8, T=4096, D=256, chunk=112, block_d=64, num_warps=1, ms=None),
+            Row(B=8, T=4096, D=1024, chunk=240, block_d=128, num_warps=1, ms=None),
+            Row(B=8, T=4096, D=2048, chunk=448, block_d=128, num_warps=1, ms=None),
+            Row(B=8, T=16384, D=256, chunk=240, block_d=128, num_warps=1, ms=None),
+            Row(B=8, T=16384, D=1024, chunk=960, block_d=128, num_warps=1, ms=None),
+            Row(B=8, T=16384, D=2048, chunk=1808, block_d=128, num_warps=1, ms=None),
         ),
     ),
 }
 
 
 def plan_from_rows(rows, B: int, T: int, D: int) -> Plan:
-    """The nearest row's plan (in log2 B*D + log2 T), with its number of chunks applied to T."""
+    """The nearest row's plan (in log2 B*D + log2 T); at another T its chunk scales with T (about
+    the row's number of chunks), a multiple of 16 of at least MIN_CHUNK rows."""
     def dist(r: Row) -> float:
         return abs(math.log2(B * D) - math.log2(r.B * r.D)) + abs(math.log2(T) - math.log2(r.T))
 
     r = min(rows, key=dist)
-    return Plan(chunk_for(T, -(-r.T // r.chunk)), r.block_d, r.num_warps)
+    if r.T == T or r.chunk >= r.T:
+        chunk = min(r.chunk, T) if r.chunk < r.T else T
+    else:
+        chunk = min(T, max(MIN_CHUNK, round(r.chunk * T / r.T / 16) * 16))
+    return Plan(chunk, r.block_d, r.num_warps)
 
 
 @functools.lru_cache(maxsize=None)

@@ -38,3 +38,54 @@ def test_kernels_import_nothing_of_the_project():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             for n in names:
                 assert n.split(".")[0] not in ("scratchpad", "train", "infer", "eval"), f"{f.name} imports {n}"
+
+
+def test_bench_runs_the_models_dtype_by_default(capsys):
+    """The model's SSM layers launch fp32 scans: that is what the benchmark times unless told otherwise."""
+    main(["--quick", "--no-compile", "--no-steps", "--shapes", "1x8x4", "--reps", "1", "--warmup", "0"])
+    rec = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rec["dtype"] == "float32" and {r["dtype"] for r in rec["scan"]} == {"float32"}
+    main(["--quick", "--no-compile", "--no-steps", "--shapes", "1x8x4", "--reps", "1", "--warmup", "0", "--dtype", "bf16"])
+    rec = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {r["dtype"] for r in rec["scan"]} == {"bfloat16"}
+    n = 1 * 8 * 4
+    assert all(r["min_bytes"] == (3 if r["op"] == "scan fwd" else 8) * n * 2 for r in rec["scan"])  # 2-byte elements
+
+
+def test_sweep_picks_the_fastest_plan_and_emits_a_loadable_table():
+    """sweep() with a stand-in timer: per shape the fastest candidate, written as a plan-table entry
+    that kernels/scan_plan.py reads back to the same plans."""
+    from kernels.bench import sweep, sweep_candidates
+    from kernels.scan_plan import Plan, Row, Table, format_table, plan_from_rows
+
+    def fake_time(shape, plan):  # fastest: block 64, 2 warps, chunks of 256 (where T allows)
+        if plan.block_d == 32 and plan.num_warps == 1 and plan.chunk == 64:
+            raise RuntimeError("out of resources")  # a failing candidate is skipped
+        return 1.0 + abs(plan.block_d - 64) + abs(plan.num_warps - 2) + abs(plan.chunk - 256) / 1e3
+
+    logged = []
+    shapes = [(8, 1024, 512), (1, 128, 40)]
+    rows = sweep(shapes, fake_time, log=logged.append)
+    assert rows[0] == Row(8, 1024, 512, 256, 64, 2, 1.0e3)
+    assert rows[1][:6] == (1, 128, 40, 128, 64, 2)  # T = 128: one chunk is nearest to 256 rows
+    assert any("out of resources" in line for line in logged)
+    for B, T, D in shapes:
+        cands = list(sweep_candidates(T, D))
+        assert len(set(cands)) == len(cands) and Plan(T, 32, 1) in cands
+        assert all(p.num_warps * 32 <= max(p.block_d, 32) and p.chunk <= T for p in cands)
+    ns = {"Table": Table, "Row": Row}
+    exec("tables = {\n" + format_table("GPU", 132, "measured", rows) + "\n}", ns)
+    loaded = ns["tables"]["GPU"].rows
+    assert [plan_from_rows(loaded, B, T, D) for B, T, D in shapes] == [Plan(*r[3:6]) for r in rows]
+
+
+def test_sweep_needs_cuda():
+    import pytest
+    import torch
+
+    from scratchpad.errors import UserError
+
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU refusal")
+    with pytest.raises(UserError, match="needs a CUDA device"):
+        main(["--sweep"])

@@ -86,11 +86,20 @@ def test_a_broken_kernel_fails_the_check(tmp_path):
 
 
 def test_variants_cover_every_kernel_and_flag():
-    kernels = {"_scan_summary_kernel", "_scan_fwd_kernel", "_scan_bwd_kernel", "_diagonal_step_kernel",
+    from kernels.scan_plan import TABLES
+
+    kernels = {"_scan_summary_kernel", "_scan_fwd_kernel", "_scan_bwd_kernel", "_carry_kernel", "_diagonal_step_kernel",
                "_scratch_fwd_kernel", "_scratch_bwd_kernel"}
     vs = aot_check.variants()
     assert {v.kernel for v in vs} == kernels
     bwd_flags = {v.constexprs for v in vs if v.kernel == "_scan_bwd_kernel"}
-    assert {(dict(f)["HAS_H0"], dict(f)["HAS_DHT"]) for f in bwd_flags} == {(False, False), (False, True), (True, False),
-                                                                             (True, True)}
+    assert {(dict(f)["HAS_H0"], dict(f)["HAS_START"]) for f in bwd_flags} == {(False, False), (False, True), (True, False),
+                                                                               (True, True)}
+    carry_flags = {(dict(v.constexprs)["REVERSE"], dict(v.constexprs)["WRITE_STATES"], dict(v.constexprs)["HAS_START"])
+                   for v in vs if v.kernel == "_carry_kernel"}
+    assert carry_flags == {(r, w, s) for r in (False, True) for w, s in ((False, False), (True, False), (True, True))}
+    # every (BLOCK_D, num_warps) a plan table launches the sweep kernels with is compiled
+    launched = {(r.block_d, r.num_warps) for t in TABLES.values() for r in t.rows}
+    for name in ("_scan_summary_kernel", "_scan_fwd_kernel", "_scan_bwd_kernel"):
+        assert launched <= {(dict(v.constexprs)["BLOCK_D"], v.num_warps) for v in vs if v.kernel == name}, name
     assert len(aot_check.variants(True)) > len(vs)

@@ -1,11 +1,16 @@
-"""Triton diagonal scan vs the torch reference, forward and backward (the interpreter on CPU).
+"""Triton diagonal scan vs the torch references, forward and backward (the interpreter on CPU).
 
 Interpreter time is ~linear in the number of sequential row groups, so the long case (T=500) is
-run on few configurations; T=1 and T=63 cover the combinations.
+run on few configurations; T=1 and T=63 cover the combinations. The chunk carries (the tree of
+kernels/scan_carry.py) are checked on their own against a serial loop, and end to end with tiles
+so small that the tree has several levels.
 """
 import pytest
 import torch
 from kernel_testutil import CUDA, DEVICE, gpu, needs_triton, rel_err
+
+import triton
+import triton.language as tl
 
 from kernels.scan_ref import diagonal_scan_loop, diagonal_scan_ref
 
@@ -35,11 +40,11 @@ def run(fn, a, b, h0, dh, dfinal, **kw):
     return [h, final, *torch.autograd.grad(loss, xs)]
 
 
-def check(B, T, D, dtype, with_h0, chunk=None, h0_dtype=None):
+def check(B, T, D, dtype, with_h0, chunk=None, h0_dtype=None, block_d=None):
     from kernels.scan_triton import diagonal_scan_triton
 
     a, b, h0, dh, dfinal = make(B, T, D, dtype, with_h0, h0_dtype)
-    got = run(diagonal_scan_triton, a, b, h0, dh, dfinal, chunk_size=chunk)
+    got = run(diagonal_scan_triton, a, b, h0, dh, dfinal, chunk_size=chunk, block_d=block_d)
     want = run(diagonal_scan_ref, a, b, h0, dh, dfinal)
     names = ["h", "final", "da", "db", "dh0"]
     for name, x, y in zip(names, got, want):
@@ -72,14 +77,64 @@ def test_fp32_state_with_fp16_inputs(poison):
     check(2, 20, 5, torch.float16, True, chunk=8, h0_dtype=torch.float32)
 
 
-def test_block_d_smaller_than_d(poison):
-    """Several channel blocks per row (D=37 over blocks of 16), chunked."""
-    from kernels.scan_triton import diagonal_scan_triton
+# ---- the chunk carries --------------------------------------------------------------------------
 
-    a, b, h0, dh, dfinal = make(1, 22, 37, torch.float32, True)
-    got = run(diagonal_scan_triton, a, b, h0, dh, dfinal, chunk_size=9, block_d=16)
-    want = run(diagonal_scan_ref, a, b, h0, dh, dfinal)
-    assert all(rel_err(x, y) < 1e-5 for x, y in zip(got, want))
+
+def carry_loop(p, e, init, reverse):
+    """The states entering every chunk, one chunk after another, in fp64: S_c then S_next = P_c S_c + E_c."""
+    B, N, D = p.shape
+    s = init.double() if init is not None else torch.zeros(B, D, dtype=torch.float64)
+    out = [None] * N
+    for c in range(N - 1, -1, -1) if reverse else range(N):
+        out[c] = s
+        s = p[:, c].double() * s + e[:, c].double()
+    return torch.stack(out, 1)
+
+
+def chunk_maps(B, N, D, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    p = torch.rand(B, N, D, generator=g) * 0.5 + 0.5  # long memory: every carry matters
+    return p.to(DEVICE), torch.randn(B, N, D, generator=g).to(DEVICE), torch.randn(B, D, generator=g).to(DEVICE)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("tile,with_init", [(4, True), (4, False), (None, True)])
+def test_chunk_start_states_tree(reverse, tile, with_init):
+    """37 chunks in tiles of 4: three levels (37 -> 10 -> 3 -> 1); tile None: one level."""
+    import kernels.scan_triton as st
+    from kernels.scan_carry import chunk_start_states
+
+    p, e, init = chunk_maps(2, 37, 5)
+    init = init if with_init else None
+    s = chunk_start_states(p, e, init, reverse, empty=st._empty, tile=tile)
+    assert s.dtype == torch.float32 and rel_err(s, carry_loop(p.cpu(), e.cpu(), None if init is None else init.cpu(), reverse)) < 1e-5
+
+
+@triton.jit
+def _compose_swapped(p1, e1, p2, e2):
+    return p1 * p2, p1 * e2 + e1  # the maps composed in the wrong order
+
+
+@pytest.mark.skipif(CUDA, reason="patches the interpreted kernel's combine function")
+def test_a_wrong_composition_is_caught(monkeypatch):
+    """The checks above fail when the tree composes the maps in the wrong order."""
+    import kernels.scan_carry as sc
+
+    p, e, init = chunk_maps(1, 9, 3)
+    want = carry_loop(p, e, init, False)
+    assert rel_err(sc.chunk_start_states(p, e, init, False, empty=torch.empty, tile=4), want) < 1e-5
+    monkeypatch.setattr(sc, "_compose", _compose_swapped)
+    assert rel_err(sc.chunk_start_states(p, e, init, False, empty=torch.empty, tile=4), want) > 1e-2
+
+
+@pytest.mark.parametrize("B,T,chunk,tile,with_h0", [(1, 61, 4, 2, True), (2, 50, 3, 4, False)])
+def test_many_chunks_several_tree_levels(poison, monkeypatch, B, T, chunk, tile, with_h0):
+    """Ragged T (not a multiple of the chunk), D = 37 over blocks of 16, many chunks, tiny carry
+    tiles: 16 chunks in tiles of 2 (four levels), 17 in tiles of 4 (three). Forward and backward."""
+    import kernels.scan_carry as sc
+
+    monkeypatch.setattr(sc, "CARRY_TILE", tile)
+    check(B, T, 37, torch.float32, with_h0, chunk=chunk, block_d=16)
 
 
 def test_exact_against_loop_and_only_final_used(poison):
@@ -112,6 +167,10 @@ def test_empty_and_errors():
         diagonal_scan_triton(a.double(), a.double())
     with pytest.raises(ValueError, match="same shape"):
         diagonal_scan_triton(torch.zeros(2, 3, 4, device=DEVICE), torch.zeros(2, 3, 5, device=DEVICE))
+    x = torch.zeros(1, 4, 3, device=DEVICE)
+    for kw, msg in (({"chunk_size": 0}, "chunk_size"), ({"num_warps": -1}, "num_warps"), ({"block_d": 24}, "power of two")):
+        with pytest.raises(ValueError, match=msg):
+            diagonal_scan_triton(x, x, **kw)
 
 
 @pytest.mark.skipif(CUDA, reason="CPU-only check")
@@ -130,9 +189,10 @@ def test_cpu_tensors_need_the_interpreter(monkeypatch):
 
 
 @gpu
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("B,T,D", [(8, 4096, 512), (1, 16384, 2048), (3, 1000, 1000)])
-@pytest.mark.parametrize("chunk", [None, "one"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("B,T,D", [(8, 4096, 1024), (8, 4093, 1000), (1, 16384, 2048)])
+@pytest.mark.parametrize("chunk", [None, "one", 16])
 def test_gpu_real_sizes(B, T, D, dtype, chunk, poison):
-    """Default launch plan (chunked where the grid is small) and a single chunk, bf16 included."""
-    check(B, T, D, dtype, True, chunk=T if chunk == "one" else None)
+    """The table's plan, a single chunk, and chunks of 16 rows (256+ chunks: a two-level carry
+    tree); 8x4093x1000 is ragged in T and D. fp32 is what the model launches."""
+    check(B, T, D, dtype, True, chunk=T if chunk == "one" else chunk)
