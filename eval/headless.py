@@ -4,11 +4,15 @@ package; `.ci/run` installs it), never a downloaded browser.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import select
 import shutil
 import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 from scratchpad.errors import UserError
@@ -87,6 +91,100 @@ def dump_pages(urls: list[str], budget_ms: int = 5000, timeout: float = 120) -> 
         parts[k] = start
     bounds = sorted(parts.values()) + [len(dom)]
     return [dom[parts[k]:bounds[bounds.index(parts[k]) + 1]] for k in range(len(urls))]
+
+
+def _above_4(fd: int) -> int:
+    """The same pipe end on a descriptor above 4 (so moving it onto 3 or 4 cannot clobber the other)."""
+    high = fcntl.fcntl(fd, fcntl.F_DUPFD, 10)
+    os.close(fd)
+    return high
+
+
+class DevTools:
+    """A headless Chromium driven over --remote-debugging-pipe (the DevTools protocol as NUL-separated
+    JSON on fds 3 and 4): for pages that change after load, such as a streamed generation."""
+
+    def __init__(self, timeout: float = 60):
+        browser = find_browser()
+        if browser is None:
+            raise UserError("no headless Chromium found (install Debian's `chromium` package, or set $CHROMIUM)")
+        self.profile = tempfile.TemporaryDirectory(prefix="sp-chromium-")
+        to_browser, self._send = os.pipe()
+        self._recv, from_browser = os.pipe()
+        to_browser, from_browser = (_above_4(fd) for fd in (to_browser, from_browser))
+        args = [browser, *FLAGS, f"--user-data-dir={self.profile.name}", "--remote-debugging-pipe", "about:blank"]
+        # a tiny trampoline puts the pipe ends on the fds the protocol names (3: commands in, 4: answers out)
+        move = (f"import os; os.dup2({to_browser}, 3); os.dup2({from_browser}, 4); "
+                f"os.execv({args[0]!r}, {args!r})")
+        self.proc = subprocess.Popen([sys.executable, "-c", move], pass_fds=(to_browser, from_browser),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(to_browser), os.close(from_browser)
+        self.timeout, self._next, self._buffer, self.events = timeout, 0, b"", []
+
+    def _message(self, deadline: float) -> dict:
+        while b"\0" not in self._buffer:
+            if not select.select([self._recv], [], [], max(0.0, deadline - time.time()))[0]:
+                raise UserError(f"headless Chromium did not answer within {self.timeout:g} s")
+            chunk = os.read(self._recv, 1 << 16)
+            if not chunk:
+                raise UserError("headless Chromium exited")
+            self._buffer += chunk
+        raw, self._buffer = self._buffer.split(b"\0", 1)
+        return json.loads(raw)
+
+    def call(self, method: str, session: str | None = None, **params) -> dict:
+        """Send one command and wait for its answer (events seen meanwhile go to self.events)."""
+        self._next += 1
+        msg = dict(id=self._next, method=method, params=params, **({"sessionId": session} if session else {}))
+        os.write(self._send, json.dumps(msg).encode() + b"\0")
+        deadline = time.time() + self.timeout
+        while True:
+            m = self._message(deadline)
+            if m.get("id") == self._next:
+                if "error" in m:
+                    raise UserError(f"headless Chromium: {method} failed: {m['error'].get('message')}")
+                return m.get("result", {})
+            self.events.append(m)
+
+    def open(self, url: str) -> str:
+        """Load url in a new tab; returns its session id once the load event fired."""
+        target = self.call("Target.createTarget", url="about:blank")["targetId"]
+        session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        self.call("Page.enable", session)
+        self.call("Page.navigate", session, url=url)
+        deadline = time.time() + self.timeout
+        while not any(e.get("method") == "Page.loadEventFired" and e.get("sessionId") == session for e in self.events):
+            self.events.append(self._message(deadline))
+        return session
+
+    def dom_when(self, url: str, condition: str) -> str:
+        """The page's DOM as soon as the JS expression `condition` holds (polled every 50 ms)."""
+        session = self.open(url)
+        wait = (f"new Promise(done => {{ const t = setInterval(() => {{ if ({condition}) {{ clearInterval(t); "
+                "done(document.documentElement.outerHTML); } }, 50); })")
+        got = self.call("Runtime.evaluate", session, expression=wait, awaitPromise=True, returnByValue=True,
+                        timeout=int(self.timeout * 1000))
+        if "exceptionDetails" in got:
+            raise UserError(f"the page's script failed: {got['exceptionDetails'].get('text')}")
+        return got["result"]["value"]
+
+    def close(self):
+        try:
+            self.call("Browser.close")
+        except UserError:
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        os.close(self._send), os.close(self._recv)
+        self.profile.cleanup()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def screenshot(url: str, png: Path, size: tuple[int, int] = (1280, 900), budget_ms: int = 3000,

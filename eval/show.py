@@ -31,6 +31,7 @@ from eval.headless import find_browser, page_url, screenshot
 from eval.report import jsonable
 from eval.show_data import RUN_TAUS, cost_numbers, lag_profile, run_summary, view_text
 from infer.generate import DEFAULT_THRESHOLD
+from infer.playground import BYTE_GLYPHS_JS
 from infer.options import parse_threshold, tau_json
 from scratchpad.errors import UserError, run_cli
 from scratchpad.flags import THRESHOLD_FLAGS, Parser, add_scratch_every_flag, add_threads_flag, describe
@@ -149,8 +150,8 @@ def page_data(view, model, label: str, tau: float, notes: list[str]) -> dict:
 def render_page(data: dict, title: str) -> str:
     """The template with its title, script and data filled in (JSON made safe inside <script>)."""
     payload = json.dumps(jsonable(data), separators=(",", ":")).replace("<", "\\u003c")
-    parts = dict(__TITLE__=html.escape(title), __SCRIPT__=(HERE / "show_page.js").read_text(encoding="utf-8"),
-                 __DATA__=payload)
+    script = "\n".join(p.read_text(encoding="utf-8") for p in (BYTE_GLYPHS_JS, HERE / "show_page.js"))
+    parts = dict(__TITLE__=html.escape(title), __SCRIPT__=script, __DATA__=payload)
     template = (HERE / "show_page.html").read_text(encoding="utf-8")
     return re.sub("|".join(parts), lambda m: parts[m.group(0)], template)
 

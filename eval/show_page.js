@@ -2,7 +2,6 @@
 // what each number means) and re-marks scratchpads for the τ on the slider.
 // Test hooks (query string): tau=<nats|inf> moves the slider (dispatching 'input' as a user's drag
 // does), all=1 renders every chunk at once, colour=bits colours by bits.
-"use strict";
 const D = JSON.parse(document.getElementById("data").textContent);
 const $ = (id) => document.getElementById(id);
 const CHUNK = 2048, TAU_INF = 6, MAX_NATS = Math.log(256), MAX_BITS = 10;
@@ -25,39 +24,7 @@ const RUNS = D.runs.map((r) => {
 const tauValue = (t) => (t === "inf" ? Infinity : t);
 const tauText = (t) => (t === Infinity || t === "inf" ? "∞" : (+t).toFixed(2).replace(/\.?0+$/, "") || "0");
 
-// ---- byte glyphs: valid UTF-8 shows its character on the lead byte, continuation bytes a thin bar;
-// control and invisible characters a picture or U+XXXX; invalid bytes \xNN in red.
-const hex = (v, w) => v.toString(16).toUpperCase().padStart(w, "0");
-function seqLen(i) {
-  const c = BYTES[i];
-  if (c < 0x80) return 1;
-  let n, lo = 0x80, hi = 0xbf;
-  if (c >= 0xc2 && c <= 0xdf) n = 2;
-  else if (c >= 0xe0 && c <= 0xef) { n = 3; if (c === 0xe0) lo = 0xa0; if (c === 0xed) hi = 0x9f; }
-  else if (c >= 0xf0 && c <= 0xf4) { n = 4; if (c === 0xf0) lo = 0x90; if (c === 0xf4) hi = 0x8f; }
-  else return 0;
-  if (i + n > N || BYTES[i + 1] < lo || BYTES[i + 1] > hi) return 0;
-  for (let k = 2; k < n; k++) if (BYTES[i + k] < 0x80 || BYTES[i + k] > 0xbf) return 0;
-  return n;
-}
-const INVISIBLE = /[\p{Cc}\p{Cf}\p{Co}\p{Cn}\p{Zl}\p{Zp}]|(?! )\p{Zs}/u;
-const GLYPH = new Array(N), KIND = new Array(N);   // KIND: "" | cont | ctrl | bad | nl
-for (let i = 0; i < N;) {
-  const n = seqLen(i);
-  if (n === 0) { GLYPH[i] = "\\x" + hex(BYTES[i], 2); KIND[i] = "bad"; i++; continue; }
-  let cp = n === 1 ? BYTES[i] : BYTES[i] & (0xff >> (n + 1));
-  for (let k = 1; k < n; k++) { cp = (cp << 6) | (BYTES[i + k] & 0x3f); GLYPH[i + k] = ""; KIND[i + k] = "cont"; }
-  const ch = String.fromCodePoint(cp);
-  if (cp === 10) { GLYPH[i] = "↵"; KIND[i] = "nl"; }
-  else if (cp === 9) { GLYPH[i] = "⇥"; KIND[i] = "ctrl"; }
-  else if (cp < 32) { GLYPH[i] = String.fromCharCode(0x2400 + cp); KIND[i] = "ctrl"; }
-  else if (cp === 127) { GLYPH[i] = "␡"; KIND[i] = "ctrl"; }
-  else if (INVISIBLE.test(ch)) { GLYPH[i] = "U+" + hex(cp, 4); KIND[i] = "ctrl"; }
-  else if (/\p{M}/u.test(ch)) { GLYPH[i] = "◌" + ch; KIND[i] = ""; }
-  else { GLYPH[i] = ch; KIND[i] = ""; }
-  i += n;
-}
-const esc = (s) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+const { glyph: GLYPH, kind: KIND } = byteGlyphs(BYTES);   // infer/byte_glyphs.js
 
 // ---- per-position structure: window of each byte, open-patch length, patch index in its window
 const WIN_START = new Uint8Array(N), OPEN = new Int32Array(N), PATCH = new Int32Array(N);
@@ -100,14 +67,7 @@ function accounting(tau, scratch) {
 const runAt = (tau) => RUNS.findIndex((r) => tauValue(r.tau) === tau);
 
 // ---- colour
-function colour(v, max) {
-  if (!Number.isFinite(v)) return "transparent";
-  const t = Math.min(Math.max(v / max, 0), 1);
-  const [a, c] = t < 0.5 ? [[255, 255, 255], [255, 214, 102]] : [[255, 214, 102], [220, 38, 38]];
-  const u = t < 0.5 ? t * 2 : t * 2 - 1;
-  return `rgb(${a.map((x, j) => Math.round(x + (c[j] - x) * u)).join(",")})`;
-}
-const shade = (i) => S.colour === "bits" ? colour(RUNS[S.bitsRun].bits[i], MAX_BITS) : colour(ENTROPY[i], MAX_NATS);
+const shade = (i) => S.colour === "bits" ? heat(RUNS[S.bitsRun].bits[i], MAX_BITS) : heat(ENTROPY[i], MAX_NATS);
 const bitsText = (i) => Number.isNaN(RUNS[S.bitsRun].bits[i]) ? "" : RUNS[S.bitsRun].bits[i].toFixed(3);
 
 // ---- lazy rendering in chunks of CHUNK bytes
@@ -120,7 +80,7 @@ function renderChunk(k) {
     const cls = ["b", KIND[i], WIN_START[i] && i > 0 ? "win" : ""].filter(Boolean).join(" ");
     parts.push(`<span class="${cls}" data-i="${i}" data-entropy="${ENTROPY[i].toFixed(4)}" data-bits="${bitsText(i)}" ` +
       `data-scratch="${S.scratch[i]}" data-commit="${ENDS[i]}" data-offset="${S.offset[i]}" ` +
-      `style="background:${shade(i)}">${esc(GLYPH[i])}</span>`);
+      `style="background:${shade(i)}">${escapeHtml(GLYPH[i])}</span>`);
   }
   c.el.innerHTML = parts.join("");
   c.el.classList.add("done");

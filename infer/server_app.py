@@ -20,6 +20,7 @@ from infer.chat import DEFAULT_TEMPLATE, ChatTemplate, chat_body, chat_chunk, pa
 from infer.engine_thread import Admission, EngineThread, Pending
 from infer.openai_api import FINISH, Job, completion_body, completion_chunk, parse_completion, usage_chunk
 from infer.options import budget_threshold, effective_every, effective_threshold
+from infer.playground import add_playground
 from infer.sequence import Sequence
 from infer.stop_text import StreamText, visible_output
 
@@ -224,6 +225,7 @@ def build_app(model, model_name: str, max_batch: int = 8, max_queue: int = 64, m
                 if not s.done:
                     worker.cancel(s)
 
+    add_playground(app, model, model_name, read_json)  # GET /: the playground page (infer/playground.py)
     return app
 
 
