@@ -28,6 +28,7 @@ from eval.common import (
     parse_rate,
     parse_threshold,
 )
+from eval.lag_stats import LagStats
 from eval.report import fmt, out_folder, plot_bars, short_path, table, write_report
 from scratchpad.errors import UserError, run_cli
 from scratchpad.flags import RATE_FLAGS, THRESHOLD_FLAGS
@@ -35,9 +36,7 @@ from scratchpad.flags import RATE_FLAGS, THRESHOLD_FLAGS
 
 def run_bpb(model, arr, window: int, threshold: float, batch_size: int, lag: bool = False) -> dict:
     """BPB and accounting of one model at one tau over arr; lag=True adds the lag profile and the aux
-    head's BPB from the same pass (eval/lag.py)."""
-    from eval.lag import LagStats
-
+    head's BPB from the same pass (eval/lag_stats.py)."""
     t0 = time.perf_counter()
     stats = LagStats() if lag else None
     ev = evaluate(model, arr, window, threshold, batch_size, on_output=stats)

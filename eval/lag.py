@@ -21,14 +21,11 @@ from __future__ import annotations
 import copy
 import math
 import sys
-from dataclasses import dataclass, field
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
+from eval.bpb import run_bpb
 from eval.common import (
-    LN2,
     WINDOWING,
     Parser,
     describe,
@@ -43,80 +40,6 @@ from eval.report import fmt, out_folder, plot_xy, table, write_report
 from scratchpad.errors import run_cli
 
 DEFAULT_THRESHOLDS = "0,1,1.5,2,3,inf"
-MAX_BUCKET = 64  # offsets / lags >= this share the last bucket
-
-
-def bytes_since(mask: torch.Tensor) -> torch.Tensor:
-    """mask [B, T] bool (positions whose trunk output is usable from there on) -> [B, T] long:
-    t - (latest marked position <= t), or t + 1 before the first (the learned start vector)."""
-    t = torch.arange(mask.shape[1], device=mask.device)
-    latest = torch.where(mask, t, torch.full_like(t, -1)).cummax(1).values
-    return t - latest
-
-
-@dataclass
-class Profile:
-    """Per-byte cross-entropy accumulated by bucket: sums of nats and nats^2 and counts [MAX_BUCKET]."""
-
-    nats: np.ndarray = field(default_factory=lambda: np.zeros(MAX_BUCKET))
-    sq: np.ndarray = field(default_factory=lambda: np.zeros(MAX_BUCKET))
-    count: np.ndarray = field(default_factory=lambda: np.zeros(MAX_BUCKET, dtype=np.int64))
-    moments: np.ndarray = field(default_factory=lambda: np.zeros(6))  # n, Σo, Σo², Σy, Σy², Σoy
-
-    def add(self, bucket: torch.Tensor, nats: torch.Tensor):
-        o = bucket.reshape(-1).clamp(max=MAX_BUCKET - 1).cpu().numpy()
-        y = nats.reshape(-1).double().cpu().numpy()
-        self.nats += np.bincount(o, y, MAX_BUCKET)
-        self.sq += np.bincount(o, y * y, MAX_BUCKET)
-        self.count += np.bincount(o, minlength=MAX_BUCKET)
-        of = o.astype(np.float64)
-        self.moments += [len(y), of.sum(), (of * of).sum(), y.sum(), (y * y).sum(), (of * y).sum()]
-
-    def rows(self) -> list[dict]:
-        """[{bucket, bytes, bpb, se}] for the non-empty buckets (se: standard error of the mean)."""
-        out = []
-        for b in np.nonzero(self.count)[0]:
-            n = int(self.count[b])
-            mean = self.nats[b] / n
-            var = max(self.sq[b] / n - mean * mean, 0.0)
-            out.append(dict(bucket=int(b), bytes=n, bpb=mean / LN2, se=math.sqrt(var / n) / LN2 if n > 1 else None))
-        return out
-
-    def slope(self) -> dict:
-        """Least-squares slope of per-byte bits on the bucket value, with its standard error."""
-        n, so, soo, sy, syy, soy = self.moments
-        if n < 3:
-            return dict(slope=None, se=None)
-        vo = soo / n - (so / n) ** 2
-        if vo <= 0:
-            return dict(slope=None, se=None)
-        b = (soy / n - so / n * sy / n) / vo
-        resid = max(syy / n - (sy / n) ** 2 - b * b * vo, 0.0)
-        return dict(slope=b / LN2, se=math.sqrt(resid / (n - 2) / vo) / LN2)
-
-
-@dataclass
-class LagStats:
-    """What one pass over the windows at one τ collects: BPB by offset since the latest commit and by
-    realised lag, and the aux head's cross-entropy."""
-
-    offset: Profile = field(default_factory=Profile)
-    lag: Profile = field(default_factory=Profile)
-    aux_nats: float = 0.0
-    bytes: int = 0
-
-    def __call__(self, out, y):
-        """Accumulate one scored batch: a ModelOutput and its targets y [B, L]."""
-        y = y.to(out.logits.device)
-        nats = F.cross_entropy(out.logits.transpose(1, 2).float(), y, reduction="none")
-        self.offset.add(bytes_since(out.ends), nats)
-        self.lag.add(bytes_since(out.ends | out.scratch), nats)
-        self.aux_nats += float(F.cross_entropy(out.aux_logits.reshape(-1, 256).float(), y.reshape(-1), reduction="sum"))
-        self.bytes += y.numel()
-
-    def summary(self) -> dict:
-        return dict(by_offset=self.offset.rows(), by_lag=self.lag.rows(), offset_slope=self.offset.slope(),
-                    lag_slope=self.lag.slope(), aux_bpb=self.aux_nats / max(self.bytes, 1) / LN2)
 
 
 def without_trunk(model):
@@ -135,8 +58,6 @@ def lag_figures(model, arr, window: int, rows: list[dict], batch_size: int) -> d
     """The figures every lag/sweep report shows, from rows that already carry a `lag` summary
     (see run_bpb(..., lag=True)): the trunk's share (one more pass without the trunk), the aux
     head's own BPB and the fraction of the τ = ∞ .. τ = 0 gap that each τ closes."""
-    from eval.bpb import run_bpb
-
     by_tau = {r["threshold"]: r for r in rows}
     plain = by_tau.get(math.inf)
     bpb_plain = plain["bpb"] if plain else run_bpb(model, arr, window, math.inf, batch_size)["bpb"]
@@ -205,8 +126,6 @@ def lag_plots(out, rows: list[dict], title: str, stem: str = "lag") -> str | Non
 
 
 def main(argv=None) -> int:
-    from eval.bpb import run_bpb
-
     ap = Parser(prog="scratchpad eval lag", description=describe(__doc__))
     common_args(ap, max_bytes=1 << 16)
     ap.add_argument("--thresholds", default=DEFAULT_THRESHOLDS,

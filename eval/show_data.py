@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from eval.common import LN2, Events, accounting, score
-from eval.lag import bytes_since
+from eval.lag_stats import bytes_since
 from infer.options import tau_json
 from scratchpad.accounting import byte_baseline, costs
 

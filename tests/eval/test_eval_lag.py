@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from eval.common import batches, eval_bytes
-from eval.lag import LagStats, bytes_since, main, without_trunk
+from eval.lag import main, without_trunk
+from eval.lag_stats import LagStats, bytes_since
 from eval.report import have_matplotlib
 from scratchpad import load_model
 

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from eval import show
 from eval.common import accounting
 from eval.headless import dump_pages, find_browser, page_url
-from eval.lag import bytes_since
+from eval.lag_stats import bytes_since
 from eval.show_data import view_text
 from scratchpad import load_model, save_model
 from tests.eval.conftest import sharpened
