@@ -63,7 +63,8 @@ class ChatTemplate:
 
     def render(self, messages: list[tuple[str, str]]) -> str:
         """[(role, content)] -> the prompt text, ending with the generation prefix."""
-        return "".join(self.parts[role].replace("{content}", text) for role, text in messages) + self.parts["generation"]
+        turns = "".join(self.parts[role].replace("{content}", text) for role, text in messages)
+        return turns + self.parts["generation"]
 
 
 def messages_of(body: dict) -> list[tuple[str, str]]:

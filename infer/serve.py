@@ -132,7 +132,8 @@ def main(argv=None) -> int:
     ap.add_argument("--api-key", metavar="KEY", help="require 'Authorization: Bearer KEY' on /v1 (default: the "
                     "SCRATCHPAD_API_KEY environment variable; neither: no key)")
     ap.add_argument("--shutdown-timeout", type=seconds_flag, default=SHUTDOWN_TIMEOUT, metavar="S",
-                    help=f"on SIGTERM/Ctrl-C, let requests finish for S seconds, then cancel them (default {SHUTDOWN_TIMEOUT:g})")
+                    help="on SIGTERM/Ctrl-C, let requests finish for S seconds, then cancel them "
+                    f"(default {SHUTDOWN_TIMEOUT:g})")
     ap.add_argument("--chat-template", metavar="FILE", help="JSON chat template for /v1/chat/completions "
                     "(default: the plain-text User:/Assistant: template, see infer/chat.py)")
     ap.add_argument("--name", help="model name clients pass as 'model' (default: the config's name)")

@@ -45,8 +45,8 @@ def calibrate(model, job: Job):
 
 
 def build_app(model, model_name: str, max_batch: int = 8, max_queue: int = 64, max_tokens_limit: int = 65536,
-              api_key: str | None = None, max_body_bytes: int = MAX_BODY_BYTES, chat_template: ChatTemplate | None = None,
-              eager_fallback: bool = False):
+              api_key: str | None = None, max_body_bytes: int = MAX_BODY_BYTES,
+              chat_template: ChatTemplate | None = None, eager_fallback: bool = False):
     """The FastAPI app and its engine thread (app.state.engine_thread: stop it on shutdown;
     app.state.drain(seconds): stop admitting, cancel what still runs after `seconds`)."""
     from fastapi import FastAPI, Request

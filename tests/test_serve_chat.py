@@ -48,10 +48,11 @@ def test_chat_with_the_openai_client_streaming_and_not(server, model):
     assert r.object == "chat.completion" and r.usage.prompt_tokens == len(prompt.encode())
     info = c.model_extra["scratchpad"]
     assert info["trunk_calls"] == want.commits + want.scratchpads and info["entropy_threshold"] == 1.5
-    chunks = list(server.client.chat.completions.create(stream=True, **kw))
+    chunks = list(server.client.chat.completions.create(stream=True, stream_options={"include_usage": True}, **kw))
     assert chunks[0].choices[0].delta.role == "assistant"
-    assert "".join(ch.choices[0].delta.content or "" for ch in chunks) == c.message.content
-    assert chunks[-1].choices[0].finish_reason == "length" and "scratchpad" in chunks[-1].choices[0].model_extra
+    assert "".join(ch.choices[0].delta.content or "" for ch in chunks[:-1]) == c.message.content
+    assert chunks[-2].choices[0].finish_reason == "length" and "scratchpad" in chunks[-2].choices[0].model_extra
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == len(want.output)
     r2 = server.client.chat.completions.create(model=NAME, messages=MESSAGES, max_completion_tokens=5, temperature=0)
     assert r2.usage.completion_tokens == 5
 

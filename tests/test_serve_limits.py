@@ -129,7 +129,8 @@ def test_api_key_content_type_and_openai_shaped_errors(model, monkeypatch):
             st, body = s.request("POST", "/v1/completions", json.dumps({"model": NAME, "prompt": "x"}).encode()
                                  if ctype else None, hdrs)
             openai_error(st, body, 415)
-        assert s.complete(dict(prompt="x", max_tokens=1), {**key, "Content-Type": "application/json; charset=utf-8"})[0] == 200
+        with_charset = {**key, "Content-Type": "application/json; charset=utf-8"}
+        assert s.complete(dict(prompt="x", max_tokens=1), with_charset)[0] == 200
         assert openai_error(*s.request("GET", "/v1/nothing-here"), 404)["code"] == "not_found"
         openai_error(*s.request("GET", "/v1/completions", headers=key), 405)
         assert s.health()["status"] == "ok"  # /health needs no key

@@ -36,7 +36,8 @@ def test_bad_flags(assets, tmp_path, cli, user_error, flag, val):
 
 def test_soak_run_hurts_no_victim_and_refuses_every_bad_request(assets, tmp_path, cli, read_report):
     code, out, err = cli(main, ["--model", assets["models"]["tiny-sp-fixed-p4"], "--soak", "--clients", 4,
-                                "--seconds", "3", "--max-batch", 2, "--max-tokens", 8, "--threads", 1, "--out", tmp_path])
+                                "--seconds", "3", "--max-batch", 2, "--max-tokens", 8, "--threads", 1,
+                                "--out", tmp_path])
     assert code == 0, err
     r = read_report(tmp_path / "soak.json")["soak"]
     assert r["normal"] >= 1 and r["victims_hurt"] == 0 and r["bytes_per_second"] > 0
