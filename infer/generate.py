@@ -19,6 +19,7 @@ from infer.engine import Engine
 from infer.options import budget_threshold, parse_threshold, tau_json
 from infer.sampling import DEFAULT_TEMPERATURE
 from infer.stats import decode_stats, step_stats
+from kernels import check_backend
 from scratchpad import load_model
 from scratchpad.errors import UserError, run_cli
 from scratchpad.flags import (RATE_FLAGS, THRESHOLD_FLAGS, Parser, add_scratch_every_flag, add_threads_flag, describe,
@@ -101,6 +102,7 @@ def decode_device(name: str, dtype: str = "fp32", compile: bool = False) -> torc
         print(note, file=sys.stderr)
     if compile and device.type == "cpu" and compile_problem(device):
         raise UserError(f"--compile: {compile_problem(device)}; run without --compile")
+    check_backend(device)  # SCRATCHPAD_KERNELS=triton where it cannot run: one line now, not per request
     return device
 
 

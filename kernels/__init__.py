@@ -3,12 +3,15 @@
 `SCRATCHPAD_KERNELS=auto|triton|torch` (read at every call) picks the implementation:
   auto   (default) Triton when the tensors are on CUDA and triton imports, torch otherwise;
   triton always Triton -- on CPU tensors that works only under the Triton interpreter
-         (TRITON_INTERPRET=1 set before triton is first imported), otherwise a RuntimeError says so;
+         (TRITON_INTERPRET=1 set before triton is first imported); otherwise, and without
+         triton, a KernelUnavailable (a RuntimeError) says so in one line;
   torch  always the pure-torch path.
 fp64 inputs always take the torch path: the Triton kernels accumulate in fp32, and fp64 is what the
 causality audits use for exact comparisons.
 
 triton is imported lazily, on the first call that needs it: importing `kernels` never needs triton.
+The Triton path runs through the custom operators of `kernels.ops` (eagerly and under
+torch.compile), so a compiled forward and backward has no graph break on either path.
 
 Public API (each Triton op has a torch reference of the identical signature beside it):
   diagonal_scan(a, b, initial_state=None) -> (h, final_state)     h_t = a_t * h_{t-1} + b_t
@@ -22,11 +25,17 @@ import warnings
 
 import torch
 
+from kernels._validate import check_scan, check_scratch, check_step
 from kernels.scan_ref import diagonal_scan_loop, diagonal_scan_ref
 from kernels.step_ref import diagonal_step_ref, scratch_step_ref
 
 MODES = ("auto", "triton", "torch")
 _warned_no_triton = False
+
+
+class KernelUnavailable(RuntimeError):
+    """SCRATCHPAD_KERNELS=triton where the Triton kernels cannot run (no triton; CPU tensors
+    without the interpreter). A setup mistake, not a bug: the CLIs print its one-line message."""
 
 
 def kernel_mode() -> str:
@@ -35,13 +44,6 @@ def kernel_mode() -> str:
     if mode not in MODES:
         raise ValueError(f"SCRATCHPAD_KERNELS must be one of {'|'.join(MODES)}, got {mode!r}")
     return mode
-
-
-def _triton_module(name: str):
-    """kernels.scan_triton or kernels.step_triton, imported on first use."""
-    import importlib
-
-    return importlib.import_module(f"kernels.{name}")
 
 
 def backend_for(x: torch.Tensor) -> str:
@@ -64,40 +66,64 @@ def backend_for(x: torch.Tensor) -> str:
     return "triton"
 
 
-def _triton_fn(module: str, fn: str):
+def check_backend(device: torch.device) -> None:
+    """Raise KernelUnavailable now, before any model runs, when SCRATCHPAD_KERNELS=triton cannot run
+    on `device` (the CLIs call it with their --device: a decode scheduler would only record the
+    error per request)."""
+    if kernel_mode() == "triton":
+        _triton_ops(torch.device(device))
+
+
+def _triton_ops(device: torch.device):
+    """kernels.ops (the Triton custom operators), imported on first use -- a plain import, which
+    Dynamo traces -- after checking that `device` can run them."""
     try:
-        return getattr(_triton_module(module), fn)
+        from kernels import ops
     except ImportError as e:
-        raise RuntimeError(f"SCRATCHPAD_KERNELS=triton but triton cannot be imported: {e}") from e
+        raise KernelUnavailable(f"SCRATCHPAD_KERNELS=triton, but triton cannot be imported ({e}); "
+                                "install triton or set SCRATCHPAD_KERNELS=auto") from None
+    if device.type != "cuda" and not (device.type == "cpu" and ops.ON_INTERPRETER):
+        raise KernelUnavailable(f"SCRATCHPAD_KERNELS=triton needs a CUDA device (got {device}); on CPU the Triton kernels "
+                                "run only under the interpreter (TRITON_INTERPRET=1 set before triton is imported); "
+                                "or set SCRATCHPAD_KERNELS=auto")
+    return ops
 
 
 def diagonal_scan(a, b, initial_state=None):
     """h_t = a_t * h_{t-1} + b_t. a, b: [B, T, D]; initial_state: [B, D] | None.
     Returns (h [B, T, D] in b's dtype, final_state [B, D] in initial_state's dtype, or b's)."""
     if backend_for(a) == "triton":
-        return _triton_fn("scan_triton", "diagonal_scan_triton")(a, b, initial_state)
+        a, b, initial_state = check_scan(a, b, initial_state)
+        return _triton_ops(a.device).triton_scan(a, b, initial_state)
     return diagonal_scan_ref(a, b, initial_state)
 
 
 def diagonal_step(a, b, state_pool, slot_index):
     """In-place decode commit: state_pool[slot[i]] = a[i] * state_pool[slot[i]] + b[i]
     (negative slot = padding row). a, b: [N, D]; state_pool: [S, D]; slot_index: [N].
-    Returns the new states [N, D] in b's dtype. Inference only."""
+    Returns the new states [N, D] in b's dtype. Inference only (not a graph operator)."""
     if backend_for(a) == "triton":
-        return _triton_fn("step_triton", "diagonal_step_triton")(a, b, state_pool, slot_index)
+        a, b, state_pool, slot_index = check_step(a, b, state_pool, slot_index)
+        _triton_ops(a.device)
+        from kernels.step_triton import diagonal_step_triton
+
+        return diagonal_step_triton(a, b, state_pool, slot_index)
     return diagonal_step_ref(a, b, state_pool, slot_index)
 
 
 def scratch_step(a, b, states):
     """Transient step a * states + b (any shape, all three alike); writes nothing; differentiable."""
     if backend_for(a) == "triton":
-        return _triton_fn("step_triton", "scratch_step_triton")(a, b, states)
+        a, b, states = check_scratch(a, b, states)
+        return _triton_ops(a.device).triton_scratch_step(a, b, states)
     return scratch_step_ref(a, b, states)
 
 
 __all__ = [
     "MODES",
+    "KernelUnavailable",
     "backend_for",
+    "check_backend",
     "diagonal_scan",
     "diagonal_scan_loop",
     "diagonal_scan_ref",

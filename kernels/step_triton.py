@@ -88,38 +88,35 @@ def diagonal_step_triton(a, b, state_pool, slot_index):
 _SCRATCH_BLOCK = 1024
 
 
-class _ScratchStep(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, a, b, states):
-        out = _empty(b.shape, dtype=b.dtype, device=b.device)
-        n = b.numel()
-        if n:
-            _scratch_fwd_kernel[(triton.cdiv(n, _SCRATCH_BLOCK),)](a, b, states, out, n, BLOCK=_SCRATCH_BLOCK, num_warps=4)
-        ctx.save_for_backward(a, states)
-        ctx.b_dtype = b.dtype
-        return out
-
-    @staticmethod
-    def backward(ctx, g):
-        a, states = ctx.saved_tensors
+def scratch_forward(a, b, states):
+    """a * states + b for contiguous a, b, states of one shape; returns b's dtype."""
+    out = _empty(b.shape, dtype=b.dtype, device=b.device)
+    n = b.numel()
+    if n:
         with on_device(a):
-            return _ScratchStep._backward(ctx, a, states, g.contiguous())
+            _scratch_fwd_kernel[(triton.cdiv(n, _SCRATCH_BLOCK),)](a, b, states, out, n, BLOCK=_SCRATCH_BLOCK, num_warps=4)
+    return out
 
-    @staticmethod
-    def _backward(ctx, a, states, g):
-        da = _empty(a.shape, dtype=a.dtype, device=a.device)
-        db = _empty(g.shape, dtype=ctx.b_dtype, device=g.device)
-        ds = _empty(states.shape, dtype=states.dtype, device=states.device)
-        n = g.numel()
-        if n:
+
+def scratch_backward(g, a, states):
+    """Gradients of scratch_forward for the contiguous output gradient g: (g * states, g, g * a) in
+    the dtypes of a, b (= a's) and states."""
+    da = _empty(a.shape, dtype=a.dtype, device=a.device)
+    db = _empty(g.shape, dtype=a.dtype, device=g.device)
+    ds = _empty(states.shape, dtype=states.dtype, device=states.device)
+    n = g.numel()
+    if n:
+        with on_device(a):
             _scratch_bwd_kernel[(triton.cdiv(n, _SCRATCH_BLOCK),)](g, a, states, da, db, ds, n, BLOCK=_SCRATCH_BLOCK, num_warps=4)
-        return da, db, ds
+    return da, db, ds
 
 
 def scratch_step_triton(a, b, states):
-    """a, b, states: one shape. Returns a * states + b in b's dtype; writes nothing; differentiable."""
+    """a, b, states: one shape. Returns a * states + b in b's dtype; writes nothing; differentiable
+    (through the custom operator scratchpad::triton_scratch_step, see kernels.ops)."""
+    from kernels.ops import triton_scratch_step  # kernels.ops imports this module
+
     a, b, states = check_scratch(a, b, states)
     _no_fp64("scratch_step", a)
     check_device(a)
-    with on_device(a):
-        return _ScratchStep.apply(a, b, states)
+    return triton_scratch_step(a, b, states)

@@ -23,6 +23,11 @@ def run_cli(main, argv=None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except RuntimeError as e:
+        if not _kernels_unavailable(e):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -34,6 +39,16 @@ def run_cli(main, argv=None) -> int:
         except (OSError, ValueError):
             pass
         return BROKEN_PIPE_EXIT
+
+
+def _kernels_unavailable(e: Exception) -> bool:
+    """kernels.KernelUnavailable (SCRATCHPAD_KERNELS=triton where triton cannot run) is a user
+    error too; `kernels` imports nothing of scratchpad, so it has its own class, looked up here only
+    if kernels was imported at all."""
+    import sys
+
+    kernels = sys.modules.get("kernels")
+    return kernels is not None and isinstance(e, kernels.KernelUnavailable)
 
 
 BROKEN_PIPE_EXIT = 141  # 128 + SIGPIPE: what a shell reports for a writer whose reader closed

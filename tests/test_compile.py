@@ -1,8 +1,14 @@
-"""torch.compile: a fixed-patcher training forward traces without graph breaks, the scan operator
-the compiled graph calls agrees with the eager scan, and compiled training takes eager's steps."""
+"""torch.compile: a fixed-patcher training forward traces without graph breaks on either kernel
+path (torch, and Triton under the interpreter), the operators the compiled graph calls agree with
+the eager code forward and backward, and compiled training takes eager's steps."""
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -38,6 +44,43 @@ def test_fixed_patcher_training_forward_has_no_graph_break():
     ex = torch._dynamo.explain(model)(x[:, :-1], targets=x[:, 1:], threshold=tau)
     assert ex.graph_break_count == 0, [b.reason.splitlines()[0] for b in ex.break_reasons]
     assert ex.graph_count == 1
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def compiled_loss_check(compiled: str) -> dict:
+    """tests/compiled_loss_check.py in a fresh process with the Triton interpreter on (it must be on
+    before triton is first imported); its JSON per kernel path."""
+    pytest.importorskip("triton")
+    env = {**os.environ, "TRITON_INTERPRET": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-m", "tests.compiled_loss_check", "--kernels", "triton", "torch",
+                          "--compiled", compiled], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800,
+                         check=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def assert_compiles_like_eager(result: dict):
+    ops = {"triton": {"scratchpad.triton_scan.default", "scratchpad.triton_scratch_step.default"},
+           "torch": {"scratchpad.chunked_scan.default"}}
+    for kernels, r in result.items():
+        assert r["graph_breaks"] == 0 and r["graphs"] == 1, (kernels, r["break_reasons"])
+        assert set(r["ops"]) == ops[kernels], (kernels, r["ops"])  # the path asked for is the path traced
+        assert r["grads_compared"] >= 4 and r["grads_missing"] == 0, (kernels, r)
+        assert r["loss_rel_diff"] < 1e-6 and r["grad_rel_diff"] < 1e-5, (kernels, r)
+
+
+def test_both_kernel_paths_compile_forward_and_backward_without_graph_breaks():
+    """SCRATCHPAD_KERNELS=triton (interpreter) and =torch: explain of the tiny-sp-fixed-p4 training
+    loss has no graph break and calls the path's operators; one SSM layer's scan and scratch step
+    compiled fullgraph, forward and backward, give eager's loss and gradients."""
+    assert_compiles_like_eager(compiled_loss_check("layer"))
+
+
+@pytest.mark.slow
+def test_both_kernel_paths_compile_the_whole_training_loss_like_eager():
+    assert_compiles_like_eager(compiled_loss_check("model"))
 
 
 @pytest.mark.slow

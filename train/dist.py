@@ -6,6 +6,7 @@ import os
 
 import torch
 
+from kernels import check_backend
 from scratchpad.errors import UserError
 
 
@@ -23,6 +24,7 @@ class Dist:
         if kind == "cuda" and not torch.cuda.is_available():
             raise UserError("--device cuda: no CUDA device is available")
         self.device = torch.device(f"cuda:{self.local_rank}") if kind == "cuda" else torch.device("cpu")
+        check_backend(self.device)  # SCRATCHPAD_KERNELS=triton where it cannot run: one line, before any work
         self.enabled = self.world > 1
         self.started_group = False
 
