@@ -97,10 +97,11 @@ class Scheduler:
         st = r.state
         nxt = r.sampler(st.logits, st.active, self.any_random)
         host_bytes, host_len = torch.stack([nxt, st.trunk_length]).tolist()  # the one read-back per step
+        logprobs = self._logprobs(nxt)
         slides = []
         for slot, seq in list(self.running.items()):
             try:
-                self._advance(seq, host_bytes[slot], host_len[slot], slides, finished)
+                self._advance(seq, host_bytes[slot], host_len[slot], slides, finished, logprobs.get(slot))
             except Exception as e:  # its callback or its pages: this sequence alone
                 self._fail(seq, e, finished)
         if self.running:
@@ -117,13 +118,29 @@ class Scheduler:
             self._guarded_prefill(seq, self.keep, finished)
         return finished
 
-    def _advance(self, seq: Sequence, byte: int, trunk_len: int, slides: list, finished: list):
-        """Append the sampled byte to `seq` and apply its stop rules (host side of a step)."""
+    def _logprobs(self, nxt: torch.Tensor) -> dict:
+        """slot -> (the sampled byte's log-prob, [(byte, log-prob)] top-k) for the sequences that
+        asked (Request.logprobs = k), from the logits the byte was sampled from (no temperature)."""
+        want = {slot: s.request.logprobs for slot, s in self.running.items() if s.request.logprobs is not None}
+        if not want:
+            return {}
+        slots = torch.tensor(list(want), device=nxt.device)
+        lp = self.runner.state.logits[slots].double().log_softmax(-1)
+        chosen = lp.gather(1, nxt[slots].unsqueeze(1)).squeeze(1).tolist()
+        values, index = lp.topk(max(want.values()) or 1, -1)
+        values, index = values.tolist(), index.tolist()
+        return {slot: (chosen[r], list(zip(index[r][:k], values[r][:k]))) for r, (slot, k) in enumerate(want.items())}
+
+    def _advance(self, seq: Sequence, byte: int, trunk_len: int, slides: list, finished: list, logprob=None):
+        """Append the sampled byte (and its log-probs when asked) to `seq` and apply its stop
+        rules (host side of a step)."""
         req, st = seq.request, self.runner.state
         if req.eos_byte is not None and byte == req.eos_byte:
             self._finish(seq, "eos", finished)
             return
         seq.output.append(byte)
+        if logprob is not None:
+            seq.logprobs.append(logprob)
         if seq.on_bytes is not None:
             seq.on_bytes(seq, bytes([byte]))
         if any(seq.output.endswith(s) for s in req.stop):

@@ -171,8 +171,12 @@ def build_app(model, model_name: str, max_batch: int = 8, max_queue: int = 64, m
         failed = next((g for g in gens if g.stop_reason == "error"), None)
         if failed is not None:
             raise engine_error(failed.error)
-        texts = [(job.echo[i] if job.echo else "") + visible_output(g.output, g.stop_reason, r.stop).decode(
-            "utf-8", errors="replace") for i, (g, r) in enumerate(zip(gens, job.reqs))]
+        texts = []
+        for i, (g, r) in enumerate(zip(gens, job.reqs)):
+            shown = visible_output(g.output, g.stop_reason, r.stop)
+            if g.logprobs is not None:  # none for the bytes of the stop string
+                g.logprobs = g.logprobs[: len(shown)]
+            texts.append((job.echo[i] if job.echo else "") + shown.decode("utf-8", errors="replace"))
         return ep.body(rid, model_name, gens, texts, trig)
 
     async def finished_or_gone(request: Request, pending: Pending, seqs: list[Sequence]) -> bool:

@@ -106,7 +106,8 @@ def test_a_disconnect_frees_the_slot(model):
     (json.dumps({"model": NAME, "prompt": "Hi\ud800"}).encode(), 400, "prompt"),
     (json.dumps({"model": NAME, "prompt": "Hi", "stop": ["\udfff"]}).encode(), 400, "stop"),
     # not implemented: refused, never ignored
-    (json.dumps({"model": NAME, "prompt": "x", "logprobs": 2}).encode(), 400, "logprobs"),
+    (json.dumps({"model": NAME, "prompt": "x", "logprobs": 6}).encode(), 400, "logprobs"),
+    (json.dumps({"model": NAME, "prompt": "x", "logprobs": 2, "stream": True}).encode(), 400, "logprobs"),
     (json.dumps({"model": NAME, "prompt": "x", "suffix": "end"}).encode(), 400, "suffix"),
     (json.dumps({"model": NAME, "prompt": "x", "presence_penalty": 0.5}).encode(), 400, "presence_penalty"),
 ])
