@@ -81,6 +81,7 @@ class Report:
         self.headlines: dict[str, str] = {}
         self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self.t0 = time.monotonic()
+        self.complete = False  # True once every step has its final row
 
     def put(self, row: dict, headline: str | None = None):
         """Add the row, or replace the row of the same step."""
@@ -92,9 +93,10 @@ class Report:
     def write(self):
         wall = round(time.monotonic() - self.t0, 1)
         write_atomic(self.out / "summary.json", json.dumps(
-            dict(title=self.title, started=self.started, budget_s=self.budget_s, wall_s=wall, steps=self.rows),
-            indent=2) + "\n")
-        lines = [f"# {self.title}", "", f"Started {self.started}, {wall:.0f} s so far (budget {self.budget_s:g} s). "
+            dict(title=self.title, started=self.started, budget_s=self.budget_s, wall_s=wall, complete=self.complete,
+                 steps=self.rows), indent=2) + "\n")
+        state = f"finished in {wall:.0f} s" if self.complete else f"not finished: written at {wall:.0f} s"
+        lines = [f"# {self.title}", "", f"Started {self.started}, {state} (budget {self.budget_s:g} s). "
                  "Each step's full output is in the file named beside it; its numbers are in summary.json.", "",
                  "| step | status | seconds | limit | output | command |", "|---|---|---|---|---|---|"]
         for r in self.rows:
@@ -150,7 +152,11 @@ def run_child(argv: list[str], output: Path, limit: float, grace: float) -> tupl
     return status, rc
 
 
-def run_plan(steps: list[Step], out: Path, budget_s: float, title: str, log=print) -> list[dict]:
+def log_line(text: str):
+    print(text, flush=True)  # a pipe would hold the lines back from whoever watches the run
+
+
+def run_plan(steps: list[Step], out: Path, budget_s: float, title: str, log=log_line) -> list[dict]:
     """Run the steps in order, each within its limit and what is left of the budget; the report is
     rewritten at every step's start and end. SIGTERM, like Ctrl-C, stops the running step, records
     it as interrupted and raises KeyboardInterrupt. -> the rows."""
@@ -195,6 +201,8 @@ def _run_steps(steps: list[Step], out: Path, report: Report, log) -> list[dict]:
         log(f"[{st.name}] {status} in {row['seconds']} s -> {out / st.output}" + (f": {headline}" if headline else ""))
         if status != "passed":
             log(tail(out / st.output))
+    report.complete = True
+    report.write()
     return report.rows
 
 

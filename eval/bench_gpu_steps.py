@@ -1,8 +1,14 @@
-"""Two steps of `scratchpad bench gpu` that are not commands of their own (run as its children):
+"""Steps of `scratchpad bench gpu` that are not commands of their own (run as its children):
 
     python -m eval.bench_gpu_steps env --out DIR          # DIR/env.json; one JSON line
     python -m eval.bench_gpu_steps train-log --out DIR    # the real trainer on synthetic text;
                                                           # DIR/train_log.jsonl; one JSON line
+    python -m eval.bench_gpu_steps aot-eager bench train ARGS...   # the rehearsal's compile steps
+
+aot-eager runs a `scratchpad` command with torch.compile's backend set to aot_eager: Dynamo and
+AOTAutograd trace the forward and backward as on the GPU (graph breaks, custom operators, their
+fake and autograd registrations), without inductor's code generation, which on CPU is C++ (not the
+GPU's Triton) and costs minutes of a shared CPU core at any model size.
 """
 from __future__ import annotations
 
@@ -69,9 +75,22 @@ def train_log_run(out: Path, device: str, preset: str, steps: int, batch: int, s
     return summary
 
 
+def run_aot_eager(argv: list[str]) -> int:
+    """`scratchpad ARGV...` with every torch.compile call using the aot_eager backend."""
+    import functools
+
+    from eval.cli import main as scratchpad
+
+    torch.compile = functools.partial(torch.compile, backend="aot_eager")
+    return scratchpad(argv)
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["aot-eager"]:
+        return run_aot_eager(argv[1:])
     ap = Parser(prog="python -m eval.bench_gpu_steps", description=describe(__doc__))
-    ap.add_argument("step", choices=["env", "train-log"])
+    ap.add_argument("step", choices=["env", "train-log"], help="(or aot-eager COMMAND..., see above)")
     ap.add_argument("--out", required=True, help="report folder (exists)")
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     ap.add_argument("--preset", default="heavy-p16-aux2")

@@ -46,7 +46,9 @@ def test_plan_is_ordered_by_risk_and_fits_the_device_limit():
     assert steps["kernels"][steps["kernels"].index("--dtype") + 1] == "fp32"  # the dtype the model's scans run at
     assert "--compile" not in steps["train-eager"] and {"--compile", "heavy-p16-aux2"} <= set(steps["compile-sp"])
     assert {"-m", "gpu"} <= set(steps["pytest-gpu"])
-    assert not any("cuda" in a for s in cpu for a in s.argv)
+    for s in cpu:
+        assert "--device" not in s.argv or s.argv[s.argv.index("--device") + 1] == "cpu", s.name
+    assert "aot-eager" in bench_gpu.plan(rehearse=True)[-1].argv and "aot-eager" not in gpu[-1].argv
 
 
 def test_dry_run_lists_the_plan(capsys):
@@ -136,8 +138,10 @@ def test_harness_killed_mid_step_leaves_the_finished_rows(tmp_path, sig):
         child = int(pid_file.read_text())
         p.send_signal(sig)
         p.wait(timeout=30)
-        rows = {r["step"]: r["status"] for r in summary(tmp_path)["steps"]}
-        assert rows == {"quick": "passed", "hang": "running" if sig == signal.SIGKILL else "interrupted"}
+        s = summary(tmp_path)
+        assert {r["step"]: r["status"] for r in s["steps"]} == {
+            "quick": "passed", "hang": "running" if sig == signal.SIGKILL else "interrupted"}
+        assert s["complete"] is False and "not finished" in (tmp_path / "README.md").read_text()
         if sig == signal.SIGTERM:
             assert p.returncode != 0
             time.sleep(0.5)
@@ -166,6 +170,7 @@ def test_rehearsal_runs_every_step_on_cpu(tmp_path):
     r = cli("--rehearse", "--out", str(out), timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     rows = summary(out)["steps"]
+    assert summary(out)["complete"] is True
     assert [x["step"] for x in rows] == ORDER and all(x["status"] == "passed" for x in rows)
     for name in ORDER:
         assert (out / f"{name}.txt").stat().st_size > 0, name
