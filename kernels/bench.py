@@ -308,9 +308,10 @@ def run(shapes, dtype_name: str | None = None, device=None, quick: bool = False,
     if cuda and _fla() is None:
         print("fla-core not importable: no fla-hgrn column")
 
+    scan_rows = []
     if scan:
         print(SCAN_HEADER)
-    scan_rows = bench_scan(shapes, dtype, device, timer, compile_ref, bw, lambda r: print(fmt_scan_row(r), flush=True)) if scan else []
+        scan_rows = bench_scan(shapes, dtype, device, timer, compile_ref, bw, lambda r: print(fmt_scan_row(r), flush=True))
     step_rows = bench_steps(step_d, dtype, device, timer) if steps else []
     if step_rows:
         print(fmt_steps(step_rows))

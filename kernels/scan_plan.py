@@ -167,7 +167,8 @@ def launch_plan(B: int, T: int, D: int, device: torch.device) -> Plan:
 
 def format_table(device_name: str, n_sm: int, source: str, rows) -> str:
     """TABLES entry for a device, as Python source to paste above (what --sweep prints)."""
-    lines = [f"    {json.dumps(device_name)}: Table(", f"        n_sm={n_sm},", f"        source={json.dumps(source)},", "        rows=("]
+    lines = [f"    {json.dumps(device_name)}: Table(", f"        n_sm={n_sm},",
+             f"        source={json.dumps(source)},", "        rows=("]
     lines += [f"            {r!r}," for r in rows]
     lines += ["        ),", "    ),"]
     return "\n".join(lines)

@@ -10,7 +10,6 @@ import torch
 from kernel_testutil import CUDA, DEVICE, gpu, needs_triton, rel_err
 
 import triton
-import triton.language as tl
 
 from kernels.scan_ref import diagonal_scan_loop, diagonal_scan_ref
 
