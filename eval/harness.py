@@ -4,10 +4,11 @@
     lm_eval.simple_evaluate(model="scratchpad", model_args="entropy_threshold=1.5", tasks=["arc_easy"])
 
 model_args: pretrained=DIR (a model folder or a training --out folder; default: the packaged
-model; a loaded model module is accepted too), entropy_threshold (nats, 'inf' = none; default
-1.5), scratch_every (a scratchpad at every k-th byte of a patch; 0 = none), device (cpu, cuda),
-dtype (fp32, bf16), batch_size (rows per forward / generation batch), max_length (bytes of
-context a forward holds; default min(max_seq_len, 1024)).
+model; a loaded model module is accepted too, and keeps its own device and dtype),
+entropy_threshold (nats, 'inf' = none; default 1.5), scratch_every (a scratchpad at every k-th
+byte of a patch; 0 = none), device (cpu, cuda), dtype (fp32, bf16), batch_size (rows per forward
+and per generation batch; 'auto' = 8), max_length (bytes of context a forward holds; default
+min(max_seq_len, 1024)).
 
 Strings are UTF-8 bytes and scores are exact sums over bytes (eval/harness_scoring.py):
 loglikelihood by the batched parallel forward at the requested tau, loglikelihood_rolling in the

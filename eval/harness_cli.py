@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 from eval.common import load_eval_model, parse_thresholds
-from eval.report import fmt, out_folder, table, write_report
+from eval.harness_report import metric_cells, per_doc, write
+from eval.report import fmt, out_folder
 from infer.options import tau_json
 from scratchpad.errors import UserError, run_cli
 from scratchpad.flags import THRESHOLD_FLAGS, Parser, add_scratch_every_flag, add_threads_flag, describe, int_flag
@@ -89,23 +90,6 @@ def task_manager(tasks: list[str], include_path: str | None):
     return tm
 
 
-def metric_cells(results: dict, tasks: list[str]) -> dict[str, str]:
-    """{"task metric": "value ± stderr"} for the requested tasks (a tag: all tasks it ran)."""
-    names = [t for t in tasks if t in results]
-    if len(names) < len(tasks):
-        names += [t for t in results if t not in names]
-    cells = {}
-    for name in names:
-        for key, value in results[name].items():
-            metric, _, filt = key.partition(",")
-            if not filt or "_stderr" in metric or not isinstance(value, (int, float)):
-                continue
-            se = results[name].get(f"{metric}_stderr,{filt}")
-            label = f"{name} {metric}" + ("" if filt == "none" else f" ({filt})")
-            cells[label] = fmt(value) + (f" ± {fmt(se, 2)}" if isinstance(se, (int, float)) else "")
-    return cells
-
-
 def main(argv=None) -> int:
     ap = Parser(prog="scratchpad eval harness", description=describe(__doc__))
     ap.add_argument("--tasks", required=True, help="comma-separated lm-eval task names (e.g. arc_easy,hellaswag)")
@@ -143,46 +127,22 @@ def main(argv=None) -> int:
                                          batch_size=a.batch_size, max_length=a.max_length)
         t0 = time.perf_counter()
         res = lm_eval.simple_evaluate(model=lm, tasks=tasks, limit=a.limit, num_fewshot=a.num_fewshot, task_manager=tm,
-                                      log_samples=False)
+                                      log_samples=True)
+        docs = per_doc(res.pop("samples"))
         harness = json.loads(json.dumps(res, default=lm_eval.utils.handle_non_serializable))  # as lm-eval writes it
         runs.append(dict(threshold=tau_json(tau), seconds=round(time.perf_counter() - t0, 2), scratchpad=lm.stats(),
-                         harness=harness))
-        s = lm.stats()
+                         harness=harness, docs=docs))
+        s = runs[-1]["scratchpad"]
         cells = metric_cells(res["results"], tasks)
         print(f"tau {fmt(tau)}: " + ", ".join(f"{k} {v}" for k, v in cells.items())
               + f"; scratchpads at {100 * s['scratchpad_rate']:.1f}% of bytes, {fmt(s['flops_per_byte'])} FLOPs/byte "
               f"({s['flops_ratio_vs_byte']:.3f}x the byte baseline)", file=sys.stderr)
 
-    write(out, runs, tasks, a, label, model.cfg, "scratchpad eval harness " + shlex.join(argv))
+    write(out, runs, tasks, dict(command="scratchpad eval harness " + shlex.join(argv), model=label, tasks=tasks,
+                                 include_path=a.include_path, limit=a.limit, num_fewshot=a.num_fewshot,
+                                 scratch_every=a.scratch_every), model.cfg)
     print(f"{len(runs)} run(s) of {', '.join(tasks)} -> {out / 'harness.md'}")
     return 0
-
-
-def write(out: Path, runs: list[dict], tasks: list[str], a, label: str, cfg, command: str):
-    cells = [metric_cells(r["harness"]["results"], tasks) for r in runs]
-    columns = list(dict.fromkeys(k for c in cells for k in c))
-    rows = [[r["threshold"] if r["threshold"] != "inf" else float("inf"), *(c.get(k) for k in columns),
-             r["scratchpad"]["scratchpad_rate"], r["scratchpad"]["trunk_calls_per_byte"], r["scratchpad"]["flops_per_byte"],
-             r["scratchpad"]["flops_ratio_vs_byte"], r["scratchpad"]["bytes"], r["seconds"]] for r, c in zip(runs, cells)]
-    first = runs[0]["harness"]
-    n_docs = ", ".join(f"{t}: {n['effective']}" for t, n in first.get("n-samples", {}).items())
-    sections = [
-        f"Model: `{label}` ({cfg.name}, patcher {cfg.patcher}, P={cfg.patch_size}). Tasks: {', '.join(tasks)}"
-        + (f" (include path `{a.include_path}`)" if a.include_path else "")
-        + f"; documents per task: {n_docs}; lm-eval {first.get('lm_eval_version', '?')}, adapter `scratchpad` "
-          "(eval/harness.py).",
-        f"Command: `{command}`",
-        table(["τ", *columns, "scratchpad rate", "trunk calls / byte", "FLOPs / byte", "× byte baseline", "bytes", "seconds"],
-              rows),
-        f"Scoring is exact over UTF-8 bytes: a choice's log-likelihood is the sum of ln p over its bytes by the "
-        f"parallel forward at τ (context truncated from the left to {runs[0]['scratchpad']['window']} bytes). "
-        "Accounting counts the events of every byte the model read (scratchpad.accounting.per_byte); the byte "
-        f"baseline is the byte-level model of equal trunk on the same bytes "
-        f"({fmt(runs[0]['scratchpad']['byte_baseline_flops_per_byte'])} FLOPs/byte). ± is the harness's standard error.",
-    ]
-    write_report(out, "harness", "lm-evaluation-harness", sections,
-                 dict(command=command, model=label, tasks=tasks, include_path=a.include_path, limit=a.limit,
-                      num_fewshot=a.num_fewshot, scratch_every=a.scratch_every, runs=runs))
 
 
 if __name__ == "__main__":

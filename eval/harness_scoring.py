@@ -29,22 +29,21 @@ class RunEvents:
     """Events a run's model work counted, per request kind, with the byte baseline's keys."""
 
     def __init__(self):
-        self.kinds: dict[str, tuple[Events, list[int]]] = {}
+        self.events: dict[str, Events] = {}
+        self.baseline_keys: dict[str, int] = {}
 
     def add(self, kind: str, ev: Events, baseline_keys: int):
-        total, keys = self.kinds.setdefault(kind, (Events(), [0]))
-        total.add(ev)
-        keys[0] += baseline_keys
+        self.events.setdefault(kind, Events()).add(ev)
+        self.baseline_keys[kind] = self.baseline_keys.get(kind, 0) + baseline_keys
 
     def summary(self, cfg) -> dict:
         """Counts and per-byte accounting (scratchpad.accounting.per_byte) overall and per kind."""
-        everything, keys = Events(), 0
-        by_kind = {}
-        for kind, (ev, k) in self.kinds.items():
+        everything = Events()
+        for ev in self.events.values():
             everything.add(ev)
-            keys += k[0]
-            by_kind[kind] = {**ev.counts(), **per_byte(cfg, ev, k[0])}
-        return {**everything.counts(), **per_byte(cfg, everything, keys), "by_request_kind": by_kind}
+        by_kind = {k: {**ev.counts(), **per_byte(cfg, ev, self.baseline_keys[k])} for k, ev in self.events.items()}
+        return {**everything.counts(), **per_byte(cfg, everything, sum(self.baseline_keys.values())),
+                "by_request_kind": by_kind}
 
 
 class HarnessScorer:
@@ -78,7 +77,7 @@ class HarnessScorer:
     # scoring -------------------------------------------------------------------------------------
     def loglikelihood(self, pairs: list[tuple[bytes, bytes]]) -> list[tuple[float, bool]]:
         """(sum of ln p over the continuation's bytes given the context's, whether greedy decoding
-        reproduces the continuation) per (context, continuation)."""
+        reproduces the continuation) per (context, continuation); an empty continuation is (0, True)."""
         rows = []
         for ctx, cont in pairs:
             if len(cont) > self.window:

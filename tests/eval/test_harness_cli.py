@@ -3,6 +3,7 @@ task builder (eval/harness_tasks/build.py)."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -28,17 +29,23 @@ def test_harness_runs_the_local_task_per_tau_and_its_accuracy_is_the_adapters_ch
     model = load_model(None).float().eval()
     for run in runs:
         lm = ScratchpadHarnessLM(pretrained=model, entropy_threshold=run["threshold"])
-        hits = 0
+        hits, gold_nats, gold_bytes = 0, 0.0, 0
         for item in ITEMS[:6]:
             scores = [lp for lp, _ in lm.scorer.loglikelihood([(item["context"].encode(), c.encode())
                                                                for c in item["choices"]])]
             hits += max(range(CHOICES), key=scores.__getitem__) == item["label"]
+            gold_nats -= scores[item["label"]]
+            gold_bytes += len(item["choices"][item["label"]].encode())
         assert run["harness"]["results"]["sp_completion"]["acc,none"] == pytest.approx(hits / 6)
+        assert run["gold_bpb"]["sp_completion"] == pytest.approx(gold_nats / gold_bytes / math.log(2), rel=1e-9)
         assert run["harness"]["n-samples"]["sp_completion"]["effective"] == 6
+    acc = [r["harness"]["results"]["sp_completion"]["acc,none"] for r in runs]
+    assert runs[1]["paired_vs_first"]["sp_completion Δacc"].startswith(f"{acc[1] - acc[0]:+.4f} ± ")
     inf, zero = (r["scratchpad"] for r in runs)
     assert inf["scratchpad_rate"] == 0 < zero["scratchpad_rate"]
     assert inf["bytes"] == zero["bytes"] > 0          # the same bytes scored at both taus
-    assert inf["flops_per_byte"] < zero["flops_per_byte"] < zero["byte_baseline_flops_per_byte"] * 1.5
+    assert inf["trunk_calls_per_byte"] < zero["trunk_calls_per_byte"] <= 1
+    assert inf["flops_ratio_vs_byte"] < zero["flops_ratio_vs_byte"]
     md = (out / "harness.md").read_text()
     rows = [line for line in md.splitlines() if line.startswith("| ∞ ") or line.startswith("| 0 ")]
     assert len(rows) == 2 and "sp_completion acc" in md and "× byte baseline" in md
