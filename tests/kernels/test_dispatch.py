@@ -104,3 +104,35 @@ def test_dispatch_results_and_empty(monkeypatch):
     with torch.no_grad():
         new = diagonal_step(torch.ones(2, 3), torch.full((2, 3), 2.0), pool, [2, 0])
     assert torch.equal(new, torch.full((2, 3), 2.0)) and torch.equal(pool[1], torch.zeros(3))
+
+
+def test_check_backend_refuses_only_what_triton_cannot_run(monkeypatch):
+    monkeypatch.setenv("SCRATCHPAD_KERNELS", "triton")
+    with pytest.raises(kernels.KernelUnavailable, match="needs a CUDA device"):
+        kernels.check_backend(torch.device("meta"))
+    for mode in ("auto", "torch"):  # these fall back to the torch path, whatever the device
+        monkeypatch.setenv("SCRATCHPAD_KERNELS", mode)
+        kernels.check_backend(torch.device("meta"))
+
+
+# the CLI under a fresh interpreter, with `import triton` failing as it does where triton is not installed
+NO_TRITON = "import sys; sys.modules['triton'] = None; from eval.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+@pytest.mark.parametrize("problem", ["no interpreter", "no triton"])
+@pytest.mark.parametrize("command", ["generate", "train"])
+def test_cli_says_in_one_line_when_forced_triton_cannot_run(tmp_path, problem, command):
+    """SCRATCHPAD_KERNELS=triton on a CPU without the interpreter, or without triton: `scratchpad
+    generate` and `scratchpad train` stop before any work with one error line and exit code 2."""
+    args = {"generate": ["generate", "hi", "--max-bytes", "2"],
+            "train": ["train", "--data", str(tmp_path / "corpus.bin"), "--out", str(tmp_path / "out"), "--device", "cpu"]}[command]
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env.update(SCRATCHPAD_KERNELS="triton", CUDA_VISIBLE_DEVICES="", PYTHONPATH=str(ROOT))
+    prog = ["-c", NO_TRITON] if problem == "no triton" else ["-m", "eval.cli"]
+    out = subprocess.run([sys.executable, *prog, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+                         check=False)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1, out.stderr
+    want = "triton cannot be imported" if problem == "no triton" else "TRITON_INTERPRET=1"
+    assert lines[0].startswith("error: SCRATCHPAD_KERNELS=triton") and want in lines[0], lines[0]
+    assert not (tmp_path / "out").exists()
