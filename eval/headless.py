@@ -4,6 +4,7 @@ package; `.ci/run` installs it), never a downloaded browser.
 """
 from __future__ import annotations
 
+import base64
 import fcntl
 import json
 import os
@@ -146,10 +147,12 @@ class DevTools:
                 return m.get("result", {})
             self.events.append(m)
 
-    def open(self, url: str) -> str:
-        """Load url in a new tab; returns its session id once the load event fired."""
+    def open(self, url: str, size: tuple[int, int] = (1280, 900)) -> str:
+        """Load url in a new tab of size (width, height); its session id once the load event fired."""
         target = self.call("Target.createTarget", url="about:blank")["targetId"]
         session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        self.call("Emulation.setDeviceMetricsOverride", session, width=size[0], height=size[1], deviceScaleFactor=1,
+                  mobile=False)
         self.call("Page.enable", session)
         self.call("Page.navigate", session, url=url)
         deadline = time.time() + self.timeout
@@ -157,16 +160,28 @@ class DevTools:
             self.events.append(self._message(deadline))
         return session
 
-    def dom_when(self, url: str, condition: str) -> str:
-        """The page's DOM as soon as the JS expression `condition` holds (polled every 50 ms)."""
-        session = self.open(url)
+    def evaluate_when(self, session: str, condition: str, value: str):
+        """The JS expression `value` as soon as the JS expression `condition` holds (polled every 50 ms)."""
         wait = (f"new Promise(done => {{ const t = setInterval(() => {{ if ({condition}) {{ clearInterval(t); "
-                "done(document.documentElement.outerHTML); } }, 50); })")
+                f"done({value}); }} }}, 50); }})")
         got = self.call("Runtime.evaluate", session, expression=wait, awaitPromise=True, returnByValue=True,
                         timeout=int(self.timeout * 1000))
         if "exceptionDetails" in got:
             raise UserError(f"the page's script failed: {got['exceptionDetails'].get('text')}")
-        return got["result"]["value"]
+        return got["result"].get("value")
+
+    def dom_when(self, url: str, condition: str) -> str:
+        """The page's DOM as soon as `condition` holds."""
+        return self.evaluate_when(self.open(url), condition, "document.documentElement.outerHTML")
+
+    def screenshot_when(self, url: str, condition: str, png: Path, size: tuple[int, int] = (1280, 900)) -> Path:
+        """A PNG of the page's first `size` pixels as soon as `condition` holds."""
+        session = self.open(url, size)
+        self.evaluate_when(session, condition, "true")
+        data = self.call("Page.captureScreenshot", session, format="png")["data"]
+        png = Path(png)
+        png.write_bytes(base64.b64decode(data))
+        return png
 
     def close(self):
         try:
@@ -196,3 +211,31 @@ def screenshot(url: str, png: Path, size: tuple[int, int] = (1280, 900), budget_
     if not png.is_file():
         raise UserError(f"headless Chromium wrote no screenshot to {png}")
     return png
+
+
+def main(argv=None) -> int:
+    """`python -m eval.headless URL --png OUT [--when JS]`: a screenshot of a page once it is ready
+    (the README's playground picture: a streamed generation has ended)."""
+    from scratchpad.flags import Parser
+
+    ap = Parser(prog="python -m eval.headless", description="A PNG of a web page once a JS condition holds.")
+    ap.add_argument("url")
+    ap.add_argument("--png", required=True, help="the PNG to write")
+    ap.add_argument("--when", default="true", help="a JS expression; the picture is taken once it is true")
+    ap.add_argument("--size", default="1280x900", help="viewport WIDTHxHEIGHT")
+    ap.add_argument("--timeout", type=float, default=120, help="seconds to wait for the page and the condition")
+    a = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        size = tuple(int(v) for v in a.size.lower().split("x"))
+        assert len(size) == 2 and min(size) > 0
+    except (ValueError, AssertionError):
+        raise UserError(f"--size {a.size!r}: give WIDTHxHEIGHT, e.g. 1280x900") from None
+    with DevTools(a.timeout) as browser:
+        print(f"-> {browser.screenshot_when(a.url, a.when, a.png, size)}")
+    return 0
+
+
+if __name__ == "__main__":
+    from scratchpad.errors import run_cli
+
+    sys.exit(run_cli(main))

@@ -81,7 +81,8 @@ def test_playground_streams_the_api_text_and_marks_every_byte_as_the_model_does(
         out = model(torch.tensor([list(data)]), threshold=1.5)
     assert [int(s["data-scratch"]) for s in page.spans] == out.scratch[0].int().tolist()
     assert [int(s["data-commit"]) for s in page.spans] == out.ends[0].int().tolist()
-    assert float(page.stats["rate"]) == pytest.approx(want["scratchpad"]["rate"])
+    assert int(page.stats["scratchpads"]) == int(out.scratchpads[0])
+    assert float(page.stats["engine-rate"]) == pytest.approx(want["scratchpad"]["rate"])
     assert sum("prompt" in s["class"] for s in page.spans) == len(PROMPT.encode())
 
 
