@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 
-from infer.options import TAU_MAX, check_every
+from infer.options import TAU_MAX
 
 INT64 = 2**63
 
@@ -109,7 +109,5 @@ def triggers(body: dict, cfg) -> tuple[float | None, float | None, int]:
         tau = 1.5
     if budget is not None:
         budget = number(body, "scratchpad_budget", None, 0, 1)
-    longest = cfg.longest_patch
-    every = number(body, "scratch_every", 0, 0, longest, integer=True)
-    check_every(every, longest=longest)
+    every = number(body, "scratch_every", 0, 0, cfg.longest_patch, integer=True)
     return tau, budget, every
