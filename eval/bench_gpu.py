@@ -83,8 +83,10 @@ def plan(rehearse: bool = False) -> list[Step]:
         Step("decode-every4", [*cli, "bench", "generate", *dev, "--threshold", "inf", "--scratch-every", "4", *decode],
              40, decode_line),
         Step("train-eager", [*bench_train, f"{sp},{byte}"], 45, train_line),
-        Step("train-log", ["-m", "eval.bench_gpu_steps", "train-log", "--out", "{out}", *dev, *log], 35, train_log_line),
-        Step("kernels", [*cli, "bench", "kernels", *dev, "--dtype", "fp32", "--no-compile", *kernels], 60, kernels_line),
+        Step("train-log", ["-m", "eval.bench_gpu_steps", "train-log", "--out", "{out}", *dev, *log], 35,
+             train_log_line),
+        Step("kernels", [*cli, "bench", "kernels", *dev, "--dtype", "fp32", "--no-compile", *kernels], 60,
+             kernels_line),
         Step("compile-sp", [*compile_train, sp, "--compile"], 80, train_line),
         Step("compile-byte", [*compile_train, byte, "--compile"], 60, train_line),
     ]
@@ -96,7 +98,9 @@ def plan(rehearse: bool = False) -> list[Step]:
 
 # one README line per step, from the last JSON line the step printed ------------------------------
 def env_line(r: dict) -> str:
-    where = f"{r['device']} (sm {r['capability']}, {r['sms']} SMs, {r['memory_gib']} GiB)" if "device" in r else "no CUDA"
+    where = "no CUDA"
+    if "device" in r:
+        where = f"{r['device']} (sm {r['capability']}, {r['sms']} SMs, {r['memory_gib']} GiB)"
     return f"{where}; torch {r['torch']}, CUDA {r['cuda']}, triton {r['triton']}"
 
 
@@ -134,12 +138,16 @@ def train_log_line(r: dict) -> str:
             f"MFU {r.get('mfu')}, peak memory {r.get('peak_mem_bytes')}")
 
 
+def _gbps(x: float) -> str:
+    return f"{x:,.0f}" if x >= 10 else f"{x:.2g}"
+
+
 def kernels_line(r: dict) -> str:
     """Achieved bandwidth of each scan at the largest shape, against the copy bandwidth measured."""
     B, T, D = max(((x["B"], x["T"], x["D"]) for x in r["scan"]), key=lambda s: s[0] * s[1] * s[2])
-    cells = [f"{x['op']} {x['impl']} {x['gbps']:.3g} GB/s ({x['frac_of_copy']:.0%})" for x in r["scan"]
+    cells = [f"{x['op']} {x['impl']} {_gbps(x['gbps'])} GB/s ({x['frac_of_copy']:.0%})" for x in r["scan"]
              if (x["B"], x["T"], x["D"]) == (B, T, D)]
-    return (f"{r['dtype']}, copy {r['copy_bandwidth_Bps'] / 1e9:.3g} GB/s; at {B}x{T}x{D}: " + ", ".join(cells)
+    return (f"{r['dtype']}, copy {_gbps(r['copy_bandwidth_Bps'] / 1e9)} GB/s; at {B}x{T}x{D}: " + ", ".join(cells)
             + f"; {len(r['steps'])} step-latency rows")
 
 
@@ -199,7 +207,8 @@ def main(argv=None) -> int:
             raise UserError("bench gpu: no CUDA device here; this is the prepared run for a GPU machine "
                             "(--rehearse runs its steps on CPU, --dry-run lists them)")
     prepare_out(out, steps)
-    title = "GPU run rehearsed on CPU (`scratchpad bench gpu --rehearse`)" if a.rehearse else "GPU run (`scratchpad bench gpu`)"
+    title = ("GPU run rehearsed on CPU (`scratchpad bench gpu --rehearse`)" if a.rehearse
+             else "GPU run (`scratchpad bench gpu`)")
     rows = run_plan(steps, out, a.budget, title)
     bad = [r["step"] for r in rows if r["status"] != "passed"]
     print(f"bench gpu: {len(rows) - len(bad)}/{len(rows)} steps passed -> {out}/README.md"

@@ -110,7 +110,8 @@ def main(argv=None) -> int:
     for name, make in MODELS.items():
         rows = compare(make().to(a.device), x, a.device, prefill=[0, a.bytes // 3])
         for r in rows:
-            print(f"{name:<9} tau={r['tau']!s:<4} every={r['every']} {describe_row(r)} -> {'ok' if r['passed'] else 'FAILED'}")
+            verdict = "ok" if r["passed"] else "FAILED"
+            print(f"{name:<9} tau={r['tau']!s:<4} every={r['every']} {describe_row(r)} -> {verdict}")
         failed += sum(not r["passed"] for r in rows)
         results[name] = rows
     worst = max((r["rel_diff"] for rows in results.values() for r in rows if "rel_diff" in r), default=None)

@@ -72,7 +72,8 @@ def test_bad_out_or_step_one_error_line(tmp_path, bad):
             "only": ["--only", "env,warp-drive", "--out", str(tmp_path / "o")]}[bad]
     r = cli("--rehearse", *args)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
-    assert r.stderr.startswith("error: --out" if bad != "only" else "error: --only env,warp-drive: unknown step(s) warp-drive;"), r.stderr
+    expected = "error: --only env,warp-drive: unknown step(s) warp-drive;" if bad == "only" else "error: --out"
+    assert r.stderr.startswith(expected), r.stderr
     assert (tmp_path / "f").read_text() == "x"
 
 
@@ -182,3 +183,22 @@ def test_rehearsal_runs_every_step_on_cpu(tmp_path):
     readme = (out / "README.md").read_text()
     assert all(f"| {name} | passed |" in readme for name in ORDER)
     assert "- **decode-every4**: tau inf, every 4:" in readme and "unexpected shape" not in readme
+
+
+def test_result_lines_read_the_gpu_runs_json():
+    """The README lines of the steps whose GPU output differs in shape from the rehearsal's."""
+    env = dict(device="NVIDIA H100 80GB HBM3", capability="9.0", sms=132, memory_gib=79.1, torch="2.13.0", cuda="12.8",
+               triton="3.7.1")
+    assert bench_gpu.env_line(env) == ("NVIDIA H100 80GB HBM3 (sm 9.0, 132 SMs, 79.1 GiB); torch 2.13.0, CUDA 12.8, "
+                                       "triton 3.7.1")
+    dec = dict(threshold=1.5, scratch_every=0, bytes_per_second=dict(sp_b1=900.0, byte_b1=450.0), speedup_vs_byte=2.0,
+               flops_ratio_vs_byte=0.517, speedup_vs_byte_b16=1.5, speedup_vs_byte_b64=1.25,
+               decode_step=dict(sp_b1="cuda-graphs", byte_b1="cuda-graphs"), graph_fallback=dict(sp_b1=None, byte_b1=None))
+    assert bench_gpu.decode_line(dec) == ("tau 1.5, every 0: 900 vs 450 B/s at batch 1 = 2.00x the byte baseline "
+                                          "(FLOP ratio 0.517), batch 16 1.50x, batch 64 1.25x; decode step: cuda-graphs")
+    scan = [dict(op="scan fwd", impl=impl, B=8, T=T, D=1024, gbps=g, frac_of_copy=f)
+            for impl, T, g, f in (("triton", 4096, 2000.0, 0.6), ("triton", 16384, 2500.0, 0.75),
+                                  ("torch", 16384, 500.0, 0.15))]
+    line = bench_gpu.kernels_line(dict(dtype="float32", copy_bandwidth_Bps=3.3e12, scan=scan, steps=[{}] * 14))
+    assert line == ("float32, copy 3,300 GB/s; at 8x16384x1024: scan fwd triton 2,500 GB/s (75%), "
+                    "scan fwd torch 500 GB/s (15%); 14 step-latency rows")
