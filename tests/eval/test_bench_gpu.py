@@ -193,9 +193,11 @@ def test_result_lines_read_the_gpu_runs_json():
                                        "triton 3.7.1")
     dec = dict(threshold=1.5, scratch_every=0, bytes_per_second=dict(sp_b1=900.0, byte_b1=450.0), speedup_vs_byte=2.0,
                flops_ratio_vs_byte=0.517, speedup_vs_byte_b16=1.5, speedup_vs_byte_b64=1.25,
-               decode_step=dict(sp_b1="cuda-graphs", byte_b1="cuda-graphs"), graph_fallback=dict(sp_b1=None, byte_b1=None))
-    assert bench_gpu.decode_line(dec) == ("tau 1.5, every 0: 900 vs 450 B/s at batch 1 = 2.00x the byte baseline "
-                                          "(FLOP ratio 0.517), batch 16 1.50x, batch 64 1.25x; decode step: cuda-graphs")
+               decode_step=dict(sp_b1="cuda-graphs", byte_b1="cuda-graphs"),
+               graph_fallback=dict(sp_b1=None, byte_b1=None))
+    assert bench_gpu.decode_line(dec) == (
+        "tau 1.5, every 0: 900 vs 450 B/s at batch 1 = 2.00x the byte baseline (FLOP ratio 0.517), batch 16 1.50x, "
+        "batch 64 1.25x; decode step: cuda-graphs")
     scan = [dict(op="scan fwd", impl=impl, B=8, T=T, D=1024, gbps=g, frac_of_copy=f)
             for impl, T, g, f in (("triton", 4096, 2000.0, 0.6), ("triton", 16384, 2500.0, 0.75),
                                   ("torch", 16384, 500.0, 0.15))]
