@@ -99,16 +99,6 @@ def view_text(model, data: bytes, taus, every: int = 0, on_window=None) -> TextV
                     every=every)
 
 
-def offsets(view: TextView, scratch: np.ndarray) -> np.ndarray:
-    """[n] bytes since the latest usable trunk output (commit or scratchpad) at each position,
-    restarting at every window (position t of a window with nothing usable yet: t + 1)."""
-    out = np.zeros(len(view.data), np.int64)
-    for s, L in view.windows:
-        mark = torch.from_numpy(view.ends[s : s + L] | scratch[s : s + L])[None]
-        out[s : s + L] = bytes_since(mark)[0].numpy()
-    return out
-
-
 def lag_profile(view: TextView, run: Run) -> list[dict]:
     """BPB by offset since the latest commit: bits of byte i + 1 grouped by the offset at position
     i (the lag that byte would have at τ = ∞) -> [{offset, bpb, bytes}]."""

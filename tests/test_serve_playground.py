@@ -13,7 +13,7 @@ pytest.importorskip("openai", reason="the server tests use the official openai c
 
 from eval.headless import DevTools, find_browser  # noqa: E402
 from scratchpad import load_model  # noqa: E402
-from serve_client import NAME, Server, openai_error  # noqa: E402
+from serve_client import Server, openai_error  # noqa: E402
 
 KEY = "sk-playground-test"
 PROMPT = "def add(x, y):\n"

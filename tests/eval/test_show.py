@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from html.parser import HTMLParser
 
 import numpy as np
@@ -16,6 +15,7 @@ import torch.nn.functional as F
 from eval import show
 from eval.common import accounting
 from eval.headless import dump_pages, find_browser, page_url
+from eval.headless import main as headless_main
 from eval.lag_stats import bytes_since
 from eval.show_data import view_text
 from scratchpad import load_model, save_model
@@ -195,3 +195,15 @@ def test_binary_input_is_shown_with_binary_and_force_replaces(tmp_path, cli):
     page = out.read_text()
     assert page.startswith("<!DOCTYPE html>") and "not UTF-8 text" in page and "</html>" in page
     assert "http://" not in page and "https://" not in page                # self-contained: no network
+
+
+def test_screenshot_is_a_png_of_the_page(tmp_path, cli, user_error):
+    if find_browser() is None:
+        pytest.skip("needs headless Chromium (.ci/run installs it)")
+    folder = save_model(sharpened("tiny-sp-fixed-p4"), tmp_path / "m")
+    png = tmp_path / "page.png"
+    code, _, err = cli(show.main, ["hello, bytes", "--model", folder, "--out", tmp_path / "p.html", "--screenshot", png])
+    assert code == 0, err
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    code, _, err = cli(headless_main, [page_url(tmp_path / "p.html"), "--png", png, "--size", "wide"])
+    user_error(code, err, "--size")
