@@ -5,7 +5,7 @@ A child runs as `python -X faulthandler -u ...` with PYTHONUNBUFFERED=1, in its 
 its stdout and stderr going straight to OUT/<step>.txt: every line is on disk the moment it is
 printed. At `limit - grace` seconds the group gets SIGINT (KeyboardInterrupt: pytest still prints
 what it ran), at `limit` SIGABRT (faulthandler writes every thread's stack into the file), and
-KILL_WAIT_S later SIGKILL. Each step's row is written to OUT/summary.json and OUT/README.md
+KILL_WAIT_S later SIGKILL; if this process dies, the child gets SIGKILL (Linux). Each step's row is written to OUT/summary.json and OUT/README.md
 (temporary file, then rename) when the step starts (status "running") and again when it ends, so a
 kill of this process at any moment leaves every finished step on disk.
 
@@ -14,6 +14,7 @@ interrupted (this process was stopped mid-step), running (this process died mid-
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shlex
@@ -121,6 +122,17 @@ def _wait(p: subprocess.Popen, until: float) -> int | None:
         return None
 
 
+def _die_with_parent(parent: int):
+    """In the child before exec (Linux): SIGKILL when the harness dies, so a harness killed with
+    SIGKILL leaves no step running on."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the harness died before prctl took effect
+            os._exit(1)
+
+
 def run_child(argv: list[str], output: Path, limit: float, grace: float) -> tuple[str, int | None]:
     """Run argv with stdout + stderr into `output`; stop it at its limit (SIGINT, SIGABRT, SIGKILL).
     -> (status, return code). A KeyboardInterrupt here stops the child's group and propagates."""
@@ -128,7 +140,7 @@ def run_child(argv: list[str], output: Path, limit: float, grace: float) -> tupl
     start = time.monotonic()
     with open(output, "wb", buffering=0) as f:
         p = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT, env=env,
-                             start_new_session=True)
+                             start_new_session=True, preexec_fn=functools.partial(_die_with_parent, os.getpid()))
         try:
             rc = _wait(p, start + limit - grace)
             if rc is None:
