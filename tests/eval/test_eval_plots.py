@@ -12,8 +12,6 @@ from eval import bpb, code, sweep, tokenizer_baseline
 from eval.common import paired_difference, standard_error
 from eval.report import bar_figure, short_path, xy_figure
 
-pytest.importorskip("matplotlib")
-
 
 def test_points_have_distinct_styles_and_vlines_are_in_the_legend():
     points = [dict(label=f"variant {i}", x=float(i + 1), y=1.0 + i / 10) for i in range(12)]

@@ -1,4 +1,5 @@
-"""Report writing: strict JSON, Markdown tables, PNG skipped with a note when matplotlib is missing."""
+"""Report writing: strict JSON, Markdown tables, PNGs drawn (matplotlib is a test dependency), and
+skipped with a note when matplotlib is missing."""
 from __future__ import annotations
 
 import json
@@ -28,12 +29,13 @@ def test_png_degrades_without_matplotlib(tmp_path, monkeypatch):
     assert data["png"] is None and "matplotlib" in data["png_note"]
 
 
-def test_png_written_when_matplotlib_present(tmp_path):
-    if not report.have_matplotlib():
-        return
+def test_png_written_with_matplotlib(tmp_path):
+    """matplotlib is in the [test] extra: the picture must be drawn, not skipped."""
+    assert report.have_matplotlib()
     note = report.plot_xy(tmp_path / "p.png", [dict(label="s", x=[1, 2, math.inf], y=[3, 4, 5], annotate=["a", "b", "c"])],
                           "x", "y", "t", points=[dict(label="pt", x=1.5, y=3.5)], vlines=[dict(label="v", x=1.2)], logx=True)
-    assert note is None and (tmp_path / "p.png").stat().st_size > 1000
+    png = (tmp_path / "p.png").read_bytes()
+    assert note is None and png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000
 
 
 def test_out_folder_errors(tmp_path):
