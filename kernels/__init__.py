@@ -115,7 +115,7 @@ def scratch_step(a, b, states):
     """Transient step a * states + b (any shape, all three alike); writes nothing; differentiable."""
     if backend_for(a) == "triton":
         a, b, states = check_scratch(a, b, states)
-        return _triton_ops(a.device).triton_scratch_step(a, b, states)
+        return _triton_ops(a.device).scratch_step(a, b, states)
     return scratch_step_ref(a, b, states)
 
 

@@ -106,3 +106,13 @@ def _scratch_backward(ctx, g):
 
 
 triton_scratch_step.register_autograd(_scratch_backward, setup_context=_scratch_setup)
+
+
+def scratch_step(a: torch.Tensor, b: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+    """a * states + b (validated, contiguous inputs): the operator where a compiled graph or autograd
+    needs it, else the bare kernel launch -- a decode step per byte and layer, where the operator's
+    dispatch costs about twice an autograd.Function's Python overhead (measured on CPU)."""
+    needs_grad = torch.is_grad_enabled() and (a.requires_grad or b.requires_grad or states.requires_grad)
+    if torch.compiler.is_compiling() or needs_grad:
+        return triton_scratch_step(a, b, states)
+    return step_triton.scratch_forward(a, b, states)

@@ -68,3 +68,16 @@ def test_scratch_step_through_the_operator_matches_torch(triton_path):
     assert rel_err(out, a * s + b) < 1e-6
     for x, y in zip(grads, (w * s, w, w * a)):
         assert rel_err(x, y) < 1e-6
+
+
+def test_scratch_step_without_autograd_launches_the_kernel_directly(triton_path, monkeypatch):
+    """A decode step (no grad) skips the operator's dispatch and still writes every element."""
+    def refuse(*args):
+        raise AssertionError("the operator ran for a step that needs no autograd")
+
+    monkeypatch.setattr(triton_path, "triton_scratch_step", refuse)
+    g = torch.Generator().manual_seed(2)
+    a, b, s = (torch.randn(3, 40, generator=g, device=DEVICE) for _ in range(3))
+    with torch.no_grad():
+        out = scratch_step(a, b, s.requires_grad_())
+    assert rel_err(out, a * s.detach() + b) < 1e-6
