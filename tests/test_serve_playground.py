@@ -60,6 +60,10 @@ def ask(server, browser, **query) -> Page:
     return Page(browser.dom_when(server.url + "/?" + urlencode(dict(query, go=1)), DONE))
 
 
+HTML = "document.documentElement.outerHTML"
+SLIDE_TO_0 = '(() => { const t = document.getElementById("tau"); t.value = 0; t.dispatchEvent(new Event("input")); })()'
+
+
 def same_request(server, key=None, **body):
     status, got = server.complete(dict(body, prompt=PROMPT, temperature=0, stream=False),
                                   {"Authorization": f"Bearer {key}"} if key else None)
@@ -70,7 +74,11 @@ def same_request(server, key=None, **body):
 def test_playground_streams_the_api_text_and_marks_every_byte_as_the_model_does(model, browser):
     server = Server(model, max_batch=2)
     try:
-        page = ask(server, browser, prompt=PROMPT, max_tokens=40, tau=1.5)
+        session = browser.open(server.url + "/?" + urlencode(dict(prompt=PROMPT, max_tokens=40, tau=1.5, go=1)))
+        page = Page(browser.evaluate_when(session, DONE, HTML))
+        browser.evaluate_when(session, "true", SLIDE_TO_0)   # after the generation: re-mark the same bytes at 0
+        at_zero = Page(browser.evaluate_when(session, 'document.getElementById("status").textContent.startsWith('
+                                             '"marks at τ = 0")', HTML))
         want = same_request(server, max_tokens=40, entropy_threshold=1.5)
     finally:
         server.close()
@@ -84,6 +92,8 @@ def test_playground_streams_the_api_text_and_marks_every_byte_as_the_model_does(
     assert int(page.stats["scratchpads"]) == int(out.scratchpads[0])
     assert float(page.stats["engine-rate"]) == pytest.approx(want["scratchpad"]["rate"])
     assert sum("prompt" in s["class"] for s in page.spans) == len(PROMPT.encode())
+    assert [int(s["data-scratch"]) for s in at_zero.spans] == [1 - int(s["data-commit"]) for s in at_zero.spans]
+    assert at_zero.output["data-text"] == want["text"]                     # the text stays; only the marks move
 
 
 def test_playground_works_behind_an_api_key_and_says_when_it_is_missing(model, browser):
