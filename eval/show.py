@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from eval.common import load_eval_model
-from eval.headless import find_browser, page_url, screenshot
+from eval.headless import DevTools, find_browser, page_url
 from eval.report import jsonable
 from eval.show_data import RUN_TAUS, cost_numbers, lag_profile, run_summary, view_text
 from infer.generate import DEFAULT_THRESHOLD
@@ -211,7 +211,8 @@ def main(argv=None) -> int:
     print(f"-> {out} ({len(data):,} bytes in {len(view.windows)} window(s), {int(chosen.scratch.sum()):,} scratchpads at "
           f"τ = {tau_json(tau)}, BPB {chosen.bpb:.4f}; page {len(page.encode()) / 1e6:.2f} MB)")
     if png is not None:
-        screenshot(page_url(out), png)
+        with DevTools() as browser:
+            browser.screenshot_when(page_url(out), "true", png)
         print(f"-> {png}")
     return 0
 

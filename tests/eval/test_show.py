@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from eval import show
 from eval.common import accounting
-from eval.headless import dump_pages, find_browser, page_url
+from eval.headless import DevTools, find_browser, page_url
 from eval.headless import main as headless_main
 from eval.lag_stats import bytes_since
 from eval.show_data import view_text
@@ -93,7 +93,8 @@ def doms(tmp_path_factory, short_context):
     assert show.main(["--file", str(tmp / "long.txt"), "--model", str(short_context[1]), "--out", str(tmp / "long.html"),
                       "--threshold", "0.5"]) == 0
     keys = [("text", q) for q in QUERIES] + [("long", "all=1")]
-    pages = dump_pages([page_url(tmp / f"{name}.html", q) for name, q in keys])
+    with DevTools() as browser:   # one launch, a tab per page
+        pages = [browser.dom_when(page_url(tmp / f"{name}.html", q), "true") for name, q in keys]
     return {k: dict(parsed=parsed(d), raw=d) for k, d in zip(keys, pages)}
 
 
