@@ -24,7 +24,7 @@ def metric_cells(results: dict, tasks: list[str]) -> dict[str, str]:
                 continue
             se = results[name].get(f"{metric}_stderr,{filt}")
             label = f"{name} {metric}" + ("" if filt == "none" else f" ({filt})")
-            cells[label] = fmt(value) + (f" ± {fmt(se, 2)}" if isinstance(se, (int, float)) else "")
+            cells[label] = fmt(value) + (f" ± {fmt(se)}" if isinstance(se, (int, float)) else "")
     return cells
 
 
@@ -48,17 +48,18 @@ def per_doc(samples: dict) -> dict:
     return out
 
 
-def paired_cells(run: dict, first: dict) -> dict[str, str]:
-    """{"task Δmetric": "mean ± SE"}: this run minus the first, per document, on the documents both scored."""
-    cells = {}
+def paired_vs_first(run: dict, first: dict) -> dict[str, dict]:
+    """{"task Δmetric": {mean, se, documents}}: this run minus the first, per document, on the
+    documents both scored."""
+    out = {}
     for task, doc in run["docs"].items():
         for metric, values in doc["metrics"].items():
             base = first["docs"].get(task, {}).get("metrics", {}).get(metric, {})
             common = sorted(set(values) & set(base))
             if len(common) > 1:
                 mean, se = paired_difference([values[d] for d in common], [base[d] for d in common])
-                cells[f"{task} Δ{metric}"] = f"{mean:+.4f} ± {fmt(se, 2)}"
-    return cells
+                out[f"{task} Δ{metric}"] = dict(mean=mean, se=se, documents=len(common))
+    return out
 
 
 def write(out: Path, runs: list[dict], tasks: list[str], meta: dict, cfg):
@@ -66,10 +67,10 @@ def write(out: Path, runs: list[dict], tasks: list[str], meta: dict, cfg):
     adapter's accounting and the per-task summaries) into out."""
     first_tau = "∞" if runs[0]["threshold"] == "inf" else fmt(runs[0]["threshold"])
     for r in runs:
-        r["paired_vs_first"] = paired_cells(r, runs[0]) if r is not runs[0] else {}
+        r["paired_vs_first"] = paired_vs_first(r, runs[0]) if r is not runs[0] else {}
         r["gold_bpb"] = {t: d["gold_bpb"] for t, d in r["docs"].items() if d["gold_bpb"] is not None}
     cells = [{**metric_cells(r["harness"]["results"], tasks), **{f"{t} gold BPB": fmt(v) for t, v in r["gold_bpb"].items()},
-              **r["paired_vs_first"]} for r in runs]
+              **{k: f"{d['mean']:+.4f} ± {fmt(d['se'])}" for k, d in r["paired_vs_first"].items()}} for r in runs]
     columns = list(dict.fromkeys(k for c in cells for k in c))
     rows = [[float("inf") if r["threshold"] == "inf" else r["threshold"], *(c.get(k, "") for k in columns),
              r["scratchpad"]["scratchpad_rate"], r["scratchpad"]["trunk_calls_per_byte"], r["scratchpad"]["flops_per_byte"],

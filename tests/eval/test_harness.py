@@ -71,7 +71,9 @@ def test_loglikelihood_equals_a_direct_forward_over_the_same_bytes(model, tau):
     # multi-byte characters are scored byte by byte: 30 bytes, not 20 characters
     assert len(pairs[1][1].encode()) == 30 and len(pairs[1][1]) == 20
     s = lm.stats()
-    assert s["bytes"] == sum(min(len((c.encode() or b"\x00") + d.encode()) - 1, WINDOW) for c, d in pairs)
+    lengths = [min(len((c.encode() or b"\x00") + d.encode()) - 1, WINDOW) for c, d in pairs]
+    assert s["bytes"] == sum(lengths)                 # counted over real bytes, never the batch's padding
+    assert s["commits"] == sum(n // model.cfg.patch_size for n in lengths)
     assert (s["scratchpads"] == 0) == math.isinf(tau)
 
 
