@@ -1,4 +1,5 @@
-"""Corpus builder: sources on tiny synthetic trees, dedup, split by document, manifest, CLI errors.
+"""Corpus builder (train/corpus/): sources on tiny synthetic trees, dedup, split by document,
+manifest, CLI errors.
 
 Fast, no network, no apt: every source is pointed at files made here.
 """
@@ -12,23 +13,19 @@ import os
 import subprocess
 import sys
 import tarfile
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from scratchpad.errors import UserError
-from train import sources as S
-from train.corpus import (
-    DOCUMENT_SEPARATOR,
-    build_corpus,
-    main,
-    open_split,
-    read_manifest,
-    verify_corpus,
-    water_fill,
-)
+from scratchpad.vocab import DOCUMENT_SEPARATOR
+from train.corpus import formats as F
+from train.corpus.build import build_corpus, water_fill
+from train.corpus.installed import main
+from train.corpus.reading import Tally, clean_text
+from train.corpus.store import read_manifest, verify_corpus
+from train.corpus.walk import walk
 
 REPO = Path(__file__).resolve().parents[2]
 SEP = bytes([DOCUMENT_SEPARATOR])
@@ -63,26 +60,50 @@ def make_code_tree(root: Path) -> None:
 
 
 def test_clean_text():
-    assert S.clean_text(b"a\r\nb\rc  \n\n\n") == b"a\nb\nc\n"
-    assert S.clean_text(b"\xef\xbb\xbfhello") == b"hello\n"
-    assert S.clean_text(b"x\x00y") is None
-    assert S.clean_text(b"x\x00y", binary_if_nul=False) == b"xy\n"
-    assert S.clean_text(b"\xff\xfe") is None
-    assert S.clean_text(b" \n\t\n") is None
-    st = Counter()
-    S.clean_text(b"\xff", st)
-    assert st["dropped_undecodable"] == 1
+    assert clean_text(b"a\r\nb\rc  \n\n\n") == b"a\nb\nc\n"
+    assert clean_text(b"\xef\xbb\xbfhello") == b"hello\n"
+    assert clean_text(b"x\x00y") is None
+    assert clean_text("x\x00y") == b"xy\n"  # decoded text: NUL dropped, not refused
+    assert clean_text(b"\xff\xfe") is None
+    assert clean_text(b" \n\t\n") is None
+    tally = Tally()
+    clean_text(b"\xff", tally, "a.txt")
+    clean_text(b"\x00", tally, "b.bin")
+    clean_text(b"\n", tally)
+    assert tally.skipped_dict() == {"binary": {"count": 1, "examples": ["b.bin"]}, "empty": {"count": 1, "examples": []},
+                                    "undecodable": {"count": 1, "examples": ["a.txt"]}}
 
 
 def test_tree_documents_dedup_and_cleaning(tmp_path):
     make_code_tree(tmp_path)
-    st = Counter()
-    docs = list(S.tree_documents(tmp_path / "pkg", (".py",), st))
-    assert st["dropped_binary"] == 1 and st["dropped_undecodable"] == 1 and st["dropped_empty"] == 1
+    st = Tally()
+    docs = list(F.tree_documents(tmp_path / "pkg", (".py",), st))
+    assert st.skipped == {"binary": 1, "undecodable": 1, "empty": 1, "generated_build_folder": 1}
+    assert st.examples["binary"] == ["blob.py"] and st.examples["generated_build_folder"] == ["__pycache__/"]
     assert all(b"\r" not in d and SEP not in d for d in docs)
     assert not any(b"cached = True" in d for d in docs)
     # m3 + its copy + CRLF twin of m4 -> after cleaning there are 2 duplicates among the 42 documents.
     assert len(docs) == 42 and len(set(docs)) == 40
+
+
+def test_installed_trees_walk(tmp_path):
+    """The one walker with the installed sources' selection: suffixes, no hidden or cache folders,
+    no symbolic links, an avoided folder walked on its own; every skip recorded with its reason."""
+    for rel in ("a.py", "b.txt", ".hidden/h.py", "site/s.py", "sub/c.py", "sub/__pycache__/c.py"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(f"# {rel}\n")
+    os.symlink("sub", tmp_path / "link")
+    os.symlink("a.py", tmp_path / "z.py")
+    tally = Tally()
+    found = [rel for rel, _ in walk(tmp_path, F.installed_selection((".py",), [tmp_path / "site"]), tally)]
+    assert found == ["a.py", "sub/c.py"]
+    assert tally.skipped_dict() == {
+        "generated_build_folder": {"count": 1, "examples": ["sub/__pycache__/"]},
+        "hidden_folder": {"count": 1, "examples": [".hidden/"]},
+        "symlink": {"count": 2, "examples": ["link", "z.py"]},
+        "walked_separately": {"count": 1, "examples": ["site/"]},
+    }
+    assert list(F.python_code_documents([tmp_path, tmp_path / "site"])) == [b"# a.py\n", b"# sub/c.py\n", b"# site/s.py\n"]
 
 
 def build(tmp_path, out_name="out", **kw):
@@ -90,9 +111,9 @@ def build(tmp_path, out_name="out", **kw):
     if not t.exists():
         make_code_tree(t)
     sources = {
-        "python": S.tree_documents(t / "pkg", (".py",)),
-        "c": S.tree_documents(t / "src", (".c", ".h")),
-        "rst": S.tree_documents(t / "docs", (".rst",)),
+        "python": F.tree_documents(t / "pkg", (".py",)),
+        "c": F.tree_documents(t / "src", (".c", ".h")),
+        "rst": F.tree_documents(t / "docs", (".rst",)),
     }
     kw.setdefault("val_fraction", 0.2)
     return build_corpus(sources, tmp_path / out_name, **kw), tmp_path / out_name
@@ -122,7 +143,7 @@ def test_build_corpus_split_dedup_manifest(tmp_path):
     assert sum(s["val_bytes"] for s in m["sources"].values()) == m["files"]["val"]["bytes"]
     assert m["format"]["document_separator"] == 0
     assert verify_corpus(out)
-    assert open_split(out, "val").dtype == np.uint8
+    assert np.fromfile(out / "val.bin", dtype=np.uint8).tobytes() == SEP.join(val) + SEP
     # No temporaries left behind.
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "train.bin", "val.bin"]
 
@@ -134,10 +155,10 @@ def test_build_is_deterministic_and_split_stable_across_sources(tmp_path):
         assert (out1 / f"{split}.bin").read_bytes() == (out2 / f"{split}.bin").read_bytes()
     # Without the "c" source, the other sources' documents keep their split.
     t = tmp_path / "tree"
-    build_corpus({"python": S.tree_documents(t / "pkg", (".py",)), "rst": S.tree_documents(t / "docs", (".rst",))},
+    build_corpus({"python": F.tree_documents(t / "pkg", (".py",)), "rst": F.tree_documents(t / "docs", (".rst",))},
                  tmp_path / "c", val_fraction=0.2, seed=7)
     val_all, val_sub = set(split_docs(out1 / "val.bin")), set(split_docs(tmp_path / "c" / "val.bin"))
-    c_docs = set(S.tree_documents(t / "src", (".c", ".h")))
+    c_docs = set(F.tree_documents(t / "src", (".c", ".h")))
     assert val_sub == val_all - c_docs
     # Another seed, another split.
     m3, out3 = build(tmp_path, "d", seed=8)
@@ -194,17 +215,17 @@ def test_gcide_reader(tmp_path):
     p = tmp_path / "mini.dict.dz"
     with gzip.open(p, "wb") as f:
         f.write(text.encode())
-    docs = list(S.gcide_documents(p))
+    docs = list(F.gcide_documents(p))
     assert len(docs) == 2
     assert docs[0].startswith(b"Apple") and b"2. A tree." in docs[0] and b"[Obs.]" in docs[0]
     assert b"Webster" not in docs[0] and b"<i>" not in docs[0] and b"A note." in docs[0]
     assert docs[1] == b"Banana \\Ba*na\"na\\, n.\n   Another fruit.\n"
     # With a dictd index the ranges come from it (header entries skipped).
     raw = text.encode()
-    b64 = lambda n: "".join(S._B64[(n >> s) & 63] for s in (12, 6, 0)).lstrip("A") or "A"
+    b64 = lambda n: "".join(F.DICT_B64[(n >> s) & 63] for s in (12, 6, 0)).lstrip("A") or "A"
     o = raw.index(b"Banana")
     (tmp_path / "mini.index").write_text(f"00-database-info\tA\t{b64(30)}\nBanana\t{b64(o)}\t{b64(len(raw) - o)}\n")
-    assert list(S.gcide_documents(p)) == [docs[1]]
+    assert list(F.gcide_documents(p)) == [docs[1]]
 
 
 def _tar_add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -232,25 +253,25 @@ def test_linux_reader_tar_and_dir(tmp_path):
         (tree / name).parent.mkdir(parents=True, exist_ok=True)
         (tree / name).write_bytes(data)
     for source in (tarpath, tree):
-        st = Counter()
-        assert sorted(S.linux_documents(source, "docs")) == [b"Admin\n=====\n\nHello.\n", b"Some notes.\n"]
-        assert sorted(S.linux_documents(source, "c", st)) == [b"int fork(void)\n{\n\treturn 0;\n}\n", b"int fork(void);\n"]
-        assert st["dropped_generated"] == 1
+        st = Tally()
+        assert sorted(F.linux_documents(source, "docs")) == [b"Admin\n=====\n\nHello.\n", b"Some notes.\n"]
+        assert sorted(F.linux_documents(source, "c", st)) == [b"int fork(void)\n{\n\treturn 0;\n}\n", b"int fork(void);\n"]
+        assert st.skipped_dict() == {"generated_register_map": {"count": 1, "examples": ["drivers/gpu/regs.h"]}}
 
 
 def test_kjv_and_shakespeare_readers(tmp_path):
     verses = [("Genesis", 1, 1, "In the beginning."), ("Genesis", 1, 2, "And the earth."), ("Genesis", 2, 1, "Thus.")]
     p = tmp_path / "kjv.jsonl"
     p.write_text("".join(json.dumps({"book": b, "chapter": c, "verse": v, "text": t}) + "\n" for b, c, v, t in verses))
-    assert list(S.kjv_documents(p)) == [b"Genesis 1\n\n1 In the beginning.\n2 And the earth.\n", b"Genesis 2\n\n1 Thus.\n"]
+    assert list(F.kjv_documents(p)) == [b"Genesis 1\n\n1 In the beginning.\n2 And the earth.\n", b"Genesis 2\n\n1 Thus.\n"]
     texts = tmp_path / "texts"
     texts.mkdir()
     (texts / "hamlet_gut.txt").write_text("Hamlet, modern\n")
     (texts / "hamlet_gut_f.txt").write_text("Hamlet, folio\n")
     (texts / "metadata.txt").write_text("[hamlet_gut]\n")
-    st = Counter()
-    assert list(S.shakespeare_documents(texts, st)) == [b"Hamlet, modern\n"]
-    assert st["dropped_folio_duplicate"] == 1
+    st = Tally()
+    assert list(F.shakespeare_documents(texts, st)) == [b"Hamlet, modern\n"]
+    assert st.skipped_dict() == {"folio_duplicate": {"count": 1, "examples": ["hamlet_gut_f.txt"]}}
 
 
 def fake_root(tmp_path: Path) -> Path:
@@ -337,9 +358,9 @@ def test_cli_bad_input_one_line(tmp_path, capsys, args, needle):
 
 
 def test_module_runs_as_script(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "train.corpus", "text", "--out", str(tmp_path), "--max-mb", "0"],
+    r = subprocess.run([sys.executable, "-m", "train.corpus.installed", "text", "--out", str(tmp_path), "--max-mb", "0"],
                        cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
-    r = subprocess.run([sys.executable, "-m", "train.corpus", "--help"], cwd=REPO, capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "train.corpus.installed", "--help"], cwd=REPO, capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": str(REPO)})
     assert r.returncode == 0 and "--max-mb" in r.stdout

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from eval.cli import main as scratchpad_main
-from train.corpus import DOCUMENT_SEPARATOR, read_manifest, verify_corpus
-from train.files import generated_reason
+from scratchpad.vocab import DOCUMENT_SEPARATOR
+from train.corpus.reading import generated_reason
+from train.corpus.store import read_manifest, verify_corpus
 
 REPO = Path(__file__).resolve().parents[2]
 SEP = bytes([DOCUMENT_SEPARATOR])
@@ -159,6 +160,13 @@ def test_generated_reason():
     assert generated_reason("x.py", b"x = 1\n" * 400) is None  # long file, short lines
     assert generated_reason("data.json", b"[" + b"1," * 1000 + b"1]") == "generated_minified"
     assert generated_reason("x.py", b"y" * 900) is None  # short: a long line alone is fine
+    regs = b"/* header */\n" + b"#define REG_A 0x1\n" * 1000
+    assert generated_reason("regs.h", regs) == "generated_register_map"
+    assert generated_reason("regs.h", regs[: 15 * 1024]) is None  # under 16 KB
+    # the installed sources judge by name and register maps only (content_marks=False)
+    assert generated_reason("x.c", b"/* DO NOT EDIT */\nint x;\n", content_marks=False) is None
+    assert generated_reason("x.c", b"/* DO NOT EDIT */\nint x;\n") == "generated_marked"
+    assert generated_reason("regs.h", regs, content_marks=False) == "generated_register_map"
 
 
 def user_folder(tmp_path: Path) -> tuple[Path, dict[str, bytes]]:

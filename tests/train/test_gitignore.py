@@ -1,4 +1,4 @@
-""".gitignore matching without git (train/gitignore.py), checked case by case and against git."""
+""".gitignore matching without git (train/corpus/gitignore.py), checked case by case and against git."""
 from __future__ import annotations
 
 import shutil
@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from train.files import Skipped, walk
-from train.gitignore import GitIgnore, compile_pattern, compile_patterns, decide
+from train.corpus.gitignore import GitIgnore, compile_pattern, compile_patterns, decide
+from train.corpus.reading import Tally
+from train.corpus.walk import Selection, walk
 
 
 @pytest.mark.parametrize(
@@ -95,7 +96,7 @@ def test_agrees_with_git(tmp_path):
                        capture_output=True, text=True, env={"GIT_CONFIG_NOSYSTEM": "1", "HOME": str(tmp_path),
                                                              "PATH": "/usr/bin:/bin"})
     by_git = sorted(line.strip('"') for line in r.stdout.splitlines())
-    ours = sorted(rel for rel, _ in walk(tmp_path))
+    ours = sorted(rel for rel, _ in walk(tmp_path, Selection(gitignore=GitIgnore(tmp_path))))
     assert ours == by_git
     # and the tree really exercises the rules: these are kept / dropped
     assert "keep.log" in ours and "docs/b.txt" in ours and "src/only_top.cfg" in ours and "xz.dat" in ours
@@ -106,7 +107,7 @@ def test_agrees_with_git(tmp_path):
 
 def test_walk_counts_gitignored(tmp_path):
     make_ignore_tree(tmp_path)
-    skipped = Skipped()
-    list(walk(tmp_path, skipped=skipped))
-    assert skipped.counts["gitignored"] >= 8
+    skipped = Tally()
+    list(walk(tmp_path, Selection(gitignore=GitIgnore(tmp_path)), skipped))
+    assert skipped.skipped["gitignored"] >= 8
     assert "out/" in skipped.examples["gitignored"]
