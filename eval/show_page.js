@@ -169,8 +169,11 @@ $("text").addEventListener("mouseover", (ev) => {
   const what = KIND[i] === "cont" ? "continuation byte" : KIND[i] === "bad" ? "not UTF-8" : JSON.stringify(GLYPH[i]);
   $("info").textContent = `byte ${i}: 0x${hex(c, 2)} ${what} · patch ${PATCH[i]}` +
     (bits ? ` · ${bits} bits at τ = ${tauText(RUNS[S.bitsRun].tau)} (predicted after byte ${i - 1}, ${i > 0 ? S.offset[i - 1] : "-"} bytes since a trunk output)` : " · first byte: nothing predicts it") +
-    ` · aux entropy after it ${ENTROPY[i].toFixed(3)} nats` + (ENDS[i] ? " · closes its patch (commit)" : "") +
-    (S.scratch[i] ? ` · scratchpad after it: fresh trunk context for byte ${i + 1}` : "");
+    ` · aux entropy after it ${ENTROPY[i].toFixed(3)} nats` + (ENDS[i]
+      ? " · closes its patch: the commit refreshes the context, no scratchpad needed"
+      : S.scratch[i] ? ` · scratchpad after it (entropy > τ = ${tauText(S.tau)}` +
+        `${D.every && OPEN[i] % D.every === 0 ? `, or byte ${OPEN[i]} of its patch` : ""}): fresh trunk context for byte ${i + 1}`
+      : ` · no scratchpad (entropy ≤ τ = ${tauText(S.tau)})`);
 });
 
 // ---- static parts: header, notes, run table, lag profile

@@ -82,20 +82,30 @@ def short_context(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def doms(tmp_path_factory, short_context):
-    """{(page, query): parsed DOM}: TEXT through the default model at τ = 1.5 under QUERIES, and
-    LONG through the short-context model at τ = 0.5, all from one headless Chromium launch."""
+def browser():
     if find_browser() is None:
         pytest.skip("needs headless Chromium (.ci/run installs it)")
+    with DevTools() as b:
+        yield b
+
+
+@pytest.fixture(scope="module")
+def pages(tmp_path_factory, short_context):
+    """The pages: TEXT through the default model at τ = 1.5, LONG through the short-context model at 0.5."""
     tmp = tmp_path_factory.mktemp("show")
     assert show.main([TEXT.decode("utf-8", "surrogateescape"), "--out", str(tmp / "text.html"), "--threshold", "1.5"]) == 0
     (tmp / "long.txt").write_bytes(LONG)
     assert show.main(["--file", str(tmp / "long.txt"), "--model", str(short_context[1]), "--out", str(tmp / "long.html"),
                       "--threshold", "0.5"]) == 0
+    return dict(text=tmp / "text.html", long=tmp / "long.html")
+
+
+@pytest.fixture(scope="module")
+def doms(browser, pages):
+    """{(page, query): parsed DOM} for TEXT under QUERIES and LONG, a browser tab each."""
     keys = [("text", q) for q in QUERIES] + [("long", "all=1")]
-    with DevTools() as browser:   # one launch, a tab per page
-        pages = [browser.dom_when(page_url(tmp / f"{name}.html", q), "true") for name, q in keys]
-    return {k: dict(parsed=parsed(d), raw=d) for k, d in zip(keys, pages)}
+    got = [browser.dom_when(page_url(pages[name], q), "true") for name, q in keys]
+    return {k: dict(parsed=parsed(d), raw=d) for k, d in zip(keys, got)}
 
 
 def test_every_byte_is_an_element_with_the_models_numbers(doms, default_model):
@@ -148,6 +158,19 @@ def test_slider_prices_a_tau_it_never_ran_and_claims_no_bits_for_it(doms, defaul
     assert float(got.stats["kv"]) == pytest.approx(acc["kv_ratio_vs_byte"], rel=1e-12)
     at_run = doms["text", "tau=1.5"]["parsed"]
     assert float(at_run.stats["bpb"]) == pytest.approx(view_text(default_model, TEXT, [1.5]).runs[0].bpb, rel=1e-6)
+
+
+def test_hovering_a_byte_says_why_a_scratchpad_fired_or_not(browser, pages, default_model):
+    out = model_pass(default_model, 1.5)
+    fired = int(out.scratch[0].int().argmax())
+    quiet = next(i for i in range(len(TEXT)) if not out.scratch[0, i] and not out.ends[0, i])
+    session = browser.open(page_url(pages["text"]))
+    hover = ('(() => {{ document.querySelector(\'.b[data-i="{}"]\').dispatchEvent(new MouseEvent("mouseover", '
+             '{{bubbles: true}})); return document.getElementById("info").textContent; }})()')
+    said = browser.evaluate_when(session, "true", hover.format(fired))
+    assert f"byte {fired}:" in said and "scratchpad after it (entropy > τ = 1.5" in said
+    assert f"fresh trunk context for byte {fired + 1}" in said
+    assert "no scratchpad (entropy ≤ τ = 1.5)" in browser.evaluate_when(session, "true", hover.format(quiet))
 
 
 def test_text_longer_than_the_context_slides_windows_and_says_so(doms, short_context):
