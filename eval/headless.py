@@ -81,7 +81,10 @@ class DevTools:
         """Send one command and wait for its answer (events seen meanwhile go to self.events)."""
         self._next += 1
         msg = dict(id=self._next, method=method, params=params, **({"sessionId": session} if session else {}))
-        os.write(self._send, json.dumps(msg).encode() + b"\0")
+        try:
+            os.write(self._send, json.dumps(msg).encode() + b"\0")
+        except BrokenPipeError:
+            raise UserError("headless Chromium exited") from None
         deadline = time.time() + self.timeout
         while True:
             m = self._message(deadline)
