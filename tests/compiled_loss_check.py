@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 
 import torch
@@ -28,7 +29,7 @@ def rel_diff(got: torch.Tensor, want: torch.Tensor) -> float:
 
 def model_loss(preset: str):
     """(loss_fn, its inputs, params): the preset's training loss on two rows of 12 bytes (short: the
-    interpreter runs a kernel row by row), one row with a low threshold and one with a high one."""
+    interpreter runs a kernel row by row), one row with scratchpads (tau 0.5), one without (inf)."""
     torch.manual_seed(0)
     model = build_model(ModelConfig.preset(preset)).train()
     x = torch.randint(0, 256, (2, 13), generator=torch.Generator().manual_seed(1))
@@ -36,7 +37,7 @@ def model_loss(preset: str):
     def loss_fn(x, y, tau):
         return model(x, targets=y, threshold=tau).loss
 
-    return loss_fn, (x[:, :-1], x[:, 1:], torch.tensor([0.5, 2.0])), list(model.parameters())
+    return loss_fn, (x[:, :-1], x[:, 1:], torch.tensor([0.5, math.inf])), list(model.parameters())
 
 
 def layer_loss():
