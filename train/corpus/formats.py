@@ -139,10 +139,13 @@ def linux_documents(source: Path, want: str, tally: Tally | None = None) -> Iter
     max_bytes = MAX_CODE_FILE_BYTES if want == "c" else MAX_TEXT_FILE_BYTES
     if source.is_dir():
         top = source / "Documentation" if want == "docs" else source
-        for _, path in walk(top, installed_selection((".rst", ".txt") if want == "docs" else (".c", ".h")), tally):
+        suffixes = (".rst", ".txt") if want == "docs" else (".c", ".h")
+        for _, path in walk(top, installed_selection(suffixes), tally):
             rel = path.relative_to(source).as_posix()
-            if _linux_wanted(rel, want) and (doc := read_file(path, rel, tally, max_bytes=max_bytes,
-                                                              content_marks=False)) is not None:
+            if not _linux_wanted(rel, want):
+                continue
+            doc = read_file(path, rel, tally, max_bytes=max_bytes, content_marks=False)
+            if doc is not None:
                 yield doc
         return
     with tarfile.open(source, "r|*") as tar:
