@@ -35,7 +35,7 @@ def parse_limit(text) -> float | int:
         v = float(text)
     except ValueError:
         v = float("nan")
-    if not (v > 0) or (v >= 1 and v != int(v)) or v == float("inf"):
+    if not (0 < v < float("inf")) or (v >= 1 and v != int(v)):
         raise UserError(f"--limit {text!r}: give a whole number of documents (>= 1) or a fraction in (0, 1)")
     return int(v) if v >= 1 else v
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -59,10 +60,17 @@ def test_harness_runs_the_local_task_per_tau_and_its_accuracy_is_the_adapters_ch
     (["--tasks", "sp_completion", "--include-path", TASKS, "--model", TASKS], "not a model folder"),
     (["--tasks", "sp_completion", "--include-path", TASKS, "--threshold", "1.5,-1"], "--threshold"),
     (["--tasks", "sp_completion", "--include-path", TASKS, "--limit", "2.5"], "--limit"),
+    (["--tasks", "sp_completion", "--include-path", TASKS, "--limit", "inf"], "--limit"),
 ])
 def test_bad_input_is_one_clear_line(cli, user_error, tmp_path, argv, needle):
     code, _, err = cli(console, ["eval", "harness", *argv, "--out", tmp_path / "r"])
     user_error(code, err, needle)
+
+
+def test_without_lm_eval_the_command_says_how_to_install_it(cli, user_error, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "lm_eval", None)     # import lm_eval now raises ModuleNotFoundError
+    code, _, err = cli(console, ["eval", "harness", "--tasks", "sp_completion", "--out", tmp_path / "r"])
+    user_error(code, err, "needs lm-eval", "[harness]")
 
 
 def test_the_task_builder_cuts_documents_into_a_context_and_four_real_choices():
