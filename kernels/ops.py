@@ -1,5 +1,6 @@
 """The Triton kernels as torch.library custom operators: what `kernels.diagonal_scan` and
-`kernels.scratch_step` call on the Triton path, eagerly and under torch.compile alike.
+`kernels.scratch_step` call on the Triton path, eagerly and under torch.compile alike (except a
+scratch step that needs neither autograd nor a graph, e.g. decode: see `scratch_step` below).
 
 A compiled graph calls each operator as one opaque node -- forward and backward -- with shapes from
 its fake registration, so Dynamo never traces into a kernel launch (which it cannot) and the
@@ -10,8 +11,9 @@ training forward and backward compile without a graph break:
   scratchpad::triton_scratch_step(a, b, states) -> a * states + b  any shape, all three alike
   scratchpad::triton_scratch_step_backward(g, a, states) -> (da, db, dstates)
 
-They are `custom_op`s, not `triton_op`s: a triton_op's body must launch through `wrap_triton`,
-and Inductor's CPU backend cannot run user Triton kernels, which the interpreter tests need.
+They are `custom_op`s, not `triton_op`s: a triton_op would let Inductor see the kernels, but its
+body must launch each one through `wrap_triton`, which the launchers in scan_triton.py do not;
+Inductor calls a custom_op as one extern kernel.
 Inputs are validated (kernels._validate) before these are called; the backward operators are
 not differentiable (no double backward on the Triton path).
 
