@@ -19,8 +19,8 @@ time with --budget). The models, all with the same trunk:
 Every byte model logs validation BPB against cumulative training FLOPs while it trains, is scored
 on every held-out set in windows (eval/common.py) at every tau, and passes (or fails, in the
 report) the causality audit on its trained weights. `--pilot` instead trains P16 SP with each
-local design of --locals (local attention span x local width) at the first trunk width and reports
-which does best at equal FLOPs. Finished runs are reused and unfinished ones continue exactly, so
+local design of --locals (local attention span x local width) at the first trunk width, every
+design to the FLOPs the byte baseline with the first design spends, and reports which does best. Finished runs are reused and unfinished ones continue exactly, so
 the command can span sessions; the report is rewritten after every model (eval/scale_report.py).
 """
 from __future__ import annotations
@@ -193,7 +193,8 @@ def main(argv=None) -> int:
     env = dict(start=environment(a))
     results = []
     for (d, local), configs in plan.items():
-        byte_cfg = scale_config("byte", d, local, a.tiny)
+        # the pilot compares local designs at one budget: the byte baseline's with the first design
+        byte_cfg = scale_config("byte", d, locals_[0] if a.pilot else local, a.tiny)
         budget = training_budget(a.budget, steps, byte_cfg, configs, a)
         a.steps, a.flops_budget = budget["steps"], budget["flops_budget"]
         tag = f"d{d}" + (f"-span{local[0]}-w{local[1]}" if a.pilot or local != (4, 64) else "")

@@ -62,6 +62,12 @@ def test_pilot_compares_local_designs_at_equal_flops(assets, tmp_path, cli, read
     assert [x["local"] for x in r["runs"]] == ["4x16", "8x16"] and r["best"] in ("4x16", "8x16")
     flops = [x["train_flops"] for x in r["runs"]]
     assert max(flops) < 1.1 * min(flops)
+    code, out, err = cli(main, args(assets, tmp_path, "--trunk-dims", "16", "--pilot", "--locals", "4x16,4x32"))
+    assert code == 0, err
+    wide = read_report(tmp_path / "out" / "pilot.json")["runs"]
+    log = [json.loads(line) for line in (tmp_path / "runs" / "d16-span4-w32" / "p16-sp" / "log.jsonl").read_text().splitlines()]
+    last = [e for e in log if e["event"] == "step"][-1]
+    assert wide[1]["train_flops"] - last["model_flops"] < wide[0]["train_flops"]   # a wider local model: no larger budget
 
 
 def test_trend_fit_finds_a_known_crossover():
