@@ -75,8 +75,10 @@ def plan(rehearse: bool = False) -> list[Step]:
     compile_train = [*(["-m", "eval.bench_gpu_steps", "aot-eager"] if rehearse else cli), *bench_train[2:]]
     steps = [
         Step("env", ["-m", "eval.bench_gpu_steps", "env", "--out", "{out}"], 20, env_line),
-        # the graph decode comparison runs as the next step, which keeps its numbers
-        Step("pytest-gpu", ["-m", "pytest", "-m", "gpu", "-q", "-rfEs", "-p", "no:cacheprovider", "--deselect",
+        # a test file that fails to import (an optional package missing there) must not stop the
+        # rest; the graph decode comparison runs as the next step, which keeps its numbers
+        Step("pytest-gpu", ["-m", "pytest", "-m", "gpu", "-q", "-rfEs", "-p", "no:cacheprovider",
+                            "--continue-on-collection-errors", "--deselect",
                             "tests/test_gpu_decode.py::test_cuda_graph_decode_equals_parallel_forward", *tests], 90),
         Step("graph-decode", ["-m", "eval.graph_decode", *dev, "--bytes", decode_bytes], 60, graph_decode_line),
         Step("decode-tau", [*cli, "bench", "generate", *dev, "--threshold", "1.5", *decode], 40, decode_line),
