@@ -114,7 +114,8 @@ class ScratchpadHarnessLM(LM):
         return totals
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
-        """Greedy; requests with the same stop strings and length are generated as one batch."""
+        """Greedy, as the harness's LM interface specifies (sampling settings in the request's
+        gen_kwargs are not used); requests with the same stop strings and length form one batch."""
         groups: dict[tuple, list[int]] = {}
         for i, r in enumerate(requests):
             kw = dict(r.args[1] or {})
