@@ -77,7 +77,7 @@ def plan(rehearse: bool = False) -> list[Step]:
         Step("env", ["-m", "eval.bench_gpu_steps", "env", "--out", "{out}"], 20, env_line),
         # a test file that fails to import (an optional package missing there) must not stop the
         # rest; the graph decode comparison runs as the next step, which keeps its numbers
-        Step("pytest-gpu", ["-m", "pytest", "-m", "gpu", "-q", "-rfEs", "-p", "no:cacheprovider",
+        Step("pytest-gpu", ["-m", "pytest", "-m", "gpu", "-rfEs", "-p", "no:cacheprovider",
                             "--continue-on-collection-errors", "--deselect",
                             "tests/test_gpu_decode.py::test_cuda_graph_decode_equals_parallel_forward", *tests], 90),
         Step("graph-decode", ["-m", "eval.graph_decode", *dev, "--bytes", decode_bytes], 60, graph_decode_line),
@@ -103,7 +103,10 @@ def env_line(r: dict) -> str:
     where = "no CUDA"
     if "device" in r:
         where = f"{r['device']} (sm {r['capability']}, {r['sms']} SMs, {r['memory_gib']} GiB)"
-    return f"{where}; torch {r['torch']}, CUDA {r['cuda']}, triton {r['triton']}"
+    line = f"{where}; torch {r['torch']}, CUDA {r['cuda']}, triton {r['triton']}"
+    if r.get("commit"):
+        line += f"; commit {r['commit'][:10]}" + (" with uncommitted changes" if r.get("uncommitted_changes") else "")
+    return line
 
 
 def graph_decode_line(r: dict) -> str:

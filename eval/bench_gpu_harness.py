@@ -5,9 +5,10 @@ A child runs as `python -X faulthandler -u ...` with PYTHONUNBUFFERED=1, in its 
 its stdout and stderr going straight to OUT/<step>.txt: every line is on disk the moment it is
 printed. At `limit - grace` seconds the group gets SIGINT (KeyboardInterrupt: pytest still prints
 what it ran), at `limit` SIGABRT (faulthandler writes every thread's stack into the file), and
-KILL_WAIT_S later SIGKILL; if this process dies, the child gets SIGKILL (Linux). Each step's row is written to OUT/summary.json and OUT/README.md
-(temporary file, then rename) when the step starts (status "running") and again when it ends, so a
-kill of this process at any moment leaves every finished step on disk.
+KILL_WAIT_S later SIGKILL; if this process dies, the child gets SIGKILL (Linux). Each step's row
+is written to OUT/summary.json and OUT/README.md (temporary file, then rename) when the step
+starts (status "running") and again when it ends, so a kill of this process at any moment leaves
+every finished step on disk.
 
 Statuses: passed, failed (non-zero exit), timeout, skipped (the run's budget was spent),
 interrupted (this process was stopped mid-step), running (this process died mid-step).
@@ -40,6 +41,7 @@ class Step:
     argv: list[str]     # arguments after `python -X faulthandler -u`; "{out}" becomes the report folder
     timeout_s: float
     headline: Callable[[dict], str] | None = None  # the step's last JSON line -> one README line
+    # (without one, or without a JSON line, the README shows the output's last line)
 
     @property
     def output(self) -> str:
@@ -205,10 +207,11 @@ def _run_steps(steps: list[Step], out: Path, report: Report, log) -> list[dict]:
             report.put(dict(row, status="interrupted", seconds=round(time.monotonic() - t0, 1)))
             raise
         result = last_json(out / st.output)
-        row.update(status=status, returncode=rc, seconds=round(time.monotonic() - t0, 1))
+        ending = tail(out / st.output, 1).strip()
+        row.update(status=status, returncode=rc, seconds=round(time.monotonic() - t0, 1), last_line=ending[:300])
         if result is not None:
             row["result"] = result
-        headline = _headline(st, result)
+        headline = _headline(st, result) or (f"`{ending[:200]}`" if ending and not ending.startswith("{") else None)
         report.put(row, headline)
         log(f"[{st.name}] {status} in {row['seconds']} s -> {out / st.output}" + (f": {headline}" if headline else ""))
         if status != "passed":
@@ -229,8 +232,8 @@ def _headline(st: Step, result: dict | None) -> str | None:
 
 
 def tail(path: Path, lines: int = 12) -> str:
-    """The last lines of a step's output, indented (printed when a step did not pass)."""
+    """The last non-empty lines of a step's output, indented (printed when a step did not pass)."""
     with open(path, "rb") as f:
         f.seek(max(0, path.stat().st_size - 4096))
-        text = f.read().decode(errors="replace").splitlines()[-lines:]
+        text = [line for line in f.read().decode(errors="replace").splitlines() if line.strip()][-lines:]
     return "\n".join("    " + line for line in text)

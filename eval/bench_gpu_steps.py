@@ -26,7 +26,7 @@ from scratchpad.flags import Parser, describe, int_flag
 
 
 def env_info() -> dict:
-    """Device, driver and library versions (nvidia-smi's text where it runs)."""
+    """Device, driver and library versions, the git commit (where this is a checkout), nvidia-smi's text."""
     info = dict(date=datetime.now(timezone.utc).isoformat(timespec="seconds"), python=sys.version.split()[0],
                 torch=torch.__version__, cuda=torch.version.cuda, cuda_available=torch.cuda.is_available())
     for lib in ("triton", "fla"):
@@ -38,11 +38,20 @@ def env_info() -> dict:
         props = torch.cuda.get_device_properties(0)
         info.update(device=props.name, capability=f"{props.major}.{props.minor}", sms=props.multi_processor_count,
                     memory_gib=round(props.total_memory / 2**30, 1), bf16=torch.cuda.is_bf16_supported())
-    try:
-        info["nvidia_smi"] = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=15).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        info["nvidia_smi"] = None
+    info["commit"] = _run(["git", "rev-parse", "HEAD"])
+    status = _run(["git", "status", "--porcelain", "--untracked-files=no"])
+    info["uncommitted_changes"] = None if status is None else bool(status)
+    info["nvidia_smi"] = _run(["nvidia-smi"])
     return info
+
+
+def _run(argv: list[str]) -> str | None:
+    """A command's stdout (stripped); None where it does not run or fails."""
+    try:
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=15)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return p.stdout.strip() if p.returncode == 0 else None
 
 
 def train_log_run(out: Path, device: str, preset: str, steps: int, batch: int, seq_len: int, dtype: str) -> dict:

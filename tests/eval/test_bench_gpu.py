@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -193,6 +194,7 @@ def test_rehearsal_runs_every_step_on_cpu(tmp_path):
     readme = (out / "README.md").read_text()
     assert all(f"| {name} | passed |" in readme for name in ORDER)
     assert "- **decode-every4**: tau inf, every 4:" in readme and "unexpected shape" not in readme
+    assert re.search(r"- \*\*pytest-gpu\*\*: `\d+ skipped, \d+ deselected in", readme)  # no JSON: the last line
 
 
 def test_result_lines_read_the_gpu_runs_json():
@@ -201,6 +203,8 @@ def test_result_lines_read_the_gpu_runs_json():
                triton="3.7.1")
     assert bench_gpu.env_line(env) == ("NVIDIA H100 80GB HBM3 (sm 9.0, 132 SMs, 79.1 GiB); torch 2.13.0, CUDA 12.8, "
                                        "triton 3.7.1")
+    assert bench_gpu.env_line(dict(env, commit="0123456789abcdef", uncommitted_changes=True)).endswith(
+        "triton 3.7.1; commit 0123456789 with uncommitted changes")
     dec = dict(threshold=1.5, scratch_every=0, bytes_per_second=dict(sp_b1=900.0, byte_b1=450.0), speedup_vs_byte=2.0,
                flops_ratio_vs_byte=0.517, speedup_vs_byte_b16=1.5, speedup_vs_byte_b64=1.25,
                decode_step=dict(sp_b1="cuda-graphs", byte_b1="cuda-graphs"),
