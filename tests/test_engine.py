@@ -58,8 +58,9 @@ def test_decode_with_scratch_every_equals_parallel_forward(name):
 @pytest.mark.parametrize("name", ["tiny-sp-fixed-p4", "tiny-sp-entropy-p8", "tiny-sp-router-p8", "tiny-heavy-p4",
                                   "tiny-study-C-soft-boundary"])
 def test_static_step_as_graphs_replay_it_equals_parallel_forward(name):
-    """The step CUDA graphs capture (trunk pass at every byte, masks deciding commit / transient /
-    unused, the full page table) decodes exactly like the parallel forward, here on CPU."""
+    """The step CUDA graphs capture (front, then trunk + decoder or decoder alone, masks deciding
+    commit / transient / unused per slot, KV pages read in buckets) decodes exactly like the
+    parallel forward, here on CPU."""
     model = model_for(name)
     x = text_bytes(3, 30, seed=6)
     for tau in (0.0, 1.5, math.inf):
