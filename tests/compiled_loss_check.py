@@ -7,7 +7,8 @@ eager's. tests/test_compile.py runs it in a fresh process, because the Triton in
     TRITON_INTERPRET=1 python -m tests.compiled_loss_check --kernels triton torch --compiled layer
 
 --compiled layer compiles one SSM layer's scan and scratch step (seconds); --compiled model the
-whole training loss of the preset (AOT-traced backward: minutes on a loaded CPU).
+whole training loss of the preset (AOT-traced backward: minutes on a loaded CPU). On a GPU:
+--kernels auto --device cuda --backend inductor.
 """
 from __future__ import annotations
 
@@ -27,28 +28,28 @@ def rel_diff(got: torch.Tensor, want: torch.Tensor) -> float:
     return float((got - want).abs().max() / want.abs().max().clamp_min(1e-30))
 
 
-def model_loss(preset: str):
+def model_loss(preset: str, device: str):
     """(loss_fn, its inputs, params): the preset's training loss on two rows of 12 bytes (short: the
     interpreter runs a kernel row by row), one row with scratchpads (tau 0.5), one without (inf)."""
     torch.manual_seed(0)
-    model = build_model(ModelConfig.preset(preset)).train()
-    x = torch.randint(0, 256, (2, 13), generator=torch.Generator().manual_seed(1))
+    model = build_model(ModelConfig.preset(preset)).train().to(device)
+    x = torch.randint(0, 256, (2, 13), generator=torch.Generator().manual_seed(1)).to(device)
 
     def loss_fn(x, y, tau):
         return model(x, targets=y, threshold=tau).loss
 
-    return loss_fn, (x[:, :-1], x[:, 1:], torch.tensor([0.5, math.inf])), list(model.parameters())
+    return loss_fn, (x[:, :-1], x[:, 1:], torch.tensor([0.5, math.inf], device=device)), list(model.parameters())
 
 
-def layer_loss():
+def layer_loss(device: str):
     """(loss_fn, its inputs, params): one SSM layer's scan over x [2, 12, 16] and scratch steps
     from parents into its trace (-1: the zero state)."""
     torch.manual_seed(0)
-    layer = DiagonalSSM(16)
+    layer = DiagonalSSM(16).to(device)
     g = torch.Generator().manual_seed(1)
-    x = torch.randn(2, 12, 16, generator=g, requires_grad=True)
-    q = torch.randn(2, 5, 16, generator=g)
-    parent = torch.tensor([[-1, 0, 3, 3, 11], [2, 5, -1, 7, 10]])
+    x = torch.randn(2, 12, 16, generator=g).to(device).requires_grad_()
+    q = torch.randn(2, 5, 16, generator=g).to(device)
+    parent = torch.tensor([[-1, 0, 3, 3, 11], [2, 5, -1, 7, 10]], device=device)
 
     def loss_fn(x, q, parent):
         y, trace = layer(x)
@@ -75,14 +76,14 @@ def compiled_vs_eager(loss_fn, inputs, params, backend: str) -> dict:
     }
 
 
-def check(kernels: str, preset: str, compiled: str, backend: str) -> dict:
+def check(kernels: str, preset: str, compiled: str, backend: str, device: str) -> dict:
     os.environ["SCRATCHPAD_KERNELS"] = kernels
     torch._dynamo.reset()
     configure_compile()
-    loss_fn, inputs, _ = model_loss(preset)
+    loss_fn, inputs, _ = model_loss(preset, device)
     ex = torch._dynamo.explain(loss_fn)(*inputs)
     ops = sorted({str(n.target) for gm in ex.graphs for n in gm.graph.nodes if "scratchpad" in str(n.target)})
-    case = model_loss(preset) if compiled == "model" else layer_loss()
+    case = model_loss(preset, device) if compiled == "model" else layer_loss(device)
     return {
         "graph_breaks": ex.graph_break_count,
         "break_reasons": [b.reason.splitlines()[0] for b in ex.break_reasons],
@@ -98,8 +99,9 @@ def main():
     ap.add_argument("--preset", default="tiny-sp-fixed-p4")
     ap.add_argument("--compiled", choices=["layer", "model"], default="layer")
     ap.add_argument("--backend", default="aot_eager")
+    ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
-    print(json.dumps({k: check(k, args.preset, args.compiled, args.backend) for k in args.kernels}))
+    print(json.dumps({k: check(k, args.preset, args.compiled, args.backend, args.device) for k in args.kernels}))
 
 
 if __name__ == "__main__":

@@ -37,38 +37,50 @@ def test_chunked_scan_operator_matches_the_eager_scan_forward_and_backward():
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def compiled_loss_check(compiled: str) -> dict:
-    """tests/compiled_loss_check.py in a fresh process with the Triton interpreter on (it must be on
-    before triton is first imported); its JSON per kernel path."""
+def compiled_loss_check(compiled: str, *args: str, cuda: bool = False) -> dict:
+    """tests/compiled_loss_check.py in a fresh process, on CPU with the Triton interpreter on (it
+    must be on before triton is first imported), or on CUDA; its JSON per kernel path."""
     pytest.importorskip("triton")
-    env = {**os.environ, "TRITON_INTERPRET": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, "-m", "tests.compiled_loss_check", "--kernels", "triton", "torch",
-                          "--compiled", compiled], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800,
-                         check=False)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if not cuda:
+        env.update(TRITON_INTERPRET="1", CUDA_VISIBLE_DEVICES="")
+    out = subprocess.run([sys.executable, "-m", "tests.compiled_loss_check", "--compiled", compiled, *args],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def assert_compiles_like_eager(result: dict):
-    ops = {"triton": {"scratchpad.triton_scan.default", "scratchpad.triton_scratch_step.default"},
-           "torch": {"scratchpad.chunked_scan.default"}}
+def assert_compiles_like_eager(result: dict, loss_tol: float = 1e-6, grad_tol: float = 1e-5):
+    triton_ops = {"scratchpad.triton_scan.default", "scratchpad.triton_scratch_step.default"}
+    ops = {"triton": triton_ops, "auto": triton_ops, "torch": {"scratchpad.chunked_scan.default"}}  # auto: on CUDA
     for kernels, r in result.items():
         assert r["graph_breaks"] == 0 and r["graphs"] == 1, (kernels, r["break_reasons"])
         assert set(r["ops"]) == ops[kernels], (kernels, r["ops"])  # the path asked for is the path traced
         assert r["grads_compared"] >= 4 and r["grads_missing"] == 0, (kernels, r)
-        assert r["loss_rel_diff"] < 1e-6 and r["grad_rel_diff"] < 1e-5, (kernels, r)
+        assert r["loss_rel_diff"] < loss_tol and r["grad_rel_diff"] < grad_tol, (kernels, r)
 
 
 def test_both_kernel_paths_compile_forward_and_backward_without_graph_breaks():
     """SCRATCHPAD_KERNELS=triton (interpreter) and =torch: explain of the tiny-sp-fixed-p4 training
     loss has no graph break and calls the path's operators; one SSM layer's scan and scratch step
     compiled fullgraph, forward and backward, give eager's loss and gradients."""
-    assert_compiles_like_eager(compiled_loss_check("layer"))
+    assert_compiles_like_eager(compiled_loss_check("layer", "--kernels", "triton", "torch"))
 
 
 @pytest.mark.slow
 def test_both_kernel_paths_compile_the_whole_training_loss_like_eager():
-    assert_compiles_like_eager(compiled_loss_check("model"))
+    assert_compiles_like_eager(compiled_loss_check("model", "--kernels", "triton", "torch"))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_training_loss_compiles_with_inductor_without_graph_breaks():
+    """On CUDA (SCRATCHPAD_KERNELS=auto picks Triton; torch for comparison): the whole training loss
+    compiled by Inductor, forward and backward, no graph break, eager's loss and gradients (to
+    Inductor's reordered fp32 sums)."""
+    result = compiled_loss_check("model", "--kernels", "auto", "torch", "--device", "cuda", "--backend", "inductor",
+                                 cuda=True)
+    assert_compiles_like_eager(result, loss_tol=1e-4, grad_tol=1e-3)
 
 
 @pytest.mark.slow
