@@ -22,6 +22,9 @@ get each step's row as soon as it ends (see eval/bench_gpu_harness.py: a hung st
 then a faulthandler stack dump, then SIGKILL, and keeps what it printed).
 
     scratchpad bench gpu --out "$OUT/gpu"   # on the GPU machine, from the repository root
+                                            # (or python -m eval.bench_gpu without an install)
+    scratchpad bench gpu --budget 400       # less device time: the last steps (compile) are cut
+    scratchpad bench gpu --only compile-sp  # a rerun of chosen steps
     scratchpad bench gpu --rehearse         # anywhere: every step on CPU at tiny sizes, same harness
                                             # (compile steps with the aot_eager backend)
     scratchpad bench gpu --dry-run          # the steps, their limits and commands; nothing run
@@ -74,7 +77,7 @@ def plan(rehearse: bool = False) -> list[Step]:
     # rehearsal: Dynamo + AOTAutograd without inductor's C++ code generation (eval/bench_gpu_steps.py)
     compile_train = [*(["-m", "eval.bench_gpu_steps", "aot-eager"] if rehearse else cli), *bench_train[2:]]
     steps = [
-        Step("env", ["-m", "eval.bench_gpu_steps", "env", "--out", "{out}"], 20, env_line),
+        Step("env", ["-m", "eval.bench_gpu_steps", "env", "--out", "{out}"], 20, env_line, ("env.json",)),
         # a test file that fails to import (an optional package missing there) must not stop the
         # rest; the graph decode comparison runs as the next step, which keeps its numbers
         Step("pytest-gpu", ["-m", "pytest", "-m", "gpu", "-rfEs", "-p", "no:cacheprovider",
@@ -86,7 +89,7 @@ def plan(rehearse: bool = False) -> list[Step]:
              40, decode_line),
         Step("train-eager", [*bench_train, f"{sp},{byte}"], 45, train_line),
         Step("train-log", ["-m", "eval.bench_gpu_steps", "train-log", "--out", "{out}", *dev, *log], 35,
-             train_log_line),
+             train_log_line, ("train_log.jsonl",)),
         Step("kernels", [*cli, "bench", "kernels", *dev, "--dtype", "fp32", "--no-compile", *kernels], 60,
              kernels_line),
         Step("compile-sp", [*compile_train, sp, "--compile"], 80, train_line),
@@ -158,8 +161,8 @@ def kernels_line(r: dict) -> str:
 
 # the command ---------------------------------------------------------------------------------
 def prepare_out(out: Path, steps: list[Step]) -> Path:
-    """Create OUT and remove the files an earlier run of these steps left there; any problem is
-    one line."""
+    """Create OUT and remove the files an earlier run of these steps left there (other steps'
+    files stay: --only reruns some steps into an earlier report); any problem is one line."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a folder")
     try:
@@ -169,7 +172,7 @@ def prepare_out(out: Path, steps: list[Step]) -> Path:
         probe.unlink()
     except OSError as e:
         raise UserError(f"--out {out}: cannot write there ({e.strerror or e})") from None
-    for name in [s.output for s in steps] + ["summary.json", "README.md", "env.json", "train_log.jsonl"]:
+    for name in [f for s in steps for f in (s.output, *s.extra_files)]:
         (out / name).unlink(missing_ok=True)
     return out
 
@@ -191,14 +194,16 @@ def main(argv=None) -> int:
     ap.add_argument("--budget", type=float, metavar="SECONDS", help=f"no step starts after this long, and a running "
                     f"step is cut to what is left (default {BUDGET_S:g}; with --rehearse {REHEARSAL_SLACK} times that)")
     ap.add_argument("--rehearse", action="store_true", help="every step on CPU at tiny sizes, through the same harness")
-    ap.add_argument("--only", metavar="STEP,STEP", help="run these steps of the plan only (a rerun after a failure)")
+    ap.add_argument("--only", metavar="STEP,STEP", help="run these steps of the plan only; the report in --out keeps "
+                    "the other steps' rows (a rerun after a failure)")
     ap.add_argument("--dry-run", action="store_true", help="print the steps, their limits and commands; run nothing")
     a = ap.parse_args(argv)
     if a.budget is None:
         a.budget = BUDGET_S * (REHEARSAL_SLACK if a.rehearse else 1)
     if not a.budget > 0:
         raise UserError(f"--budget {a.budget:g}: must be > 0")
-    steps = select(plan(a.rehearse), a.only)
+    whole = plan(a.rehearse)
+    steps = select(whole, a.only)
     out = Path(a.out) if a.out else (REHEARSAL_OUT if a.rehearse else DEFAULT_OUT)
     if a.dry_run:
         for st in steps:
@@ -214,7 +219,8 @@ def main(argv=None) -> int:
     prepare_out(out, steps)
     title = ("GPU run rehearsed on CPU (`scratchpad bench gpu --rehearse`)" if a.rehearse
              else "GPU run (`scratchpad bench gpu`)")
-    rows = run_plan(steps, out, a.budget, title)
+    rows = run_plan(steps, out, a.budget, title, plan=whole if a.only else None)
+    rows = [r for r in rows if r["step"] in {s.name for s in steps}]
     bad = [r["step"] for r in rows if r["status"] != "passed"]
     print(f"bench gpu: {len(rows) - len(bad)}/{len(rows)} steps passed -> {out}/README.md"
           + (f"; not passed: {', '.join(bad)}" if bad else ""))

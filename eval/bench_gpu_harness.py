@@ -42,6 +42,7 @@ class Step:
     timeout_s: float
     headline: Callable[[dict], str] | None = None  # the step's last JSON line -> one README line
     # (without one, or without a JSON line, the README shows the output's last line)
+    extra_files: tuple[str, ...] = ()  # files the step writes under OUT besides its output
 
     @property
     def output(self) -> str:
@@ -78,8 +79,8 @@ def write_atomic(path: Path, text: str):
 class Report:
     """summary.json and README.md, rewritten whole (atomically) on every change of a row."""
 
-    def __init__(self, out: Path, title: str, budget_s: float):
-        self.out, self.title, self.budget_s = out, title, budget_s
+    def __init__(self, out: Path, title: str, budget_s: float, order: list[str]):
+        self.out, self.title, self.budget_s, self.order = out, title, budget_s, order
         self.rows: list[dict] = []
         self.headlines: dict[str, str] = {}
         self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -87,8 +88,10 @@ class Report:
         self.complete = False  # True once every step has its final row
 
     def put(self, row: dict, headline: str | None = None):
-        """Add the row, or replace the row of the same step."""
-        self.rows = [r for r in self.rows if r["step"] != row["step"]] + [row]
+        """Add the row, or replace the row of the same step (rows stay in plan order)."""
+        self.rows = sorted([r for r in self.rows if r["step"] != row["step"]] + [row],
+                           key=lambda r: self.order.index(r["step"]))
+        self.headlines.pop(row["step"], None)
         if headline:
             self.headlines[row["step"]] = headline
         self.write()
@@ -106,7 +109,8 @@ class Report:
             lines.append(f"| {r['step']} | {r['status']} | {r.get('seconds', '-')} | {r.get('limit_s', '-')} | "
                          f"{r['output']} | `{r['command']}` |")
         if self.headlines:
-            lines += ["", "## Results", ""] + [f"- **{k}**: {v}" for k, v in self.headlines.items()]
+            lines += ["", "## Results", ""] + [f"- **{r['step']}**: {self.headlines[r['step']]}" for r in self.rows
+                                               if r["step"] in self.headlines]
         write_atomic(self.out / "README.md", "\n".join(lines) + "\n")
 
 
@@ -170,15 +174,31 @@ def log_line(text: str):
     print(text, flush=True)  # a pipe would hold the lines back from whoever watches the run
 
 
-def run_plan(steps: list[Step], out: Path, budget_s: float, title: str, log=log_line) -> list[dict]:
+def run_plan(steps: list[Step], out: Path, budget_s: float, title: str, log=log_line,
+             plan: list[Step] | None = None) -> list[dict]:
     """Run the steps in order, each within its limit and what is left of the budget; the report is
-    rewritten at every step's start and end. SIGTERM, like Ctrl-C, stops the running step, records
-    it as interrupted and raises KeyboardInterrupt. -> the rows."""
+    rewritten at every step's start and end. plan: the whole plan `steps` come from, whose other
+    steps keep their rows from OUT/summary.json (a rerun of some steps). SIGTERM, like Ctrl-C,
+    stops the running step, records it as interrupted and raises KeyboardInterrupt. -> the rows."""
+    plan = plan or steps
+    report = Report(out, title, budget_s, [s.name for s in plan])
+    for row, headline in earlier_rows(out, [s for s in plan if s not in steps]):
+        report.put(row, headline)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        return _run_steps(steps, out, Report(out, title, budget_s), log)
+        return _run_steps(steps, out, report, log)
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def earlier_rows(out: Path, keep: list[Step]) -> list[tuple[dict, str | None]]:
+    """The rows of an earlier run (OUT/summary.json) for the steps in `keep`, with their README lines."""
+    try:
+        rows = json.loads((out / "summary.json").read_text())["steps"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    by_name = {s.name: s for s in keep}
+    return [(r, row_headline(by_name[r["step"]], r)) for r in rows if isinstance(r, dict) and r.get("step") in by_name]
 
 
 def _raise_interrupt(signum, frame):
@@ -207,11 +227,11 @@ def _run_steps(steps: list[Step], out: Path, report: Report, log) -> list[dict]:
             report.put(dict(row, status="interrupted", seconds=round(time.monotonic() - t0, 1)))
             raise
         result = last_json(out / st.output)
-        ending = tail(out / st.output, 1).strip()
-        row.update(status=status, returncode=rc, seconds=round(time.monotonic() - t0, 1), last_line=ending[:300])
+        row.update(status=status, returncode=rc, seconds=round(time.monotonic() - t0, 1),
+                   last_line=tail(out / st.output, 1).strip()[:300])
         if result is not None:
             row["result"] = result
-        headline = _headline(st, result) or (f"`{ending[:200]}`" if ending and not ending.startswith("{") else None)
+        headline = row_headline(st, row)
         report.put(row, headline)
         log(f"[{st.name}] {status} in {row['seconds']} s -> {out / st.output}" + (f": {headline}" if headline else ""))
         if status != "passed":
@@ -221,14 +241,16 @@ def _run_steps(steps: list[Step], out: Path, report: Report, log) -> list[dict]:
     return report.rows
 
 
-def _headline(st: Step, result: dict | None) -> str | None:
-    """The step's README line; a JSON line of an unexpected shape says so instead of stopping the run."""
-    if st.headline is None or result is None:
-        return None
-    try:
-        return st.headline(result)
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        return f"(its JSON line has an unexpected shape: {type(e).__name__} {e}; see summary.json)"
+def row_headline(st: Step, row: dict) -> str | None:
+    """The README line of a finished row: the step's line from its JSON result, else the output's
+    last line. A JSON line of an unexpected shape says so instead of stopping the run."""
+    result, ending = row.get("result"), row.get("last_line", "")
+    if st.headline is not None and result is not None:
+        try:
+            return st.headline(result)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            return f"(its JSON line has an unexpected shape: {type(e).__name__} {e}; see summary.json)"
+    return f"`{ending[:200]}`" if ending and not ending.startswith("{") else None
 
 
 def tail(path: Path, lines: int = 12) -> str:

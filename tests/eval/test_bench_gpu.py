@@ -218,3 +218,18 @@ def test_result_lines_read_the_gpu_runs_json():
     line = bench_gpu.kernels_line(dict(dtype="float32", copy_bandwidth_Bps=3.3e12, scan=scan, steps=[{}] * 14))
     assert line == ("float32, copy 3,300 GB/s; at 8x16384x1024: scan fwd triton 2,500 GB/s (75%), "
                     "scan fwd torch 500 GB/s (15%); 14 step-latency rows")
+
+
+def test_rerun_of_some_steps_keeps_the_other_rows(tmp_path):
+    """--only reruns steps into an earlier report: the other steps keep their rows and README lines."""
+    def step(name, code):
+        return Step(name, ["-c", code], 30, lambda r: f"n={r['n']}")
+
+    first = [step("a", "print('{\"n\": 1}')"), step("b", "import sys; sys.exit(4)"), step("c", "print('{\"n\": 3}')")]
+    run_plan(first, tmp_path, budget_s=60, title="t", log=lambda s: None)
+    rerun = step("b", "print('{\"n\": 2}')")
+    rows = run_plan([rerun], tmp_path, budget_s=60, title="t", log=lambda s: None, plan=[first[0], rerun, first[2]])
+    assert [(r["step"], r["status"]) for r in rows] == [("a", "passed"), ("b", "passed"), ("c", "passed")]
+    assert [r["step"] for r in summary(tmp_path)["steps"]] == ["a", "b", "c"]
+    readme = (tmp_path / "README.md").read_text()
+    assert "- **a**: n=1\n- **b**: n=2\n- **c**: n=3" in readme
