@@ -78,8 +78,8 @@ class Engine:
         seqs = [sched.submit(Sequence(r, cb, index=i)) for i, r in enumerate(reqs)]
         sched.run()
         failed = [s for s in seqs if s.error is not None]  # the scheduler isolates; a library call raises
-        if failed:
-            raise RuntimeError(f"generation failed for prompt {failed[0].index}: {failed[0].error}")
+        if failed:  # what the first failed prompt raised (a closed pipe stays a BrokenPipeError)
+            raise failed[0].exception
         return [s.result() for s in seqs]
 
     # teacher forcing (tests, eval) -------------------------------------------------------------

@@ -206,6 +206,7 @@ class Scheduler:
         """End `seq` with reason "error" and what was raised; its slot, if any, is freed."""
         self.errors += 1
         seq.error = self.last_error = f"{type(error).__name__}: {error}"
+        seq.exception = error
         if seq.slot is not None and self.running.get(seq.slot) is seq:
             self._finish(seq, "error", finished)
         else:

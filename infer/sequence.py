@@ -78,6 +78,7 @@ class Sequence:
         self.kv_bytes = 0
         self.stop_reason: str | None = None
         self.error: str | None = None  # set with stop_reason "error" (see Scheduler: isolation)
+        self.exception: BaseException | None = None  # what was raised, re-raised by a library call
         self.logprobs: list[tuple[float, list]] = []  # per output byte: (its log-prob, [(byte, log-prob)] top-k)
         self.cancelled = False
 

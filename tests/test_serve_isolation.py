@@ -77,7 +77,7 @@ def test_a_poison_request_fails_alone_and_victims_get_their_alone_output(model, 
 def test_engine_generate_raises_the_pinned_error(model):
     engine = Engine(model)
     poisoned_prefill(engine.runner(2))
-    with pytest.raises(RuntimeError, match="prompt 0: ValueError: injected fault"):
+    with pytest.raises(ValueError, match="injected fault"):  # what the failed prompt raised, not a wrapper
         engine.generate(["fine", "bad"], max_bytes=4, threshold=POISON_TAU, max_batch=2)
 
 
