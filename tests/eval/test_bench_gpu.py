@@ -188,6 +188,8 @@ def test_rehearsal_runs_every_step_on_cpu(tmp_path):
         assert (out / f"{name}.txt").stat().st_size > 0, name
     res = {x["step"]: x.get("result") for x in rows}
     assert res["graph-decode"]["failed"] == 0 and len(res["graph-decode"]["cases"]) == 2
+    assert {c["decode_step"] for cases in res["graph-decode"]["cases"].values() for c in cases} == {"static"}
+    assert res["train-log"]["exit_code"] == 0 and res["train-log"]["steps"] >= 1
     assert res["decode-every4"]["scratch_every"] == 4 and res["decode-tau"]["threshold"] == 1.5
     assert res["compile-sp"]["results"][0]["compiled_bytes_per_s"] > 0
     assert (out / "env.json").exists() and (out / "train_log.jsonl").exists()
