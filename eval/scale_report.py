@@ -89,20 +89,29 @@ def fit_trend(points: list[dict], key: str) -> dict | None:
     return res
 
 
-def trend_sentence(fit: dict | None, set_name: str) -> str:
+def trend_sentence(fit: dict | None, set_name: str, gap_values: list[float]) -> str:
+    """One sentence on the fitted gap (SP minus byte; negative = SP better) against trunk size."""
     if fit is None:
         return f"{set_name}: fewer than two scales, no trend."
     b, se = fit["slope_per_decade"], fit["slope_se"]
     lo, hi = fit["range"]
+    measured = abs(b) > 2 * se
     head = (f"{set_name}: the gap changes by {b:+.3f} ± {se:.3f} BPB per 10x trunk parameters "
-            f"(range {lo:,.0f}-{hi:,.0f})")
-    if "crossover_params" not in fit or b >= 0:
-        return head + "; it does not shrink toward zero, so SP does not catch up in this range and no crossover is predicted."
+            f"({lo:,.0f}-{hi:,.0f}{'' if measured else '; within two standard errors of flat'})")
+    if all(g < 0 for g in gap_values):
+        state, closing = "SP is ahead of the byte baseline at every scale", b > 0
+        who = "the byte baseline would catch up"
+    elif all(g > 0 for g in gap_values):
+        state, closing = "SP is behind the byte baseline at every scale", b < 0
+        who = "SP would catch up"
+    else:
+        state, closing, who = "the two cross inside the measured range", True, "the line crosses zero"
+    if not closing or "crossover_params" not in fit:
+        return f"{head}; {state}, and the gap does not close with size, so no crossover is predicted."
     n, lse = fit["crossover_params"], fit["crossover_log10_se"]
-    inside = lo <= n <= hi
-    where = "inside the measured range" if inside else "beyond the measured range (an extrapolation)"
-    return (head + f"; the line crosses zero at ~{n:.3g} trunk parameters (×/÷ {10 ** lse:.2g} at one standard error), "
-            f"{where}" + ("" if abs(b) > 2 * se else "; the slope is within two standard errors of zero, so this is not a measured trend") + ".")
+    where = "inside the measured range" if lo <= n <= hi else "beyond the measured range, an extrapolation"
+    return (f"{head}; {state}; on this line {who} at ~{n:.3g} trunk parameters (×/÷ {10 ** lse:.2g} at one "
+            f"standard error, {where}).")
 
 
 def write_scale(out: Path, results: list[dict], info: dict):
@@ -130,8 +139,10 @@ def write_scale(out: Path, results: list[dict], info: dict):
                                     [[p["scale"], p["trunk_params"], p["byte_bpb"], tau_key(p["best_tau"]), p["gap_best"],
                                       p["gap_best_se"], p.get("gap_default"), p.get("gap_default_se"), p.get("gap_plain"),
                                       p.get("gap_plain_se")] for p in gs]))
-            sections.append("Trend: " + " ".join(trend_sentence(fits[s][k], f"{s} ({'best τ' if k == 'gap_best' else 'τ = 1.5'})")
-                                                  for k in ("gap_best", "gap_default")))
+            sections.append("Trend: " + " ".join(
+                trend_sentence(fits[s][k], f"{s} ({'best τ' if k == 'gap_best' else 'τ = 1.5'})",
+                               [p[k] for p in gs if p.get(k) is not None])
+                for k in ("gap_best", "gap_default")))
         sections.append(figures(out, results, g, s))
     sections.append(curves(out, results))
     write_report(out, "scale", "Where Scratchpad Patching pays: the trend with trunk size at equal training compute",

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from eval.scale import main
-from eval.scale_report import fit_trend
+from eval.scale_report import fit_trend, trend_sentence
 
 W = 64
 
@@ -76,6 +76,11 @@ def test_trend_fit_finds_a_known_crossover():
     assert fit["slope_per_decade"] == pytest.approx(-0.25) and fit["crossover_params"] == pytest.approx(1e6, rel=1e-6)
     flat = fit_trend([dict(trunk_params=n, gap=0.5, gap_se=0.01) for n in (1e4, 1e5)], "gap")
     assert "crossover_params" not in flat
+    assert "SP would catch up at ~1e+06" in trend_sentence(fit, "text", [p["gap"] for p in pts[:2]])
+    assert "no crossover" in trend_sentence(flat, "text", [0.5, 0.5])
+    ahead = fit_trend([dict(trunk_params=n, gap=-0.4 + 0.1 * math.log10(n / 1e4), gap_se=0.01) for n in (1e4, 1e6)], "gap")
+    assert "SP is ahead" in trend_sentence(ahead, "text", [-0.4, -0.2]) and "byte baseline would catch up" in \
+        trend_sentence(ahead, "text", [-0.4, -0.2])
 
 
 @pytest.mark.parametrize("extra, needle", [
