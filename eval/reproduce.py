@@ -274,6 +274,23 @@ def report(out: Path, models: dict, sets: list[dict], a, steps: int, command: st
                  sections, result)
 
 
+def add_training_and_scoring_flags(ap, warmup: int):
+    """The flags every model of a comparison shares (eval reproduce, eval scale): batches, schedule,
+    seed, held-out scoring, the causality audit, threads and device."""
+    ap.add_argument("--batch-size", type=positive_int("--batch-size"), default=8)
+    ap.add_argument("--seq-len", type=positive_int("--seq-len", 2), default=512)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--warmup", type=positive_int("--warmup", 0), default=warmup)
+    ap.add_argument("--seed", type=positive_int("--seed", 0), default=0)
+    ap.add_argument("--window", type=positive_int("--window", 2), default=1024, help="evaluation window (default 1024)")
+    ap.add_argument("--eval-bytes", type=positive_int("--eval-bytes", 2), default=(1 << 16) + 1,
+                    help="held-out bytes per set (default 65537: 64 full windows of 1024)")
+    ap.add_argument("--eval-batch", type=positive_int("--eval-batch"), default=8)
+    ap.add_argument("--audit-positions", type=positive_int("--audit-positions"), default=6)
+    add_threads_flag(ap)
+    ap.add_argument("--device", choices=["cpu", "cuda"])
+
+
 def main(argv=None) -> int:
     ap = Parser(prog="scratchpad eval reproduce", description=describe(__doc__))
     ap.add_argument("--data", required=True, help="training corpus folder (train.bin, val.bin)")
@@ -290,18 +307,7 @@ def main(argv=None) -> int:
     ap.add_argument("--models", default=",".join(k for k, _ in MODELS), help="subset of " + ",".join(k for k, _ in MODELS))
     ap.add_argument("--tiny", action="store_true", help="the tiny-* test forms (for tests)")
     ap.add_argument("--thresholds", default=DEFAULT_THRESHOLDS, help=f"τ values for SP models (default {DEFAULT_THRESHOLDS})")
-    ap.add_argument("--batch-size", type=positive_int("--batch-size"), default=8)
-    ap.add_argument("--seq-len", type=positive_int("--seq-len", 2), default=512)
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--warmup", type=positive_int("--warmup", 0), default=100)
-    ap.add_argument("--seed", type=positive_int("--seed", 0), default=0)
-    ap.add_argument("--window", type=positive_int("--window", 2), default=1024, help="evaluation window (default 1024)")
-    ap.add_argument("--eval-bytes", type=positive_int("--eval-bytes", 2), default=(1 << 16) + 1,
-                    help="held-out bytes per set (default 65537: 64 full windows of 1024)")
-    ap.add_argument("--eval-batch", type=positive_int("--eval-batch"), default=8)
-    ap.add_argument("--audit-positions", type=positive_int("--audit-positions"), default=6)
-    add_threads_flag(ap)
-    ap.add_argument("--device", choices=["cpu", "cuda"])
+    add_training_and_scoring_flags(ap, warmup=100)
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
     command = "scratchpad eval reproduce " + " ".join(sys.argv[1:] if argv is None else argv)
     taus = sorted(set(parse_thresholds(a.thresholds)) | {0.0, math.inf}, reverse=True)

@@ -32,9 +32,8 @@ import sys
 import time
 from pathlib import Path
 
-from eval.common import Parser, add_threads_flag, describe, eval_bytes, parse_duration, parse_list, parse_thresholds
-from eval.common import positive_int, set_threads
-from eval.reproduce import evaluate_model, parse_size, training_budget
+from eval.common import Parser, describe, eval_bytes, parse_duration, parse_list, parse_thresholds, positive_int, set_threads
+from eval.reproduce import add_training_and_scoring_flags, evaluate_model, parse_size, training_budget
 from eval.report import out_folder
 from eval.scale_report import write_pilot, write_scale
 from eval.variants import train_variant
@@ -145,21 +144,11 @@ def main(argv=None) -> int:
     ap.add_argument("--locals", default="4x64,16x64,64x64,4x128,16x128,64x128", help="the pilot's local designs")
     ap.add_argument("--thresholds", default=DEFAULT_THRESHOLDS, help=f"τ values for SP models (default {DEFAULT_THRESHOLDS})")
     ap.add_argument("--tiny", action="store_true", help="the tiny-* forms (for tests)")
-    ap.add_argument("--batch-size", type=positive_int("--batch-size"), default=8)
-    ap.add_argument("--seq-len", type=positive_int("--seq-len", 2), default=512)
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--warmup", type=positive_int("--warmup", 0), default=50)
-    ap.add_argument("--seed", type=positive_int("--seed", 0), default=0)
     ap.add_argument("--curve-points", type=positive_int("--curve-points"), default=10,
                     help="validation evaluations over the byte baseline's steps (the learning curves)")
-    ap.add_argument("--window", type=positive_int("--window", 2), default=1024, help="evaluation window (default 1024)")
-    ap.add_argument("--eval-bytes", type=positive_int("--eval-bytes", 2), default=(1 << 16) + 1)
-    ap.add_argument("--eval-batch", type=positive_int("--eval-batch"), default=8)
-    ap.add_argument("--audit-positions", type=positive_int("--audit-positions"), default=6)
     ap.add_argument("--bpe-sample-bytes", type=positive_int("--bpe-sample-bytes", 1000), default=4 << 20)
     ap.add_argument("--bpe-train-bytes", type=positive_int("--bpe-train-bytes", 1000), default=32 << 20)
-    add_threads_flag(ap)
-    ap.add_argument("--device", choices=["cpu", "cuda"])
+    add_training_and_scoring_flags(ap, warmup=50)
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
     command = "scratchpad eval scale " + " ".join(sys.argv[1:] if argv is None else argv)
     dims = parse_dims(a.trunk_dims)
