@@ -58,9 +58,11 @@ class ModelRunner:
             self._fall_back_on_failure(self.graphs.prepare)
         elif compile:  # CPU: the pieces compiled with fixed shapes; the trunk pass reads the held
             # KV pages rounded up to a bucket (kv_pages.span_bucket: one compiled shape per bucket),
-            # and still runs only at bytes where some slot commits or scratches
+            # and still runs only at bytes where some slot commits or scratches. Inductor's C++
+            # wrapper calls each piece's ~25 kernels and GEMMs without Python in between: 12-20%
+            # less CPU time per byte at batch 1 (every 4th byte; three paired runs, same compile time)
             configure_compile()
-            self._parts = tuple(torch.compile(f, dynamic=False) for f in self._parts)
+            self._parts = tuple(torch.compile(f, dynamic=False, options={"cpp_wrapper": True}) for f in self._parts)
             self._skip_guards = skip_guard_checks()
         self.compiled = compile and not graphs
 
