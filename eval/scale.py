@@ -99,11 +99,13 @@ def train_bpe(key: str, cfg: ModelConfig, run: Path, sets: list[dict], budget: d
                 causality="n/a (token model)", causality_passed=None, evals=evals, curve=[])
 
 
-def learning_curve(run: Path) -> list[list[float]]:
-    """[[cumulative training FLOPs, val BPB at tau = inf]] from the run's eval events."""
+def from_log(run: Path) -> dict:
+    """What the run's log says beyond the evaluation: its learning curve ([[cumulative training FLOPs,
+    val BPB at tau = inf]] at each eval event) and when it started training."""
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
     flops = {e["step"]: e.get("flops") for e in log if e.get("event") == "step"}
-    return [[flops[e["step"]], e["val_bpb"]] for e in log if e.get("event") == "eval" and flops.get(e["step"])]
+    return dict(curve=[[flops[e["step"]], e["val_bpb"]] for e in log if e.get("event") == "eval" and flops.get(e["step"])],
+                started=next((e.get("time") for e in log if e.get("event") == "start"), None))
 
 
 def run_model(key: str, cfg: ModelConfig, folder: Path, sets: list[dict], taus: list[float], budget: dict, a) -> dict:
@@ -122,7 +124,7 @@ def run_model(key: str, cfg: ModelConfig, folder: Path, sets: list[dict], taus: 
         reused = train_variant(None, a, folder, config=str(cfg_path), resume_unfinished=True)[0]
         print(f"  {'reused a finished run' if reused else f'trained in {time.perf_counter() - t0:.0f}s'}", flush=True)
         res = evaluate_model(key, folder, sets, taus if cfg.scratchpad else [float("inf")], a)
-        res["curve"] = learning_curve(folder)
+        res.update(from_log(folder))
     res["trunk_params"] = parameter_counts(build_model(cfg))["trunk"]
     res["d_model"] = cfg.d_model
     return res

@@ -36,7 +36,7 @@ def json_runs(results: list[dict], set_names: list[str]) -> list[dict]:
         runs.append(dict(
             model=r["key"], scale=r["scale"], local=r["local"], name=r["name"], trunk_params=r["trunk_params"],
             params=r["params"], train_flops=r["train_flops"], train_bytes=r["train_bytes"], steps=r["steps"],
-            train_seconds=r["train_seconds"], causality=r["causality"],
+            train_seconds=r["train_seconds"], started=r.get("started"), causality=r["causality"],
             bpb={s: {tau_key(x["threshold"]): x["bpb"] for x in r["evals"][s]["rows"]} for s in set_names},
             bpb_se={s: {tau_key(x["threshold"]): x.get("bpb_se") for x in r["evals"][s]["rows"]} for s in set_names},
             scratchpad_rate={s: {tau_key(x["threshold"]): x.get("scratchpad_rate", 0.0) for x in r["evals"][s]["rows"]}
@@ -119,9 +119,9 @@ def write_scale(out: Path, results: list[dict], info: dict):
     g = gaps(results, set_names)
     fits = {s: {k: fit_trend([p for p in g if p["set"] == s], k) for k in ("gap_best", "gap_default")} for s in set_names}
     models = table(["scale d", "model", "config", "trunk params", "steps", "training bytes", "training FLOPs",
-                    "train s", "causality"],
+                    "train s", "started (UTC)", "causality"],
                    [[r["scale"], r["key"], r["name"], r["trunk_params"], r["steps"], r["train_bytes"], r["train_flops"],
-                     r["train_seconds"], r["causality"]] for r in results])
+                     r["train_seconds"], r.get("started"), r["causality"]] for r in results])
     sections = [describe(info), "## Models\n\n" + models]
     for s in set_names:
         rows = []
@@ -159,9 +159,10 @@ def describe(info: dict) -> str:
             f"({info['train_bytes']:,} bytes). Training FLOPs are counted by scratchpad.accounting.training_flops at "
             f"every step (3x the forward's multiply-adds x 2, at the step's counted commits and scratchpads). "
             f"Held-out scoring: windows of {info['window']} bytes from an empty context. Machine: CPU, cores "
-            f"{start['cores']} of {start['cpu_count']} (taskset), {start['threads']} torch thread(s); load average "
-            f"{fmt(start['loadavg'][0], 2)} at the start ({start['time']}) and {fmt(end['loadavg'][0], 2)} at the last "
-            f"update ({end['time']}); other jobs shared the machine, so compare FLOPs, not seconds.")
+            f"{start['cores']} of {start['cpu_count']} (taskset), {start['threads']} torch thread(s); each run's "
+            f"training start is in the table; load average {fmt(start['loadavg'][0], 2)} when this command started "
+            f"({start['time']}) and {fmt(end['loadavg'][0], 2)} at this report ({end['time']}); compare FLOPs, not "
+            f"seconds, where other jobs shared the machine.")
 
 
 def figures(out: Path, results: list[dict], g: list[dict], s: str) -> str:
