@@ -27,6 +27,7 @@ from scratchpad.checkpoint import resolve_model_folder
 from scratchpad.errors import UserError
 from scratchpad.flags import Parser, add_threads_flag, describe, parse_duration, set_threads  # noqa: F401  (re-exported)
 from scratchpad.flags import int_flag as positive_int, parse_int_flag
+from scratchpad.rate import rate_thresholds
 
 LN2 = math.log(2)
 DEFAULT_WINDOW_CAP = 1024
@@ -250,26 +251,9 @@ def evaluate(model, arr: np.ndarray, window: int, threshold=None, batch_size: in
 
 
 def entropy_quantile_thresholds(model, arr: np.ndarray, window: int, rates: list[float], batch_size: int = 8) -> list[float]:
-    """tau per target scratchpad rate (a fraction of ALL scored bytes): scratchpads can only fire at
-    bytes that do not close a patch, so tau is the quantile of the aux entropy over those bytes that
-    leaves rate * bytes of them above it; rate 0 -> inf, a rate above the non-closing fraction -> 0."""
-    ents, total = [], 0
-    with torch.no_grad():
-        for x, _ in batches(arr, window, batch_size):
-            out = model(x.to(next(model.parameters()).device))
-            ents.append(out.entropy[~out.ends].double().cpu().numpy())
-            total += x.numel()
-    e = np.concatenate(ents) if ents else np.zeros(0)
-    taus = []
-    for r in rates:
-        frac = r * total / max(e.size, 1)  # fraction of the non-closing bytes that must fire
-        if r == 0 or e.size == 0:
-            taus.append(math.inf)
-        elif frac >= 1:
-            taus.append(0.0)
-        else:
-            taus.append(max(0.0, float(np.quantile(e, 1 - frac))))
-    return taus
+    """tau per target scratchpad rate on the scored windows of arr (a rate is a fraction of all
+    scored bytes: scratchpad.rate.rate_thresholds, the same function generate and serve use)."""
+    return rate_thresholds(model, (x for x, _ in batches(arr, window, batch_size)), rates)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -55,7 +55,7 @@ def build_parser():
                      help=f"entropy threshold in nats: a scratchpad where the aux entropy exceeds it; 'inf' = none "
                           f"(default {DEFAULT_THRESHOLD:g})")
     tau.add_argument(*RATE_FLAGS, dest="rate", type=float, metavar="R",
-                     help="instead of --threshold: pick tau on the prompt so about a fraction R of bytes trigger")
+                     help="instead of --threshold: pick tau on the prompt so about a fraction R of all its bytes trigger")
     add_scratch_every_flag(ap)
     ap.add_argument("--max-bytes", type=int_flag("--max-bytes"), default=256, metavar="N", help="bytes to generate per prompt")
     ap.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE, metavar="T",

@@ -7,6 +7,7 @@ import math
 import torch
 
 from scratchpad.errors import UserError
+from scratchpad.rate import rate_thresholds
 
 
 # The largest finite tau a request may give (nats). A byte distribution's entropy is at most
@@ -88,17 +89,13 @@ def as_prompts(prompts) -> list[bytes]:
 
 
 def budget_threshold(model, prompt: bytes, rate: float, flag: str = "--scratchpad-budget") -> float:
-    """tau such that about a fraction `rate` of the prompt's bytes would trigger a scratchpad."""
+    """tau such that about a fraction `rate` of the prompt's bytes (all of them, the model's last
+    max_seq_len) would trigger a scratchpad; scratchpad.rate.rate_thresholds defines the rate."""
     if not 0 <= rate <= 1:
         raise UserError(f"{flag} must be a fraction in [0, 1], got {rate}")
     if rate == 0:
         return math.inf
     if len(prompt) < 2:
         raise UserError(f"{flag} calibrates on the prompt; give a prompt of at least 2 bytes")
-    x = torch.tensor(list(prompt[-model.cfg.max_seq_len:]), dtype=torch.long, device=next(model.parameters()).device)
-    with torch.no_grad():
-        out = model(x.unsqueeze(0))
-    ent = out.entropy[~out.ends]
-    if ent.numel() == 0:
-        return math.inf
-    return float(ent.float().quantile(1 - rate).clamp(min=0))
+    x = torch.tensor(list(prompt[-model.cfg.max_seq_len:]), dtype=torch.long)
+    return rate_thresholds(model, [x.unsqueeze(0)], [rate])[0]
