@@ -56,9 +56,9 @@ def main(argv=None) -> int:
     p.add_argument("--budget", type=positive_float("--budget"), metavar="SECONDS",
                    help="seconds per timed cell before stopping early, at least 3 reps (default 5 with --quick, else 30)")
     add_threads_flag(p)
-    p.add_argument("--step-d", type=int_flag("--step-d"), metavar="D", help="D for the step latency (default 512 with --quick, else 2048)")
+    p.add_argument("--step-d", type=int_flag("--step-d"), metavar="D", help="D for the scratch-step latency (default 512 with --quick, else 2048)")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
-    p.add_argument("--no-steps", action="store_true", help="skip the step latency table")
+    p.add_argument("--no-steps", action="store_true", help="skip the scratch-step latency table")
     p.add_argument("--no-scan", action="store_true", help="skip the scan table")
     p.add_argument("--sweep", action="store_true",
                    help=f"CUDA: time every Triton launch plan per shape (default shapes: {len(SWEEP_SHAPES)} of B 1/8, "

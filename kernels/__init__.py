@@ -15,7 +15,6 @@ torch.compile), so a compiled forward and backward has no graph break on either 
 
 Public API (each Triton op has a torch reference of the identical signature beside it):
   diagonal_scan(a, b, initial_state=None) -> (h, final_state)     h_t = a_t * h_{t-1} + b_t
-  diagonal_step(a, b, state_pool, slot_index) -> new_states       in-place decode commit
   scratch_step(a, b, states) -> a * states + b                    transient, writes nothing
 """
 from __future__ import annotations
@@ -25,9 +24,9 @@ import warnings
 
 import torch
 
-from kernels._validate import check_scan, check_scratch, check_step
+from kernels._validate import check_scan, check_scratch
 from kernels.scan_ref import diagonal_scan_loop, diagonal_scan_ref
-from kernels.step_ref import diagonal_step_ref, scratch_step_ref
+from kernels.step_ref import scratch_step_ref
 
 MODES = ("auto", "triton", "torch")
 _warned_no_triton = False
@@ -98,19 +97,6 @@ def diagonal_scan(a, b, initial_state=None):
     return diagonal_scan_ref(a, b, initial_state)
 
 
-def diagonal_step(a, b, state_pool, slot_index):
-    """In-place decode commit: state_pool[slot[i]] = a[i] * state_pool[slot[i]] + b[i]
-    (negative slot = padding row). a, b: [N, D]; state_pool: [S, D]; slot_index: [N].
-    Returns the new states [N, D] in b's dtype. Inference only (not a graph operator)."""
-    if backend_for(a) == "triton":
-        a, b, state_pool, slot_index = check_step(a, b, state_pool, slot_index)
-        _triton_ops(a.device)
-        from kernels.step_triton import diagonal_step_triton
-
-        return diagonal_step_triton(a, b, state_pool, slot_index)
-    return diagonal_step_ref(a, b, state_pool, slot_index)
-
-
 def scratch_step(a, b, states):
     """Transient step a * states + b (any shape, all three alike); writes nothing; differentiable."""
     if backend_for(a) == "triton":
@@ -127,8 +113,6 @@ __all__ = [
     "diagonal_scan",
     "diagonal_scan_loop",
     "diagonal_scan_ref",
-    "diagonal_step",
-    "diagonal_step_ref",
     "kernel_mode",
     "scratch_step",
     "scratch_step_ref",

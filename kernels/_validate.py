@@ -2,10 +2,9 @@
 
 Rules, the same on every path:
   * a and b have the same shape, dtype and device, and a floating dtype (fp16, bf16, fp32, fp64);
-  * a state tensor (initial_state, state_pool, states) is on the same device and has either the
+  * a state tensor (initial_state, states) is on the same device and has either the
     dtype of a/b or float32 (keeping recurrent state in fp32 next to bf16 activations is normal);
-  * non-contiguous a/b/initial_state/states are made contiguous (a copy); state_pool is written in
-    place, so it is used as it is (any strides);
+  * non-contiguous a/b/initial_state/states are made contiguous (a copy);
   * violations raise ValueError with a message naming the argument.
 """
 from __future__ import annotations
@@ -59,27 +58,6 @@ def check_scan(a, b, initial_state):
     if initial_state is not None:
         initial_state = _check_state("initial_state", initial_state, a, (a.shape[0], a.shape[2]), "diagonal_scan").contiguous()
     return a, b, initial_state
-
-
-def check_step(a, b, state_pool, slot_index):
-    """a, b [N, D]; state_pool [S, D] (any strides, written in place); slot_index [N] integer."""
-    a, b = _check_pair(a, b, 2, "diagonal_step")
-    state_pool = _check_state("state_pool", state_pool, a, (_tensor("state_pool", state_pool).shape[0], a.shape[1]), "diagonal_step")
-    if isinstance(slot_index, (list, tuple)):
-        slot_index = torch.as_tensor(slot_index, dtype=torch.long, device=a.device)
-    slot_index = _tensor("slot_index", slot_index)
-    if slot_index.dtype not in (torch.int32, torch.int64):
-        raise ValueError(f"diagonal_step: slot_index must be int32 or int64, got {slot_index.dtype}")
-    if tuple(slot_index.shape) != (a.shape[0],):
-        raise ValueError(f"diagonal_step: slot_index must have shape ({a.shape[0]},) (one slot per row of a), got {tuple(slot_index.shape)}")
-    if slot_index.device != a.device:
-        raise ValueError(f"diagonal_step: slot_index must be on {a.device} like a and b, got {slot_index.device}")
-    if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad or state_pool.requires_grad):
-        raise ValueError(
-            "diagonal_step updates state_pool in place and is not differentiable; call it under "
-            "torch.no_grad()/torch.inference_mode(), or use scratch_step for a differentiable step"
-        )
-    return a, b, state_pool, slot_index.contiguous()
 
 
 def check_scratch(a, b, states):

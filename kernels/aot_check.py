@@ -94,17 +94,10 @@ def _scan_variants(full: bool):
 
 
 def _step_variants(full: bool):
-    blocks = (16, 64, 256, 1024) if full else (1024,)
-    for act in ACT if full else ("fp32", "bf16"):
-        for pool, slot, block in itertools.product(("fp32", act) if full else ("fp32",), ("i64", "i32") if full else ("i64",),
-                                                   blocks):
-            sig = (("a_ptr", f"*{act}"), ("b_ptr", f"*{act}"), ("pool_ptr", f"*{pool}"), ("slot_ptr", f"*{slot}"),
-                   ("out_ptr", f"*{act}"), ("D", "i32"), ("S", "i32"), ("stride_s", "i32"), ("stride_d", "i32"),
-                   ("BLOCK_D", "constexpr"))
-            yield Variant("_diagonal_step_kernel", "kernels.step_triton", sig, (("BLOCK_D", block),), max(1, min(4, block // 256)))
-        for state in ("fp32", act) if full else ("fp32",):
-            from kernels.step_triton import _SCRATCH_BLOCK
+    from kernels.step_triton import _SCRATCH_BLOCK
 
+    for act in ACT if full else ("fp32", "bf16"):
+        for state in ("fp32", act) if full else ("fp32",):
             sig = (("a_ptr", f"*{act}"), ("b_ptr", f"*{act}"), ("s_ptr", f"*{state}"), ("out_ptr", f"*{act}"),
                    ("n", "i32"), ("BLOCK", "constexpr"))
             yield Variant("_scratch_fwd_kernel", "kernels.step_triton", sig, (("BLOCK", _SCRATCH_BLOCK),), 4)

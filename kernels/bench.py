@@ -12,7 +12,7 @@ implementation that runs here:
 and reports the median time, the bytes the op must move at least (fwd: read a, b, write h;
 fwd+bwd: that plus read a, h, dh and write da, db), the achieved bytes/s, and that as a fraction
 of the copy bandwidth measured in the same run (a large device-to-device copy, counted as read +
-write). Then the decode step (diagonal_step) and the scratch step latency at batch 1..64.
+write). Then the scratch step (scratch_step) latency at batch 1..64.
 The dtype is fp32 by default: the model's SSM layers launch fp32 scans (bf16 is a flag).
 
 `sweep` (--sweep, CUDA) times every candidate launch plan of the Triton scan, forward+backward,
@@ -33,7 +33,7 @@ import torch
 
 from kernels.scan_plan import Plan, Row, format_table
 from kernels.scan_ref import diagonal_scan_hillis_steele, diagonal_scan_ref
-from kernels.step_ref import diagonal_step_ref, scratch_step_ref
+from kernels.step_ref import scratch_step_ref
 
 FULL_SHAPES = [(8, T, D) for T in (1024, 4096, 16384) for D in (512, 2048)]
 # a sweep's shapes: the model's trunk and local scans (D 256..1024, T 256..4096), and long contexts
@@ -163,30 +163,25 @@ def bench_scan(shapes, dtype, device, timer, compile_ref, bandwidth, log):
 def step_impls(device):
     impls = {}
     if device.type == "cuda":
-        from kernels.step_triton import diagonal_step_triton, scratch_step_triton
+        from kernels.step_triton import scratch_step_triton
 
-        impls["triton"] = (diagonal_step_triton, scratch_step_triton)
-    impls["torch"] = (diagonal_step_ref, scratch_step_ref)
+        impls["triton"] = scratch_step_triton
+    impls["torch"] = scratch_step_ref
     return impls
 
 
 def bench_steps(D, dtype, device, timer):
     rows = []
-    S = 2 * max(STEP_BATCHES)
-    for name, (step, scratch) in step_impls(device).items():
+    for name, scratch in step_impls(device).items():
         for N in STEP_BATCHES:
             g = torch.Generator(device="cpu").manual_seed(N)
-            pool = torch.zeros(S, D, device=device, dtype=torch.float32)
-            slot = torch.randperm(S, generator=g)[:N].to(device)
             a = torch.rand(N, D, generator=g).to(device=device, dtype=dtype)
             b = torch.randn(N, D, generator=g).to(device=device, dtype=dtype)
             states = torch.randn(N, D, generator=g).to(device=device, dtype=dtype)
-            calls = (("diagonal_step", functools.partial(step, a, b, pool, slot)), ("scratch_step", functools.partial(scratch, a, b, states)))
-            for op, fn in calls:
-                rec = {"op": op, "impl": name, "N": N, "D": D, "dtype": str(dtype).split(".")[-1]}
-                with torch.no_grad():
-                    rec["us"] = timer(fn) * 1e6
-                rows.append(rec)
+            rec = {"op": "scratch_step", "impl": name, "N": N, "D": D, "dtype": str(dtype).split(".")[-1]}
+            with torch.no_grad():
+                rec["us"] = timer(functools.partial(scratch, a, b, states)) * 1e6
+            rows.append(rec)
     return rows
 
 
@@ -203,12 +198,11 @@ def fmt_scan_row(r) -> str:
 
 def fmt_steps(step_rows) -> str:
     impls = sorted({r["impl"] for r in step_rows}, reverse=True)
-    ops = ["diagonal_step", "scratch_step"]
-    lines = [f"step latency, D={step_rows[0]['D']}, {step_rows[0]['dtype']}",
-             f"{'N':>4} " + " ".join(f"{op + ' ' + i + ' us':>26}" for op in ops for i in impls)]
-    by = {(r["op"], r["impl"], r["N"]): r["us"] for r in step_rows}
+    lines = [f"scratch_step latency, D={step_rows[0]['D']}, {step_rows[0]['dtype']}",
+             f"{'N':>4} " + " ".join(f"{i + ' us':>12}" for i in impls)]
+    by = {(r["impl"], r["N"]): r["us"] for r in step_rows}
     for N in STEP_BATCHES:
-        lines.append(f"{N:>4} " + " ".join(f"{by.get((op, i, N), math.nan):>26.1f}" for op in ops for i in impls))
+        lines.append(f"{N:>4} " + " ".join(f"{by.get((i, N), math.nan):>12.1f}" for i in impls))
     return "\n".join(lines)
 
 
