@@ -97,7 +97,9 @@ def row_events(ends: torch.Tensor, scratch: torch.Tensor):
 
 
 def byte_baseline(cfg: ModelConfig) -> ModelConfig:
-    """The byte-level model of equal trunk: every byte is a patch, no scratchpads, no aux head."""
+    """The byte-level model of equal trunk: cfg with every byte a patch (fixed P = 1, mean pooling,
+    residual decoder) and no scratchpads. The encoder, aux and decoder layers are kept, so the aux
+    stack still runs at every byte when cfg.decoder_reads_aux (see ModelConfig.aux_runs)."""
     return dataclasses.replace(cfg, name=f"{cfg.name}-byte-baseline", patcher="fixed", patch_size=1,
                                pooling="mean", decoder="residual", scratchpad=False).validate()
 
@@ -123,7 +125,8 @@ PARTS = ("encoder", "aux", "trunk", "decoder")
 
 def per_byte(cfg: ModelConfig, ev: Events, baseline_keys: int) -> dict:
     """FLOPs per byte by part, KV bytes per byte and both against the byte-level baseline of equal
-    trunk (every byte a patch, no scratchpads, no aux head) reading `baseline_keys` on the same bytes."""
+    trunk (`byte_baseline`: aux steps only if its decoder reads the aux stack) reading `baseline_keys`
+    on the same bytes."""
     n = max(ev.bytes, 1)
     fl = flops_for_events(cfg, bytes=ev.bytes, commits=ev.commits, scratchpads=ev.scratchpads, keys=ev.keys,
                           aux_steps=ev.aux)

@@ -1,4 +1,5 @@
-"""Pre-norm residual blocks (mixer + MLP) and stacks of them with a shared step interface."""
+"""Pre-norm residual blocks (mixer + MLP) and stacks of them, with the mixers' forward /
+scratch / decode interface (see scratchpad.mixers); Stack adds allocate and load."""
 from __future__ import annotations
 
 import torch.nn as nn
