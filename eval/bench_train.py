@@ -42,7 +42,7 @@ from scratchpad.precision import DTYPES, autocast, check_dtype, compile_module, 
 from train.hardware import peak_flops, peak_memory_bytes, reset_peak_memory, synchronize
 from train.optim import make_optimizer
 from scratchpad.accounting import training_flops as train_flops
-from train.trainer import LossModule
+from train.loss import LossModule
 
 DEFAULT_PRESETS = ["byte", "study-A-fixed-mean", "study-B-attn-pool", "study-C-soft-boundary", "study-D-entropy",
                    "study-E-full-bytes", "study-F-gru-local-dec", "sp-fixed-p16"]

@@ -86,7 +86,7 @@ def test_cuda_training_loss_compiles_with_inductor_without_graph_breaks():
 @pytest.mark.slow
 def test_compiled_training_steps_match_eager():
     from train.optim import make_optimizer
-    from train.trainer import LossModule
+    from train.loss import LossModule
 
     def run(compiled):
         torch.manual_seed(0)

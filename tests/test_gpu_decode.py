@@ -12,7 +12,7 @@ import torch
 from eval.graph_decode import MODELS, REL_TOL, compare, text
 from scratchpad import ModelConfig, build_model
 from scratchpad.precision import autocast, configure_compile
-from train.trainer import LossModule
+from train.loss import LossModule
 
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="needs CUDA")

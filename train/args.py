@@ -5,6 +5,8 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from scratchpad import ModelConfig
+from scratchpad.checkpoint import read_config, resolve_model_folder
 from scratchpad.errors import UserError
 
 # Arguments that may change when resuming; every other one must match the run being resumed
@@ -75,3 +77,39 @@ def merge_resume_args(saved: dict, args: TrainArgs, given: set[str]) -> TrainArg
             merged[k] = getattr(args, k)
     merged["resume"], merged["out"] = True, args.out
     return TrainArgs.from_dict(merged)
+
+
+def config_diff(a: ModelConfig, b: ModelConfig) -> list[tuple[str, object, object]]:
+    """Fields (other than the name) where two configs differ."""
+    da, db = a.to_dict(), b.to_dict()
+    return [(k, da[k], db[k]) for k in da if k != "name" and da[k] != db[k]]
+
+
+def resolve_config(a: TrainArgs, resume_state: Path | None) -> tuple[Path | None, ModelConfig]:
+    """(weights folder or None, config) of a run: --preset or --config, or the checkpoint's config
+    (--resume, --init-from), which a given preset or config must match."""
+    requested = None
+    if a.preset and a.config:
+        raise UserError("give --preset or --config, not both")
+    if a.preset:
+        requested, req_src = ModelConfig.preset(a.preset), f"--preset {a.preset}"
+    elif a.config:
+        path = Path(a.config)
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserError(f"--config {path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+        requested, req_src = ModelConfig.from_json(text, source=str(path)), f"--config {path}"
+    source = resume_state or (resolve_model_folder(a.init_from, "--init-from") if a.init_from else None)
+    if source is None:
+        if requested is None:
+            raise UserError("give --preset NAME, --config FILE or --init-from CKPT")
+        return None, requested
+    cfg = read_config(source)
+    if requested is not None:
+        diff = config_diff(cfg, requested)
+        if diff:
+            parts = "; ".join(f"{k}: {va!r} in the checkpoint, {vb!r} in {req_src}" for k, va, vb in diff[:4])
+            more = f" (and {len(diff) - 4} more)" if len(diff) > 4 else ""
+            raise UserError(f"{source}: config does not match {req_src}: {parts}{more}")
+    return source, cfg

@@ -29,7 +29,7 @@ uninterrupted one. On resume the log is cut back to its length at the checkpoint
 one trajectory. With --time-budget the cosine schedule follows elapsed training time, which is not
 reproducible across runs (resume still continues the budget where it stopped).
 
-The parts: train/args.py (arguments, resume rules), train/dist.py (process group), train/optim.py
+The parts: train/args.py (arguments, resume rules, the run's config), train/loss.py (loss module, validation BPB), train/dist.py (process group), train/optim.py
 (AdamW, schedule), train/state.py (run folder, train state), train/loop.py (the optimizer step),
 scratchpad/precision.py (dtype, compile), train/hardware.py (timing, MFU); this file wires them into a run.
 """
@@ -45,15 +45,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-import torch.nn as nn
 
-from scratchpad import ModelConfig, UserError, build_model, load_model
+from scratchpad import UserError, build_model, load_model
 from scratchpad.accounting import training_flops
-from scratchpad.checkpoint import ensure_writable_dir, read_config, resolve_model_folder
-from train.args import TrainArgs, merge_resume_args
+from scratchpad.checkpoint import ensure_writable_dir
+from train.args import TrainArgs, merge_resume_args, resolve_config
+from train.loss import LossModule, unused_parameters, validation_bpb
 from train.data import ByteCorpus, batch_generator, seed_model_rng
 from train.dist import Dist
-from scratchpad.precision import autocast, check_dtype, compile_module, compile_problem
+from scratchpad.precision import check_dtype, compile_module, compile_problem
 from train.hardware import peak_flops, peak_memory_bytes, reset_peak_memory
 from train.loop import NonFinite, StepLoop
 from train.optim import make_optimizer, schedule_warning
@@ -62,43 +62,8 @@ from train.state import (BEST, LAST, LOG_FILE, STATE_FILE, params_hash, read_sav
                          train_state_tensors, write_best, write_last)
 
 EVAL_TAU = 1.5  # the runtime default threshold, evaluated next to tau = inf for scratchpad models
-STATS = ("byte_loss", "aux_loss", "scratchpads", "commits")  # what LossModule returns beside the loss
 
-__all__ = ["EVAL_TAU", "LossModule", "TrainArgs", "Trainer", "train"]
-
-
-class LossModule(nn.Module):
-    """What DDP (and torch.compile) wrap: (x, y, tau) -> (loss with grad, detached STATS)."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x, y, tau):
-        out = self.model(x, targets=y, threshold=tau)
-        stats = torch.stack([out.byte_loss.float(), out.aux_loss.float(), out.scratch.sum().float(),
-                             out.ends.sum().float()])
-        return out.loss, stats.detach()
-
-
-def unused_parameters(model, device, seq_len: int) -> list[str]:
-    """Parameters that get no gradient from a training forward (structurally unused in this
-    config); DDP needs find_unused_parameters=True when there are any."""
-    L = min(seq_len, 64)
-    g = torch.Generator().manual_seed(0)
-    x = torch.randint(0, 256, (2, L + 1), generator=g).to(device)
-    tau = model.sample_thresholds(2, g).to(device)
-    out = model(x[:, :-1], targets=x[:, 1:], threshold=tau)
-    out.loss.backward()
-    names = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
-    model.zero_grad(set_to_none=True)
-    return names
-
-
-def config_diff(a: ModelConfig, b: ModelConfig) -> list[tuple[str, object, object]]:
-    """Fields (other than the name) where two configs differ."""
-    da, db = a.to_dict(), b.to_dict()
-    return [(k, da[k], db[k]) for k in da if k != "name" and da[k] != db[k]]
+__all__ = ["EVAL_TAU", "TrainArgs", "Trainer", "train"]
 
 
 class Trainer:
@@ -136,32 +101,7 @@ class Trainer:
             if problem:
                 raise UserError(f"--compile: {problem}; run without --compile")
 
-        # config and weights
-        requested = None
-        if a.preset and a.config:
-            raise UserError("give --preset or --config, not both")
-        if a.preset:
-            requested, req_src = ModelConfig.preset(a.preset), f"--preset {a.preset}"
-        elif a.config:
-            path = Path(a.config)
-            try:
-                text = path.read_text()
-            except (OSError, UnicodeDecodeError) as e:
-                raise UserError(f"--config {path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
-            requested, req_src = ModelConfig.from_json(text, source=str(path)), f"--config {path}"
-        source = resume_state or (resolve_model_folder(a.init_from, "--init-from") if a.init_from else None)
-        if source is not None:
-            cfg = read_config(source)
-            if requested is not None:
-                diff = config_diff(cfg, requested)
-                if diff:
-                    parts = "; ".join(f"{k}: {va!r} in the checkpoint, {vb!r} in {req_src}" for k, va, vb in diff[:4])
-                    more = f" (and {len(diff) - 4} more)" if len(diff) > 4 else ""
-                    raise UserError(f"{source}: config does not match {req_src}: {parts}{more}")
-        elif requested is not None:
-            cfg = requested
-        else:
-            raise UserError("give --preset NAME, --config FILE or --init-from CKPT")
+        source, cfg = resolve_config(a, resume_state)  # config and weights
 
         seq_len = a.seq_len or min(1024, cfg.max_seq_len)
         if seq_len > cfg.max_seq_len:
@@ -226,32 +166,10 @@ class Trainer:
         self.log("best", step=step, **{self.metric_name: self.best_val})
 
     # evaluation -------------------------------------------------------------------------------
-    @torch.no_grad()
     def evaluate(self) -> dict:
-        model, dev = self.model, self.dist.device
-        was_training = model.training
-        model.eval()
-        mine = self.val_offsets[self.dist.rank :: self.dist.world]
-        taus = [None] + ([EVAL_TAU] if model.cfg.scratchpad else [])
-        res = {}
-        for tau in taus:
-            acc = torch.zeros(3, dtype=torch.float64, device=dev)  # nats, bytes, scratchpads
-            for x, y in self.corpus.val_batches(mine, self.args.batch_size):
-                x, y = x.to(dev), y.to(dev)
-                with autocast(dev, self.args.dtype):
-                    out = self.eval_model(x, targets=y, threshold=tau)
-                n = y.numel()
-                acc += torch.stack([out.byte_loss.double() * n, torch.tensor(float(n), device=dev, dtype=torch.float64),
-                                    out.scratch.sum().double()])
-            acc = self.dist.all_sum(acc)
-            bpb = float(acc[0] / acc[1] / math.log(2)) if acc[1] > 0 else float("nan")
-            if tau is None:
-                res["val_bpb"] = bpb
-            else:
-                res[f"val_bpb_tau{tau:g}"] = bpb
-                res[f"val_scratch_rate_tau{tau:g}"] = float(acc[2] / acc[1]) if acc[1] > 0 else 0.0
-        model.train(was_training)
-        return res
+        """Validation BPB at tau = inf (and EVAL_TAU for scratchpad models) over this rank's windows."""
+        return validation_bpb(self.model, self.eval_model, self.corpus, self.val_offsets[self.dist.rank :: self.dist.world],
+                              self.dist, self.args.batch_size, self.args.dtype, EVAL_TAU)
 
     def _eval_and_maybe_best(self, step: int):
         t0 = time.perf_counter()
