@@ -76,7 +76,7 @@ def main(argv=None) -> int:
         print(json.dumps(rec))
         return 0
     shapes = parse_shapes(a.shapes) if a.shapes else (QUICK_SHAPES if a.quick else FULL_SHAPES)
-    rec = run(shapes, a.dtype, device, a.quick, a.reps, a.warmup, a.budget, a.step_d, compile_ref=not a.no_compile,
+    rec = run(shapes, a.dtype, device, a.quick, a.reps, a.warmup, a.budget, a.step_d, compile_torch=not a.no_compile,
               steps=not a.no_steps, scan=not a.no_scan)
     print(json.dumps(rec))
     return 0

@@ -1,4 +1,4 @@
-"""Kernels with one dispatch point: Triton on CUDA, the pure-torch reference elsewhere.
+"""Kernels with one dispatch point: Triton on CUDA, the torch path elsewhere.
 
 `SCRATCHPAD_KERNELS=auto|triton|torch` (read at every call) picks the implementation:
   auto   (default) Triton when the tensors are on CUDA and triton imports, torch otherwise;
@@ -13,9 +13,14 @@ triton is imported lazily, on the first call that needs it: importing `kernels` 
 The Triton path runs through the custom operators of `kernels.ops` (eagerly and under
 torch.compile), so a compiled forward and backward has no graph break on either path.
 
-Public API (each Triton op has a torch reference of the identical signature beside it):
+Public API:
   diagonal_scan(a, b, initial_state=None) -> (h, final_state)     h_t = a_t * h_{t-1} + b_t
   scratch_step(a, b, states) -> a * states + b                    transient, writes nothing
+
+Each op in three forms of the identical signature, laid out as in fla:
+  naive.py                          the plain recurrence in fp64: the reference every other form is tested against
+  scan_chunked.py, step_torch.py    the torch path (chunked scan; elementwise step)
+  scan_triton.py (+ scan_carry.py, scan_plan.py), step_triton.py   the Triton path, through ops.py
 """
 from __future__ import annotations
 
@@ -25,8 +30,9 @@ import warnings
 import torch
 
 from kernels._validate import check_scan, check_scratch
-from kernels.scan_ref import diagonal_scan_loop, diagonal_scan_ref
-from kernels.step_ref import scratch_step_ref
+from kernels.naive import diagonal_scan_naive, scratch_step_naive
+from kernels.scan_chunked import diagonal_scan_chunked
+from kernels.step_torch import scratch_step_torch
 
 MODES = ("auto", "triton", "torch")
 _warned_no_triton = False
@@ -94,7 +100,7 @@ def diagonal_scan(a, b, initial_state=None):
     if backend_for(a) == "triton":
         a, b, initial_state = check_scan(a, b, initial_state)
         return _triton_ops(a.device).triton_scan(a, b, initial_state)
-    return diagonal_scan_ref(a, b, initial_state)
+    return diagonal_scan_chunked(a, b, initial_state)
 
 
 def scratch_step(a, b, states):
@@ -102,7 +108,7 @@ def scratch_step(a, b, states):
     if backend_for(a) == "triton":
         a, b, states = check_scratch(a, b, states)
         return _triton_ops(a.device).scratch_step(a, b, states)
-    return scratch_step_ref(a, b, states)
+    return scratch_step_torch(a, b, states)
 
 
 __all__ = [
@@ -111,9 +117,10 @@ __all__ = [
     "backend_for",
     "check_backend",
     "diagonal_scan",
-    "diagonal_scan_loop",
-    "diagonal_scan_ref",
+    "diagonal_scan_chunked",
+    "diagonal_scan_naive",
     "kernel_mode",
     "scratch_step",
-    "scratch_step_ref",
+    "scratch_step_naive",
+    "scratch_step_torch",
 ]

@@ -4,9 +4,9 @@ is eval/bench_kernels.py: kernels import nothing of the rest of the project).
 For every shape [B, T, D] it times the diagonal scan forward, and forward+backward, for each
 implementation that runs here:
   triton        kernels.scan_triton (CUDA only), with the launch plan of kernels/scan_plan.py
-  torch         the chunked torch path (kernels.scan_ref.diagonal_scan_ref)
-  torch.compile torch.compile of that reference
-  hillis-steele the previous reference (log2(T) full-length passes): the "before" of the torch path
+  torch         the chunked torch path (kernels.scan_chunked.diagonal_scan_chunked)
+  torch.compile torch.compile of that path
+  hillis-steele the previous torch path (log2(T) full-length passes): the "before" of the chunked one
   fla-hgrn      fla-core's fused_recurrent_hgrn / chunk_hgrn (CUDA, and only if `fla` imports);
                 HGRN's recurrence is h = exp(g) * h + x, so it is fed g = log(a)
 and reports the median time, the bytes the op must move at least (fwd: read a, b, write h;
@@ -32,8 +32,8 @@ import time
 import torch
 
 from kernels.scan_plan import Plan, Row, format_table
-from kernels.scan_ref import diagonal_scan_hillis_steele, diagonal_scan_ref
-from kernels.step_ref import scratch_step_ref
+from kernels.scan_chunked import diagonal_scan_chunked, diagonal_scan_hillis_steele
+from kernels.step_torch import scratch_step_torch
 
 FULL_SHAPES = [(8, T, D) for T in (1024, 4096, 16384) for D in (512, 2048)]
 # a sweep's shapes: the model's trunk and local scans (D 256..1024, T 256..4096), and long contexts
@@ -102,7 +102,7 @@ def _triton_plan(B, T, D, device) -> dict:
     return resolve_plan(B, T, D, device)._asdict()
 
 
-def scan_impls(device: torch.device, compile_ref: bool):
+def scan_impls(device: torch.device, compile_torch: bool):
     """name -> (prepare, fn): prepare(a, b) makes fn's arguments outside the timed region;
     fn(*args) returns h, or a tuple whose first element is h."""
     impls = {}
@@ -110,9 +110,9 @@ def scan_impls(device: torch.device, compile_ref: bool):
         from kernels.scan_triton import diagonal_scan_triton
 
         impls["triton"] = (_same, diagonal_scan_triton)
-    impls["torch"] = (_same, diagonal_scan_ref)
-    if compile_ref:
-        impls["torch.compile"] = (_same, torch.compile(diagonal_scan_ref))
+    impls["torch"] = (_same, diagonal_scan_chunked)
+    if compile_torch:
+        impls["torch.compile"] = (_same, torch.compile(diagonal_scan_chunked))
     impls["hillis-steele"] = (_same, diagonal_scan_hillis_steele)
     if device.type == "cuda":
         for name, fn in (_fla() or {}).items():
@@ -128,9 +128,9 @@ def _fwd_bwd(fn, leaves, dh):
         x.grad = None
 
 
-def bench_scan(shapes, dtype, device, timer, compile_ref, bandwidth, log):
+def bench_scan(shapes, dtype, device, timer, compile_torch, bandwidth, log):
     rows = []
-    impls = scan_impls(device, compile_ref)
+    impls = scan_impls(device, compile_torch)
     elt = torch.tensor([], dtype=dtype).element_size()
     for B, T, D in shapes:
         g = torch.Generator(device="cpu").manual_seed(0)
@@ -166,7 +166,7 @@ def step_impls(device):
         from kernels.step_triton import scratch_step_triton
 
         impls["triton"] = scratch_step_triton
-    impls["torch"] = scratch_step_ref
+    impls["torch"] = scratch_step_torch
     return impls
 
 
@@ -281,7 +281,7 @@ def run_sweep(shapes, dtype_name: str | None = None, device=None, reps: int = 10
 
 
 def run(shapes, dtype_name: str | None = None, device=None, quick: bool = False, reps: int | None = None,
-        warmup: int | None = None, budget: float | None = None, step_d: int | None = None, compile_ref: bool = True,
+        warmup: int | None = None, budget: float | None = None, step_d: int | None = None, compile_torch: bool = True,
         steps: bool = True, scan: bool = True, print=print) -> dict:
     """Run the benchmark, print the table, and return every number (the JSON record). None picks
     the defaults: fp32 (the model's scan dtype), reps 5 quick / 20 CUDA / 7 CPU, warmup 1 quick / 3,
@@ -305,7 +305,7 @@ def run(shapes, dtype_name: str | None = None, device=None, quick: bool = False,
     scan_rows = []
     if scan:
         print(SCAN_HEADER)
-        scan_rows = bench_scan(shapes, dtype, device, timer, compile_ref, bw, lambda r: print(fmt_scan_row(r), flush=True))
+        scan_rows = bench_scan(shapes, dtype, device, timer, compile_torch, bw, lambda r: print(fmt_scan_row(r), flush=True))
     step_rows = bench_steps(step_d, dtype, device, timer) if steps else []
     if step_rows:
         print(fmt_steps(step_rows))

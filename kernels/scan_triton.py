@@ -347,13 +347,13 @@ def diagonal_scan_triton(a, b, initial_state=None, *, chunk_size: int | None = N
     plan (kernels/scan_plan.py)."""
     a, b, initial_state = check_scan(a, b, initial_state)
     if a.dtype == torch.float64:
-        raise ValueError("diagonal_scan_triton accumulates in fp32; use the torch path (diagonal_scan_ref) for fp64")
+        raise ValueError("diagonal_scan_triton accumulates in fp32; use the torch path (diagonal_scan_chunked) for fp64")
     check_device(a)
     B, T, D = b.shape
     if T == 0 or B == 0 or D == 0:  # nothing to launch; the torch path handles it (and its autograd)
-        from kernels.scan_ref import diagonal_scan_ref
+        from kernels.scan_chunked import diagonal_scan_chunked
 
-        return diagonal_scan_ref(a, b, initial_state)
+        return diagonal_scan_chunked(a, b, initial_state)
     if T * D >= 2**31:
         raise ValueError(f"diagonal_scan_triton: T * D = {T * D} must be < 2**31 (int32 row offsets)")
     plan = resolve_plan(B, T, D, a.device, chunk_size, block_d, num_warps)

@@ -1,6 +1,6 @@
 """Triton transient scratchpad step: a * states + b, forward and backward kernels.
 
-Semantics are those of `kernels.step_ref` (see there). `kernels.ops` wraps the two kernels in the
+Semantics are those of `kernels.step_torch` (see there); tested against `kernels.naive`. `kernels.ops` wraps the two kernels in the
 custom operator scratchpad::triton_scratch_step, so the step is differentiable and compiles.
 
 This module imports triton at the top; `kernels/__init__.py` imports it lazily.

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from kernels.scan_ref import _ChunkedScan, chunked_scan
+from kernels.scan_chunked import _ChunkedScan, chunked_scan
 from scratchpad import ModelConfig, build_model
 from scratchpad.precision import compile_module
 

@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_public_api():
-    for name in ("diagonal_scan", "scratch_step", "diagonal_scan_ref", "scratch_step_ref", "diagonal_scan_loop"):
+    for name in ("diagonal_scan", "scratch_step", "diagonal_scan_chunked", "scratch_step_torch", "diagonal_scan_naive",
+                 "scratch_step_naive"):
         assert callable(getattr(kernels, name)) and name in kernels.__all__
 
 

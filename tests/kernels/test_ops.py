@@ -1,13 +1,13 @@
 """The Triton custom operators (kernels/ops.py) that kernels.diagonal_scan and kernels.scratch_step
 call on the Triton path: torch.library.opcheck (schema, fake/meta kernel, autograd registration,
-AOT dispatch), and forward and backward against the fp64 loop, through the public dispatch."""
+AOT dispatch), and forward and backward against the naive loop (kernels/naive.py), through the public dispatch."""
 import pytest
 import torch
 from kernel_testutil import DEVICE, needs_triton, rel_err
 from test_scan_triton import make, run
 
 from kernels import diagonal_scan, scratch_step
-from kernels.scan_ref import diagonal_scan_loop
+from kernels.naive import diagonal_scan_naive
 
 pytestmark = needs_triton
 
@@ -37,11 +37,11 @@ def test_scratch_operators_pass_opcheck(triton_path):
 
 
 @pytest.mark.parametrize(("T", "with_h0", "h0_dtype"), [(1, True, None), (13, False, None), (13, True, torch.float32)])
-def test_scan_through_the_operator_matches_the_loop(triton_path, T, with_h0, h0_dtype):
+def test_scan_through_the_operator_matches_naive(triton_path, T, with_h0, h0_dtype):
     dtype = torch.bfloat16 if h0_dtype else torch.float32  # bf16 activations with an fp32 state
     a, b, h0, dh, dfinal = make(2, T, 6, dtype, with_h0, h0_dtype)
     got = run(diagonal_scan, a, b, h0, dh, dfinal)
-    want = run(diagonal_scan_loop, a.double(), b.double(), None if h0 is None else h0.double(), dh.double(), dfinal.double())
+    want = run(diagonal_scan_naive, a.double(), b.double(), None if h0 is None else h0.double(), dh.double(), dfinal.double())
     tol = 1e-5 if dtype == torch.float32 else 2e-2
     assert [x.dtype for x in got[:2]] == [dtype, h0.dtype if with_h0 else dtype]
     assert got[-1].dtype == (h0.dtype if with_h0 else dtype)

@@ -1,9 +1,9 @@
-"""Triton diagonal scan vs the torch references, forward and backward (the interpreter on CPU).
+"""Triton diagonal scan vs the naive loop (kernels/naive.py), forward and backward (the interpreter on CPU).
 
 Interpreter time is ~linear in the number of sequential row groups, so the long case (T=500) is
 run on few configurations; T=1 and T=63 cover the combinations. The chunk carries (the tree of
-kernels/scan_carry.py) are checked on their own against a serial loop, and end to end with tiles
-so small that the tree has several levels.
+kernels/scan_carry.py) are checked on their own against the naive scan over the chunk maps, and
+end to end with tiles so small that the tree has several levels.
 """
 import pytest
 import torch
@@ -11,7 +11,7 @@ from kernel_testutil import CUDA, DEVICE, gpu, needs_triton, rel_err
 
 import triton
 
-from kernels.scan_ref import diagonal_scan_loop, diagonal_scan_ref
+from kernels.naive import diagonal_scan_naive
 
 pytestmark = needs_triton
 
@@ -44,7 +44,7 @@ def check(B, T, D, dtype, with_h0, chunk=None, h0_dtype=None, block_d=None):
 
     a, b, h0, dh, dfinal = make(B, T, D, dtype, with_h0, h0_dtype)
     got = run(diagonal_scan_triton, a, b, h0, dh, dfinal, chunk_size=chunk, block_d=block_d)
-    want = run(diagonal_scan_ref, a, b, h0, dh, dfinal)
+    want = run(diagonal_scan_naive, a, b, h0, dh, dfinal)
     names = ["h", "final", "da", "db", "dh0"]
     for name, x, y in zip(names, got, want):
         assert x.dtype == y.dtype, name
@@ -79,15 +79,15 @@ def test_fp32_state_with_fp16_inputs(poison):
 # ---- the chunk carries --------------------------------------------------------------------------
 
 
-def carry_loop(p, e, init, reverse):
-    """The states entering every chunk, one chunk after another, in fp64: S_c then S_next = P_c S_c + E_c."""
-    B, N, D = p.shape
-    s = init.double() if init is not None else torch.zeros(B, D, dtype=torch.float64)
-    out = [None] * N
-    for c in range(N - 1, -1, -1) if reverse else range(N):
-        out[c] = s
-        s = p[:, c].double() * s + e[:, c].double()
-    return torch.stack(out, 1)
+def carry_naive(p, e, init, reverse):
+    """The states entering every chunk [B, N, D] in fp64, by the naive scan over the chunk maps:
+    S_0 = init, S_{c+1} = P_c S_c + E_c (counted from the right when reverse)."""
+    if reverse:
+        p, e = p.flip(1), e.flip(1)
+    start = init.double() if init is not None else p.new_zeros(p.shape[0], p.shape[2], dtype=torch.float64)
+    leaving, _ = diagonal_scan_naive(p.double(), e.double(), start)
+    s = torch.cat([start[:, None], leaving[:, :-1]], 1)
+    return s.flip(1) if reverse else s
 
 
 def chunk_maps(B, N, D, seed=0):
@@ -106,7 +106,7 @@ def test_chunk_start_states_tree(reverse, tile, with_init):
     p, e, init = chunk_maps(2, 37, 5)
     init = init if with_init else None
     s = chunk_start_states(p, e, init, reverse, empty=st._empty, tile=tile)
-    assert s.dtype == torch.float32 and rel_err(s, carry_loop(p.cpu(), e.cpu(), None if init is None else init.cpu(), reverse)) < 1e-5
+    assert s.dtype == torch.float32 and rel_err(s, carry_naive(p.cpu(), e.cpu(), None if init is None else init.cpu(), reverse)) < 1e-5
 
 
 @triton.jit
@@ -120,7 +120,7 @@ def test_a_wrong_composition_is_caught(monkeypatch):
     import kernels.scan_carry as sc
 
     p, e, init = chunk_maps(1, 9, 3)
-    want = carry_loop(p, e, init, False)
+    want = carry_naive(p, e, init, False)
     assert rel_err(sc.chunk_start_states(p, e, init, False, empty=torch.empty, tile=4), want) < 1e-5
     monkeypatch.setattr(sc, "_compose", _compose_swapped)
     assert rel_err(sc.chunk_start_states(p, e, init, False, empty=torch.empty, tile=4), want) > 1e-2
@@ -136,17 +136,17 @@ def test_many_chunks_several_tree_levels(poison, monkeypatch, B, T, chunk, tile,
     check(B, T, 37, torch.float32, with_h0, chunk=chunk, block_d=16)
 
 
-def test_exact_against_loop_and_only_final_used(poison):
+def test_exact_against_naive_and_only_final_used(poison):
     from kernels.scan_triton import diagonal_scan_triton
 
     a, b, h0, _, _ = make(2, 40, 6, torch.float32, True)
     h, final = diagonal_scan_triton(a, b, h0, chunk_size=11)
-    h_ref, final_ref = diagonal_scan_loop(a, b, h0)
+    h_ref, final_ref = diagonal_scan_naive(a, b, h0)
     assert rel_err(h, h_ref) < 1e-6 and rel_err(final, final_ref) < 1e-6
     # gradient through the final state alone (dh is None in backward)
     xs = [x.clone().requires_grad_() for x in (a, b)]
     g = torch.autograd.grad(diagonal_scan_triton(*xs, chunk_size=11)[1].sum(), xs)
-    g_ref = torch.autograd.grad(diagonal_scan_ref(*xs)[1].sum(), xs)
+    g_ref = torch.autograd.grad(diagonal_scan_naive(*xs)[1].sum(), xs)
     assert all(rel_err(x, y) < 1e-6 for x, y in zip(g, g_ref))
 
 

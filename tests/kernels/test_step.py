@@ -1,9 +1,11 @@
-"""The transient scratch step a * states + b: torch reference and Triton kernel."""
+"""The transient scratch step a * states + b: the torch path and the Triton kernel against the naive
+reference (kernels/naive.py), forward and backward."""
 import pytest
 import torch
 from kernel_testutil import CUDA, DEVICE, HAVE_TRITON, gpu, needs_triton, rel_err
 
-from kernels.step_ref import scratch_step_ref
+from kernels.naive import scratch_step_naive
+from kernels.step_torch import scratch_step_torch
 
 
 def scratch_resolve(fn):
@@ -14,7 +16,7 @@ def scratch_resolve(fn):
     return fn
 
 
-@pytest.mark.parametrize("fn,device", [pytest.param(scratch_step_ref, "cpu", id="torch")]
+@pytest.mark.parametrize("fn,device", [pytest.param(scratch_step_torch, "cpu", id="torch")]
                          + ([pytest.param("triton", DEVICE, id="triton", marks=needs_triton)] if HAVE_TRITON else []))
 @pytest.mark.parametrize("dtype,state_dtype", [(torch.float32, torch.float32), (torch.float16, torch.float32), (torch.float16, torch.float16)])
 @pytest.mark.parametrize("shape", [(6, 37), (2, 3, 5)])
@@ -26,22 +28,22 @@ def test_scratch_step_writes_nothing_and_grads(fn, device, dtype, state_dtype, s
     s = torch.randn(shape, generator=g).to(state_dtype).to(device).requires_grad_()
     copies = [x.detach().clone() for x in (a, b, s)]
     out = fn(a, b, s)
+    want = scratch_step_naive(a, b, s)
     assert out.dtype == dtype and out.shape == torch.Size(shape)
-    want = a.detach().double() * s.detach().double() + b.detach().double()
     tol = 1e-6 if dtype == torch.float32 else 2e-3
     assert rel_err(out, want) < tol
     assert all(torch.equal(x.detach(), c) for x, c in zip((a, b, s), copies))  # nothing written
     go = torch.randn(shape, generator=g).to(device)
-    da, db, ds = torch.autograd.grad((out.float() * go).sum(), (a, b, s))
-    assert da.dtype == dtype and db.dtype == dtype and ds.dtype == state_dtype
-    assert rel_err(da, go * s.detach().double()) < tol
-    assert rel_err(db, go) < tol
-    assert rel_err(ds, go * a.detach().double()) < tol
+    grads = torch.autograd.grad((out.float() * go).sum(), (a, b, s))
+    want_grads = torch.autograd.grad((want.float() * go).sum(), (a, b, s))
+    assert [x.dtype for x in grads] == [dtype, dtype, state_dtype]
+    for name, x, y in zip(("da", "db", "dstates"), grads, want_grads):
+        assert rel_err(x, y) < tol, name
     assert all(torch.equal(x.detach(), c) for x, c in zip((a, b, s), copies))
 
 
 @needs_triton
-def test_scratch_step_triton_matches_ref_non_contiguous(poison):
+def test_scratch_step_triton_matches_naive_non_contiguous(poison):
     from kernels.step_triton import scratch_step_triton
 
     base = torch.randn(3, 9, 4, device=DEVICE)
@@ -49,19 +51,19 @@ def test_scratch_step_triton_matches_ref_non_contiguous(poison):
     b = base * 0.5
     s = base.flip(0)
     assert not a.is_contiguous()
-    assert rel_err(scratch_step_triton(a, b, s), scratch_step_ref(a, b, s)) < 1e-6
+    assert rel_err(scratch_step_triton(a, b, s), scratch_step_naive(a, b, s)) < 1e-6
 
 
 def test_scratch_step_errors():
     x = torch.zeros(2, 3)
     with pytest.raises(ValueError, match="same shape"):
-        scratch_step_ref(x, torch.zeros(3, 2), x)
+        scratch_step_torch(x, torch.zeros(3, 2), x)
     with pytest.raises(ValueError, match="states must have shape"):
-        scratch_step_ref(x, x, torch.zeros(2, 4))
+        scratch_step_torch(x, x, torch.zeros(2, 4))
     with pytest.raises(ValueError, match="same dtype"):
-        scratch_step_ref(x, x.half(), x)
+        scratch_step_torch(x, x.half(), x)
     with pytest.raises(ValueError, match="states must have dtype"):
-        scratch_step_ref(x.half(), x.half(), x.double())
+        scratch_step_torch(x.half(), x.half(), x.double())
 
 
 @gpu
@@ -71,5 +73,5 @@ def test_gpu_scratch_step_real_sizes(dtype, poison):
 
     s = torch.randn(4, 16, 2048, device="cuda", dtype=dtype)
     a3, b3 = torch.rand_like(s), torch.randn_like(s)
-    assert rel_err(scratch_step_triton(a3, b3, s), scratch_step_ref(a3, b3, s)) < 1e-2
+    assert rel_err(scratch_step_triton(a3, b3, s), scratch_step_naive(a3, b3, s)) < 1e-2
     assert CUDA

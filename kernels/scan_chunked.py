@@ -1,7 +1,8 @@
-"""Pure-torch diagonal scan: h_t = a_t * h_{t-1} + b_t over [B, T, D].
+"""The torch path of the diagonal scan h_t = a_t * h_{t-1} + b_t over [B, T, D]: chunked.
 
-`diagonal_scan_ref` is the torch path of `kernels.diagonal_scan` and the reference the Triton kernel
-is tested against. It is chunked: T is cut into chunks of L positions (L ~ sqrt(T), a power of two) and
+`diagonal_scan_chunked` is what `kernels.diagonal_scan` runs off CUDA (and for fp64). It is tested
+against the plain loop of kernels/naive.py. T is cut into chunks of L positions (L ~ sqrt(T), a
+power of two) and
 
   1. a sweep over the L positions of every chunk at once (tensors [B, C, D]) gives each chunk's
      end value from a zero state, E_c, and `prod` gives its decay product P_c;
@@ -19,8 +20,7 @@ Autograd: a torch.autograd.Function (under torch.compile the `chunked_scan` oper
     db_t = g_t,  da_t = g_t * h_{t-1},  d_initial = a_0 * g_0,
 written with differentiable operations, so double backward works as well.
 
-`diagonal_scan_loop` is the recurrence as a plain loop (fp64): the slow ground truth.
-`diagonal_scan_hillis_steele` is the previous reference (log2(T) full-length passes), kept for the
+`diagonal_scan_hillis_steele` is the previous torch path (log2(T) full-length passes), kept for the
 benchmark's before/after comparison.
 """
 from __future__ import annotations
@@ -170,7 +170,7 @@ def _chunked_scan_backward(ctx, dh, dfinal):
 chunked_scan.register_autograd(_chunked_scan_backward, setup_context=_chunked_scan_setup)
 
 
-def diagonal_scan_ref(a: torch.Tensor, b: torch.Tensor, initial_state: torch.Tensor | None = None, *, chunk_size: int | None = None):
+def diagonal_scan_chunked(a: torch.Tensor, b: torch.Tensor, initial_state: torch.Tensor | None = None, *, chunk_size: int | None = None):
     """h_t = a_t * h_{t-1} + b_t. a, b: [B, T, D]; initial_state: [B, D] or None.
 
     Returns (h [B, T, D] in b's dtype, final_state [B, D] in initial_state's dtype, or b's when
@@ -195,7 +195,7 @@ def diagonal_scan_ref(a: torch.Tensor, b: torch.Tensor, initial_state: torch.Ten
 
 
 def diagonal_scan_hillis_steele(a: torch.Tensor, b: torch.Tensor, initial_state: torch.Tensor | None = None):
-    """The previous reference: Hillis-Steele prefix over the affine maps, log2(T) full-length
+    """The previous torch path: Hillis-Steele prefix over the affine maps, log2(T) full-length
     passes, differentiated by autograd. Kept for the benchmark's before/after comparison."""
     a, b, initial_state = check_scan(a, b, initial_state)
     out_dtype = b.dtype
@@ -216,14 +216,3 @@ def diagonal_scan_hillis_steele(a: torch.Tensor, b: torch.Tensor, initial_state:
         final = b[:, -1]
     return b.to(out_dtype), final.to(out_dtype)
 
-
-def diagonal_scan_loop(a: torch.Tensor, b: torch.Tensor, initial_state: torch.Tensor | None = None):
-    """The recurrence written as a loop, in fp64: the slow ground truth the parallel forms are tested against."""
-    h = initial_state.to(torch.float64) if initial_state is not None else a.new_zeros(a.shape[0], a.shape[2], dtype=torch.float64)
-    outs = []
-    for t in range(a.shape[1]):
-        h = a[:, t].double() * h + b[:, t].double()
-        outs.append(h)
-    hs = torch.stack(outs, 1) if outs else a.new_zeros(a.shape, dtype=torch.float64)
-    state_dtype = initial_state.dtype if initial_state is not None else b.dtype
-    return hs.to(b.dtype), h.to(state_dtype)

@@ -1,8 +1,9 @@
-"""Pure-torch transient scratchpad step of the diagonal recurrence.
+"""The torch path of the transient scratchpad step of the diagonal recurrence.
 
-Same signature and semantics as the Triton kernel in `kernels.step_triton`:
+Same signature and semantics as the Triton kernel in `kernels.step_triton`; tested, like it,
+against `kernels.naive.scratch_step_naive`:
 
-  scratch_step(a, b, states) -> a * states + b
+  scratch_step_torch(a, b, states) -> a * states + b
       Any shape (all three the same), writes nothing, differentiable in a, b and states.
 
 The output has b's dtype (like the scan's h); states may be b's dtype or fp32.
@@ -15,7 +16,7 @@ import torch
 from kernels._validate import acc_dtype, check_scratch
 
 
-def scratch_step_ref(a: torch.Tensor, b: torch.Tensor, states: torch.Tensor):
+def scratch_step_torch(a: torch.Tensor, b: torch.Tensor, states: torch.Tensor):
     """a, b, states: one shape (e.g. [N, D] or [B, Q, D]). Returns a * states + b in b's dtype;
     writes nothing; differentiable in a, b and states."""
     a, b, states = check_scratch(a, b, states)
