@@ -30,11 +30,11 @@ COMMANDS = [
     (("eval", "code"), "eval.code", "code BPB and next-line completion"),
     (("eval", "harness"), "eval.harness_cli", "lm-evaluation-harness tasks per tau: accuracy, scratchpad rate, FLOPs/byte ([harness] extra)"),
     (("eval", "tokenizer"), "eval.tokenizer_baseline", "train the BPE-tokenizer baseline (same trunk over tokens)"),
-    (("bench", "generate"), "eval.bench_generate", "decode speed: SP vs byte-level baseline"),
-    (("bench", "serve"), "eval.bench_serve", "load test of scratchpad serve: bytes/s, time to first byte, latency; --soak: poison, disconnects, oversized bodies"),
-    (("bench", "train"), "eval.bench_train", "training throughput of the presets"),
-    (("bench", "kernels"), "eval.bench_kernels", "scan kernel benchmarks"),
-    (("bench", "gpu"), "eval.bench_gpu", "the prepared GPU run (--rehearse: the same plan on CPU): gpu tests, graph decode == forward, decode, training, kernels, compile"),
+    (("bench", "generate"), "eval.bench.generate", "decode speed: SP vs byte-level baseline"),
+    (("bench", "serve"), "eval.bench.serve", "load test of scratchpad serve: bytes/s, time to first byte, latency; --soak: poison, disconnects, oversized bodies"),
+    (("bench", "train"), "eval.bench.train", "training throughput of the presets"),
+    (("bench", "kernels"), "eval.bench.kernels", "scan kernel benchmarks"),
+    (("bench", "gpu"), "eval.bench.gpu", "the prepared GPU run (--rehearse: the same plan on CPU): gpu tests, graph decode == forward, decode, training, kernels, compile"),
 ]
 
 

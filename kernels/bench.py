@@ -1,5 +1,5 @@
 """Scan/step kernel benchmark, measured by `run` (its command line, `scratchpad bench kernels`,
-is eval/bench_kernels.py: kernels import nothing of the rest of the project).
+is eval/bench/kernels.py: kernels import nothing of the rest of the project).
 
 For every shape [B, T, D] it times the diagonal scan forward, and forward+backward, for each
 implementation that runs here:

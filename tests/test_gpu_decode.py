@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from eval.graph_decode import MODELS, REL_TOL, compare, text
+from eval.bench.graph_decode import MODELS, REL_TOL, compare, text
 from scratchpad import ModelConfig, build_model
 from scratchpad.precision import autocast, configure_compile
 from train.loss import LossModule

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from eval import bench_generate
+from eval.bench import generate as bench_generate
 
 
 def test_rows_and_json_line_carry_both_models_and_the_speedup(capsys):

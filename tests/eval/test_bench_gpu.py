@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from eval import bench_gpu
-from eval.bench_gpu_harness import KILL_WAIT_S, Step, run_plan
+from eval.bench import gpu as bench_gpu
+from eval.bench.gpu_harness import KILL_WAIT_S, Step, run_plan
 
 ROOT = Path(__file__).resolve().parents[2]
 ORDER = ["env", "pytest-gpu", "graph-decode", "decode-tau", "decode-every4", "train-eager", "train-log", "kernels",
@@ -138,7 +138,7 @@ def test_harness_killed_mid_step_leaves_the_finished_rows(tmp_path, sig):
     hang = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
     parent = textwrap.dedent(f"""
         from pathlib import Path
-        from eval.bench_gpu_harness import Step, run_plan
+        from eval.bench.gpu_harness import Step, run_plan
         run_plan([Step('quick', ['-c', 'print(1)'], 30), Step('hang', ['-c', {hang!r}], 50)],
                  Path({str(tmp_path)!r}), 120, 't')
     """)

@@ -1,7 +1,7 @@
 """`scratchpad bench kernels` runs on CPU and ends with one JSON line."""
 import json
 
-from eval.bench_kernels import main
+from eval.bench.kernels import main
 
 
 def test_bench_smoke(capsys):

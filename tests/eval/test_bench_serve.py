@@ -6,7 +6,7 @@ import pytest
 pytest.importorskip("fastapi", reason="needs the [serve] extra: pip install -e '.[serve]'")
 pytest.importorskip("uvicorn", reason="needs the [serve] extra: pip install -e '.[serve]'")
 
-from eval.bench_serve import main, summarize  # noqa: E402
+from eval.bench.serve import main, summarize  # noqa: E402
 
 
 def test_load_run_with_the_stride_trigger(assets, tmp_path, cli, read_report):
@@ -47,7 +47,7 @@ def test_soak_run_hurts_no_victim_and_refuses_every_bad_request(assets, tmp_path
 
 
 def test_soak_summary_counts_victims_and_memory_spread():
-    from eval.serve_soak import summarize as soak_summary
+    from eval.bench.serve_soak import summarize as soak_summary
 
     recs = [dict(kind="normal", status=200, seconds=0.1, bytes=8, hurt=False),
             dict(kind="normal", status=500, seconds=0.3, bytes=0, hurt=True),

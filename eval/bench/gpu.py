@@ -7,7 +7,7 @@ Runs, in order of the risk each retires, every step as a child process with its 
     pytest-gpu       python -m pytest -m gpu (kernels at real sizes, graph breaks of a compiled
                      training step; the graph decode test runs as the next step instead)
     graph-decode     CUDA-graph decode == parallel forward: default model and a tiny all-SSM model,
-                     tau 0, 1.5, inf and the stride trigger (python -m eval.graph_decode)
+                     tau 0, 1.5, inf and the stride trigger (python -m eval.bench.graph_decode)
     decode-tau       scratchpad bench generate --device cuda at tau = 1.5 (no eager fallback: a
     decode-every4    failed capture fails the step), and at every 4th byte of a patch
     train-eager      scratchpad bench train, bf16, eager: the default model's preset and its byte
@@ -18,11 +18,11 @@ Runs, in order of the risk each retires, every step as a child process with its 
     compile-byte     on the same steps, speedup, compile time, loss agreement
 
 Each step's output streams into OUT/<step>.txt as it is printed; OUT/summary.json and OUT/README.md
-get each step's row as soon as it ends (see eval/bench_gpu_harness.py: a hung step gets SIGINT,
+get each step's row as soon as it ends (see eval/bench/gpu_harness.py: a hung step gets SIGINT,
 then a faulthandler stack dump, then SIGKILL, and keeps what it printed).
 
     scratchpad bench gpu --out "$OUT/gpu"   # on the GPU machine, from the repository root
-                                            # (or python -m eval.bench_gpu without an install)
+                                            # (or python -m eval.bench.gpu without an install)
     scratchpad bench gpu --budget 400       # less device time: the last steps (compile) are cut
     scratchpad bench gpu --only compile-sp  # a rerun of chosen steps
     scratchpad bench gpu --rehearse         # anywhere: every step on CPU at tiny sizes, same harness
@@ -38,11 +38,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from eval.bench_gpu_harness import Step, run_plan
+from eval.bench.gpu_harness import Step, run_plan
 from scratchpad.errors import UserError, run_cli
 from scratchpad.flags import Parser, describe
 
-DEFAULT_OUT = Path(__file__).parent / "reports" / "gpu"
+DEFAULT_OUT = Path(__file__).parents[1] / "reports" / "gpu"
 REHEARSAL_OUT = Path(tempfile.gettempdir()) / "scratchpad-bench-gpu-rehearsal"
 SP_PRESET, BYTE_PRESET = "heavy-p16-aux2", "heavy-byte"  # the packaged default model's design
 TINY_SP, TINY_BYTE = "tiny-sp-fixed-p4", "tiny-heavy-byte"
@@ -74,21 +74,21 @@ def plan(rehearse: bool = False) -> list[Step]:
         kernels = ["--shapes", "8x1024x512,8x4096x1024,8x16384x2048", "--budget", "1"]
         decode_bytes = "160"
     bench_train = [*cli, "bench", "train", "--no-plain", *dev, *train, "--presets"]
-    # rehearsal: Dynamo + AOTAutograd without inductor's C++ code generation (eval/bench_gpu_steps.py)
-    compile_train = [*(["-m", "eval.bench_gpu_steps", "aot-eager"] if rehearse else cli), *bench_train[2:]]
+    # rehearsal: Dynamo + AOTAutograd without inductor's C++ code generation (eval/bench/gpu_steps.py)
+    compile_train = [*(["-m", "eval.bench.gpu_steps", "aot-eager"] if rehearse else cli), *bench_train[2:]]
     steps = [
-        Step("env", ["-m", "eval.bench_gpu_steps", "env", "--out", "{out}"], 20, env_line, ("env.json",)),
+        Step("env", ["-m", "eval.bench.gpu_steps", "env", "--out", "{out}"], 20, env_line, ("env.json",)),
         # a test file that fails to import (an optional package missing there) must not stop the
         # rest; the graph decode comparison runs as the next step, which keeps its numbers
         Step("pytest-gpu", ["-m", "pytest", "-m", "gpu", "-rfEs", "-p", "no:cacheprovider",
                             "--continue-on-collection-errors", "--deselect",
                             "tests/test_gpu_decode.py::test_cuda_graph_decode_equals_parallel_forward", *tests], 90),
-        Step("graph-decode", ["-m", "eval.graph_decode", *dev, "--bytes", decode_bytes], 60, graph_decode_line),
+        Step("graph-decode", ["-m", "eval.bench.graph_decode", *dev, "--bytes", decode_bytes], 60, graph_decode_line),
         Step("decode-tau", [*cli, "bench", "generate", *dev, "--threshold", "1.5", *decode], 40, decode_line),
         Step("decode-every4", [*cli, "bench", "generate", *dev, "--threshold", "inf", "--scratch-every", "4", *decode],
              40, decode_line),
         Step("train-eager", [*bench_train, f"{sp},{byte}"], 45, train_line),
-        Step("train-log", ["-m", "eval.bench_gpu_steps", "train-log", "--out", "{out}", *dev, *log], 35,
+        Step("train-log", ["-m", "eval.bench.gpu_steps", "train-log", "--out", "{out}", *dev, *log], 35,
              train_log_line, ("train_log.jsonl",)),
         Step("kernels", [*cli, "bench", "kernels", *dev, "--dtype", "fp32", "--no-compile", *kernels], 60,
              kernels_line),

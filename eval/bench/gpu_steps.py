@@ -1,9 +1,9 @@
 """Steps of `scratchpad bench gpu` that are not commands of their own (run as its children):
 
-    python -m eval.bench_gpu_steps env --out DIR          # DIR/env.json; one JSON line
-    python -m eval.bench_gpu_steps train-log --out DIR    # the real trainer on synthetic text;
+    python -m eval.bench.gpu_steps env --out DIR          # DIR/env.json; one JSON line
+    python -m eval.bench.gpu_steps train-log --out DIR    # the real trainer on synthetic text;
                                                           # DIR/train_log.jsonl; one JSON line
-    python -m eval.bench_gpu_steps aot-eager bench train ARGS...   # the rehearsal's compile steps
+    python -m eval.bench.gpu_steps aot-eager bench train ARGS...   # the rehearsal's compile steps
 
 aot-eager runs a `scratchpad` command with torch.compile's backend set to aot_eager: Dynamo and
 AOTAutograd trace the forward and backward as on the GPU (graph breaks, custom operators, their
@@ -57,7 +57,7 @@ def _run(argv: list[str]) -> str | None:
 def train_log_run(out: Path, device: str, preset: str, steps: int, batch: int, seq_len: int, dtype: str) -> dict:
     """`steps` steps of `preset` through the real trainer on synthetic text; its log.jsonl is copied
     to out/train_log.jsonl. -> the trainer's exit code and the median of its later steps."""
-    from eval.bench_train import synthetic_text
+    from eval.bench.train import synthetic_text
     from train.trainer import TrainArgs, Trainer
 
     copied = out / "train_log.jsonl"
@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["aot-eager"]:
         return run_aot_eager(argv[1:])
-    ap = Parser(prog="python -m eval.bench_gpu_steps", description=describe(__doc__))
+    ap = Parser(prog="python -m eval.bench.gpu_steps", description=describe(__doc__))
     ap.add_argument("step", choices=["env", "train-log"], help="(or aot-eager COMMAND..., see above)")
     ap.add_argument("--out", required=True, help="report folder (exists)")
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])

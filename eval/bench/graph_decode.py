@@ -3,8 +3,8 @@ compare every position's logits (and the commits and scratchpads counted) with t
 forward, for the packaged default model and a tiny all-SSM scratchpad model, at tau 0, 1.5, inf
 and the stride trigger (a scratchpad at every 4th byte of a patch; every 2nd at P = 4).
 
-    python -m eval.graph_decode --device cuda     # the step replays as CUDA graphs
-    python -m eval.graph_decode --device cpu      # the step as graphs replay it (static), no capture
+    python -m eval.bench.graph_decode --device cuda     # the step replays as CUDA graphs
+    python -m eval.bench.graph_decode --device cpu      # the step as graphs replay it (static), no capture
 
 Prints one line per case, then one JSON line; exit code 1 when any case differs, runs the trunk at
 other bytes than eager decode would, or could not be captured. A step of `scratchpad bench gpu`;
@@ -19,7 +19,7 @@ from dataclasses import replace
 
 import torch
 
-from eval.bench_train import synthetic_text
+from eval.bench.train import synthetic_text
 from infer import Engine
 from infer.graphs import GraphCaptureError
 from scratchpad import ModelConfig, build_model, load_model
@@ -97,7 +97,7 @@ def describe_row(r: dict) -> str:
 
 
 def main(argv=None) -> int:
-    ap = Parser(prog="python -m eval.graph_decode", description=describe(__doc__))
+    ap = Parser(prog="python -m eval.bench.graph_decode", description=describe(__doc__))
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     ap.add_argument("--bytes", type=int_flag("--bytes", 8), default=160, metavar="N", help="bytes per row (2 rows)")
     a = ap.parse_args(argv)

@@ -6,7 +6,7 @@ bytes/s and p50/p99 of time-to-first-byte and inter-byte latency (gaps between s
 per byte). Writes Markdown + JSON with --out.
 
 --soak: one run of N clients sending a mix of normal, poison, disconnecting and oversized
-requests (eval/serve_soak.py); reports bytes/s, p50/p99 latency, victims hurt (normal requests
+requests (eval/bench/serve_soak.py); reports bytes/s, p50/p99 latency, victims hurt (normal requests
 whose bytes differ from the same prompt served alone; must be 0) and RSS over time.
 """
 from __future__ import annotations
@@ -107,7 +107,7 @@ def main(argv=None) -> int:
     model = load_model(args.model)
     name = model.cfg.name
     if args.soak:
-        from eval.serve_soak import soak_main
+        from eval.bench.serve_soak import soak_main
 
         return soak_main(args, model, clients, tau)
     srv = ServerThread(build_app(model, name, args.max_batch, max_queue=max(clients)))

@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-ROOT = Path(__file__).resolve().parents[1]  # children run here (pytest finds tests/)
+ROOT = Path(__file__).resolve().parents[2]  # children run here (pytest finds tests/)
 GRACE_S = 10.0      # SIGINT this long before the limit (at most a fifth of the limit)
 KILL_WAIT_S = 2.0   # SIGKILL this long after SIGABRT
 MIN_STEP_S = 5.0    # a step is skipped when less than this is left of the budget
