@@ -158,6 +158,29 @@ def test_compiled_step_equals_parallel_forward(name):
         assert {span for _, _, span, _ in engine.last_runner._warm} >= {1, 2, 3, 4, 6}
 
 
+@pytest.mark.parametrize("tau,every", [(1.5, 0), (math.inf, 2)])
+def test_compiled_step_reuses_only_the_variant_that_ran(monkeypatch, tau, every):
+    """The default suite's check of the compiled step's variants (the slow test above runs
+    Inductor): a variant that has run skips Dynamo's guards at its next calls, so a variant key
+    missing something a graph is specialised to (the KV span read: 1 -> 2 -> 3 pages of 2 patches
+    here) would replay a stale graph and change the logits. Dynamo's 'eager' backend keeps the
+    guards and the specialised graphs without Inductor's minutes of C++ compilation."""
+    compiled, real_compile = [], torch.compile
+
+    def eager_backend(fn, *, mode=None, options=None, backend=None, **kw):
+        compiled.append(fn)
+        return real_compile(fn, backend="eager", **kw)
+
+    monkeypatch.setattr(torch, "compile", eager_backend)
+    model = model_for("tiny-sp-fixed-p4")
+    x = text_bytes(2, 24, seed=4)
+    ref = model(x, threshold=tau, scratch_every=every)
+    assert int(ref.commits.min()) > 2 * 2  # each row ends up holding 3 pages: spans 1, 2 and 3 all run
+    got = Engine(model, compile=True, page=2).teacher_force(x, tau, prefill=[0, 5], scratch_every=every)
+    assert compiled, "the engine compiled nothing"
+    assert (got - ref.logits).abs().max() <= 1e-9
+
+
 def test_span_buckets_read_at_most_half_again_the_pages_held():
     """Compiled and captured steps read the held KV pages rounded up to a bucket: few buckets
     (about two per doubling), each the smallest that holds them, never 1.5x more than held."""
