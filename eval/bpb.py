@@ -4,7 +4,7 @@ trunk calls per byte and FLOPs/KV per byte against the byte-level baseline of eq
     scratchpad eval bpb --model runs/default --data /work/data/text --threshold 1.5 --out reports/bpb
 
 Long data is scored in non-overlapping windows of the model's length (or --window), each window
-fully and from an empty context; see eval/common.py. Writes bpb.md and bpb.json into --out.
+fully and from an empty context; see eval/windows.py. Writes bpb.md and bpb.json into --out.
 """
 from __future__ import annotations
 
@@ -13,25 +13,15 @@ import sys
 import time
 
 from eval import compressors
-from eval.common import (
-    WINDOWING,
-    Parser,
-    describe,
-    accounting,
-    common_args,
-    default_window,
-    entropy_quantile_thresholds,
-    eval_bytes,
-    evaluate,
-    load_eval_model,
-    model_info,
-    parse_rate,
-    parse_threshold,
-)
+from eval.cli_args import common_args, parse_rate
 from eval.lag_stats import LagStats
+from eval.loading import load_eval_model, model_info
 from eval.report import fmt, out_folder, plot_bars, short_path, table, write_report
+from eval.scoring import accounting, entropy_quantile_thresholds, evaluate
+from eval.windows import WINDOWING, default_window, eval_bytes
+from infer.options import parse_threshold
 from scratchpad.errors import UserError, run_cli
-from scratchpad.flags import RATE_FLAGS, THRESHOLD_FLAGS
+from scratchpad.flags import RATE_FLAGS, THRESHOLD_FLAGS, Parser, describe
 
 
 def run_bpb(model, arr, window: int, threshold: float, batch_size: int, lag: bool = False) -> dict:
@@ -39,11 +29,12 @@ def run_bpb(model, arr, window: int, threshold: float, batch_size: int, lag: boo
     head's BPB from the same pass (eval/lag_stats.py)."""
     t0 = time.perf_counter()
     stats = LagStats() if lag else None
-    ev = evaluate(model, arr, window, threshold, batch_size, on_output=stats)
-    res = dict(threshold=threshold, bpb=ev.bpb, bpb_se=ev.bpb_se, bytes=ev.bytes, windows=ev.windows, nats=ev.nats,
+    sc = evaluate(model, arr, window, threshold, batch_size, on_output=stats)
+    ev = sc.events
+    res = dict(threshold=threshold, bpb=sc.bpb, bpb_se=sc.bpb_se, bytes=ev.bytes, windows=sc.windows, nats=sc.nats,
                commits=ev.commits, scratchpads=ev.scratchpads, keys=ev.keys, aux_steps=ev.aux,
-               window_bpb=[round(v, 6) for v in ev.window_bpb])
-    res.update(accounting(model.cfg, ev))
+               window_bpb=[round(v, 6) for v in sc.window_bpb])
+    res.update(accounting(model.cfg, sc))
     if stats is not None:
         res["lag"] = stats.summary()
     res["seconds"] = time.perf_counter() - t0
@@ -52,7 +43,8 @@ def run_bpb(model, arr, window: int, threshold: float, batch_size: int, lag: boo
 
 def compile_for_eval(model, arr, window: int, threshold: float, batch_size: int):
     """-> (the compiled model, seconds its first batch took: the compile time)."""
-    from eval.common import batches, score
+    from eval.scoring import score
+    from eval.windows import batches
     from scratchpad.precision import compile_module, compile_problem
 
     problem = compile_problem(next(model.parameters()).device)

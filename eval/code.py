@@ -25,21 +25,12 @@ import time
 import numpy as np
 
 from eval.bpb import run_bpb
-from eval.common import (
-    Parser,
-    add_threads_flag,
-    describe,
-    data_file,
-    default_window,
-    load_eval_model,
-    model_info,
-    parse_threshold,
-    positive_int,
-    read_bytes,
-)
+from eval.loading import load_eval_model, model_info
 from eval.report import fmt, out_folder, plot_bars, short_path, table, write_report
+from eval.windows import data_file, default_window, read_bytes
+from infer.options import parse_threshold
 from scratchpad.errors import UserError, run_cli
-from scratchpad.flags import THRESHOLD_FLAGS
+from scratchpad.flags import THRESHOLD_FLAGS, Parser, add_threads_flag, describe, int_flag
 from scratchpad.vocab import DOCUMENT_SEPARATOR
 
 
@@ -136,14 +127,14 @@ def main(argv=None) -> int:
     ap.add_argument("--split", default="val")
     ap.add_argument(*THRESHOLD_FLAGS, dest="threshold", default="1.5", metavar="TAU",
                     help="tau for BPB and generation (default 1.5; inf = none)")
-    ap.add_argument("--max-bytes", type=positive_int("--max-bytes", 2), default=1 << 17, help="bytes scored for BPB (default 131072)")
-    ap.add_argument("--lines", type=positive_int("--lines"), default=100, help="held-out function-body lines to complete (default 100)")
-    ap.add_argument("--max-line-bytes", type=positive_int("--max-line-bytes", 2), default=120,
+    ap.add_argument("--max-bytes", type=int_flag("--max-bytes", 2), default=1 << 17, help="bytes scored for BPB (default 131072)")
+    ap.add_argument("--lines", type=int_flag("--lines"), default=100, help="held-out function-body lines to complete (default 100)")
+    ap.add_argument("--max-line-bytes", type=int_flag("--max-line-bytes", 2), default=120,
                     help="longest line to pick, and the generation limit (default 120)")
-    ap.add_argument("--context", type=positive_int("--context", 2), help="prompt bytes kept (default min(max_seq_len, 1024) - 1)")
-    ap.add_argument("--window", type=positive_int("--window", 2), help="BPB window (default min(max_seq_len, 1024))")
-    ap.add_argument("--batch-size", type=positive_int("--batch-size"), default=8, help="windows per forward / prompts per generation batch")
-    ap.add_argument("--seed", type=positive_int("--seed", 0), default=0)
+    ap.add_argument("--context", type=int_flag("--context", 2), help="prompt bytes kept (default min(max_seq_len, 1024) - 1)")
+    ap.add_argument("--window", type=int_flag("--window", 2), help="BPB window (default min(max_seq_len, 1024))")
+    ap.add_argument("--batch-size", type=int_flag("--batch-size"), default=8, help="windows per forward / prompts per generation batch")
+    ap.add_argument("--seed", type=int_flag("--seed", 0), default=0)
     add_threads_flag(ap)
     ap.add_argument("--out", required=True)
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)

@@ -3,7 +3,7 @@
 command-line tools as installed (a missing or failing tool is reported as skipped, never fatal).
 
 The bytes are exactly the ones the model is scored on: every byte after the first (the model
-predicts byte i from bytes < i; eval/common.py). Two numbers per tool:
+predicts byte i from bytes < i; eval/windows.py). Two numbers per tool:
   * whole-file: the tool compresses all of those bytes as one stream;
   * per window: the bytes each model window predicts (window_spans) are compressed independently,
     each from an empty state, like the model, which starts every window from an empty context.
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from eval.common import window_spans
 from eval.report import table
+from eval.windows import window_spans
 
 
 @dataclass(frozen=True)

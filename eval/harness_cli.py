@@ -19,8 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-from eval.common import load_eval_model, parse_thresholds
+from eval.cli_args import parse_thresholds
 from eval.harness_report import metric_cells, per_doc, write
+from eval.loading import load_eval_model
 from eval.report import fmt, out_folder
 from infer.options import tau_json
 from scratchpad.errors import UserError, run_cli

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from eval.common import paired_difference
 from eval.report import fmt, table, write_report
+from eval.scoring import paired_difference
 
 LN2 = math.log(2)
 

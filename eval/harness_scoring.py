@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from eval.common import DEFAULT_WINDOW_CAP
+from eval.windows import DEFAULT_WINDOW_CAP
 from infer.engine import Engine
 from infer.options import check_every, check_threshold, effective_every, effective_threshold, tau_json
 from scratchpad.accounting import Events, per_byte, row_events

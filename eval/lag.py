@@ -2,7 +2,7 @@
 
     scratchpad eval lag --model runs/heavy-p16 --data /work/data/text --thresholds 0,1,1.5,2,3,inf --out reports/lag
 
-Three figures, each over the same windows as `eval bpb` (eval/common.py):
+Three figures, each over the same windows as `eval bpb` (eval/windows.py):
 * the **lag profile**: BPB by *offset* (bytes since the latest committed patch: the lag a byte
   would have at τ = ∞) at every τ, and BPB by *lag* (bytes since the latest usable trunk output,
   committed or scratchpad) at every τ. At τ = ∞ the profile should rise with the offset when the
@@ -25,19 +25,12 @@ import sys
 import torch
 
 from eval.bpb import run_bpb
-from eval.common import (
-    WINDOWING,
-    Parser,
-    describe,
-    common_args,
-    default_window,
-    eval_bytes,
-    load_eval_model,
-    model_info,
-    parse_thresholds,
-)
+from eval.cli_args import common_args, parse_thresholds
+from eval.loading import load_eval_model, model_info
 from eval.report import fmt, out_folder, plot_xy, table, write_report
+from eval.windows import WINDOWING, default_window, eval_bytes
 from scratchpad.errors import run_cli
+from scratchpad.flags import Parser, describe
 
 DEFAULT_THRESHOLDS = "0,1,1.5,2,3,inf"
 

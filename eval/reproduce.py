@@ -15,7 +15,7 @@ the same batches in the same order:
 
 Training compute is not equal (the byte baseline runs its trunk 16x as often); each model's
 training FLOPs and wall clock are reported beside it. Every SP model is evaluated at every τ,
-the others at τ = ∞, on the same held-out windows (eval/common.py), with the lag profile, the
+the others at τ = ∞, on the same held-out windows (eval/windows.py), with the lag profile, the
 trunk's share and the aux head's own BPB (eval/lag.py), inference FLOPs and KV bytes per byte
 (scratchpad/accounting.py), and the causality audit of the trained weights. The report checks
 the paper's targets at P = 16 and says which are met. Finished runs under --runs are reused;
@@ -36,24 +36,15 @@ from pathlib import Path
 import torch
 
 from eval.bpb import run_bpb
-from eval.common import (
-    WINDOWING,
-    Parser,
-    add_threads_flag,
-    describe,
-    default_window,
-    eval_bytes,
-    parse_duration,
-    parse_thresholds,
-    positive_int,
-    set_threads,
-)
+from eval.cli_args import parse_thresholds
 from eval.lag import lag_figures, lag_plots
 from eval.report import fmt, jsonable, out_folder, plot_xy, table, write_report
 from eval.variants import read_log, train_variant
+from eval.windows import WINDOWING, default_window, eval_bytes
 from scratchpad import ModelConfig, load_model
 from scratchpad.accounting import parameter_counts, training_flops
 from scratchpad.errors import UserError, run_cli
+from scratchpad.flags import Parser, add_threads_flag, describe, int_flag, parse_duration, set_threads
 
 MODELS = [("byte", "heavy-byte"), ("p16-plain", "heavy-p16-plain"), ("p16", "heavy-p16"), ("p8", "heavy-p8"),
           ("p4", "heavy-p4")]
@@ -277,16 +268,16 @@ def report(out: Path, models: dict, sets: list[dict], a, steps: int, command: st
 def add_training_and_scoring_flags(ap, warmup: int):
     """The flags every model of a comparison shares (eval reproduce, eval scale): batches, schedule,
     seed, held-out scoring, the causality audit, threads and device."""
-    ap.add_argument("--batch-size", type=positive_int("--batch-size"), default=8)
-    ap.add_argument("--seq-len", type=positive_int("--seq-len", 2), default=512)
+    ap.add_argument("--batch-size", type=int_flag("--batch-size"), default=8)
+    ap.add_argument("--seq-len", type=int_flag("--seq-len", 2), default=512)
     ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--warmup", type=positive_int("--warmup", 0), default=warmup)
-    ap.add_argument("--seed", type=positive_int("--seed", 0), default=0)
-    ap.add_argument("--window", type=positive_int("--window", 2), default=1024, help="evaluation window (default 1024)")
-    ap.add_argument("--eval-bytes", type=positive_int("--eval-bytes", 2), default=(1 << 16) + 1,
+    ap.add_argument("--warmup", type=int_flag("--warmup", 0), default=warmup)
+    ap.add_argument("--seed", type=int_flag("--seed", 0), default=0)
+    ap.add_argument("--window", type=int_flag("--window", 2), default=1024, help="evaluation window (default 1024)")
+    ap.add_argument("--eval-bytes", type=int_flag("--eval-bytes", 2), default=(1 << 16) + 1,
                     help="held-out bytes per set (default 65537: 64 full windows of 1024)")
-    ap.add_argument("--eval-batch", type=positive_int("--eval-batch"), default=8)
-    ap.add_argument("--audit-positions", type=positive_int("--audit-positions"), default=6)
+    ap.add_argument("--eval-batch", type=int_flag("--eval-batch"), default=8)
+    ap.add_argument("--audit-positions", type=int_flag("--audit-positions"), default=6)
     add_threads_flag(ap)
     ap.add_argument("--device", choices=["cpu", "cuda"])
 

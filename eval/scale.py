@@ -17,7 +17,7 @@ time with --budget). The models, all with the same trunk:
     bpe       a BPE tokenizer (sentencepiece) and the same trunk over tokens
 
 Every byte model logs validation BPB against cumulative training FLOPs while it trains, is scored
-on every held-out set in windows (eval/common.py) at every tau, and passes (or fails, in the
+on every held-out set in windows (eval/windows.py) at every tau, and passes (or fails, in the
 report) the causality audit on its trained weights. `--pilot` instead trains P16 SP with each
 local design of --locals (local attention span x local width) at the first trunk width, every
 design to the FLOPs the byte baseline with the first design spends, and reports which does best. Finished runs are reused and unfinished ones continue exactly, so
@@ -32,14 +32,15 @@ import sys
 import time
 from pathlib import Path
 
-from eval.common import Parser, describe, eval_bytes, parse_duration, parse_list, parse_thresholds, positive_int, set_threads
-from eval.reproduce import add_training_and_scoring_flags, evaluate_model, parse_size, training_budget
+from eval.cli_args import parse_list, parse_thresholds
 from eval.report import out_folder
+from eval.reproduce import add_training_and_scoring_flags, evaluate_model, parse_size, training_budget
 from eval.scale_report import write_pilot, write_scale
 from eval.variants import train_variant
+from eval.windows import eval_bytes
 from scratchpad import ModelConfig
 from scratchpad.errors import UserError, run_cli
-from scratchpad.flags import parse_int_flag
+from scratchpad.flags import Parser, describe, int_flag, parse_duration, parse_int_flag, set_threads
 
 MODELS = {"byte": "heavy-byte", "p16-plain": "heavy-p16-plain", "p16-sp": "heavy-p16", "p4-sp": "heavy-p4", "bpe": "heavy-byte"}
 DEFAULT_MODELS = "byte,p16-plain,p16-sp,bpe"
@@ -110,8 +111,8 @@ def from_log(run: Path) -> dict:
 
 def run_model(key: str, cfg: ModelConfig, folder: Path, sets: list[dict], taus: list[float], budget: dict, a) -> dict:
     """Train (or reuse / resume) one model and evaluate it."""
-    from scratchpad.accounting import parameter_counts
     from scratchpad import build_model
+    from scratchpad.accounting import parameter_counts
 
     print(f"{key} ({cfg.name}) -> {folder}", flush=True)
     if key == "bpe":
@@ -146,10 +147,10 @@ def main(argv=None) -> int:
     ap.add_argument("--locals", default="4x64,16x64,64x64,4x128,16x128,64x128", help="the pilot's local designs")
     ap.add_argument("--thresholds", default=DEFAULT_THRESHOLDS, help=f"τ values for SP models (default {DEFAULT_THRESHOLDS})")
     ap.add_argument("--tiny", action="store_true", help="the tiny-* forms (for tests)")
-    ap.add_argument("--curve-points", type=positive_int("--curve-points"), default=10,
+    ap.add_argument("--curve-points", type=int_flag("--curve-points"), default=10,
                     help="validation evaluations over the byte baseline's steps (the learning curves)")
-    ap.add_argument("--bpe-sample-bytes", type=positive_int("--bpe-sample-bytes", 1000), default=4 << 20)
-    ap.add_argument("--bpe-train-bytes", type=positive_int("--bpe-train-bytes", 1000), default=32 << 20)
+    ap.add_argument("--bpe-sample-bytes", type=int_flag("--bpe-sample-bytes", 1000), default=4 << 20)
+    ap.add_argument("--bpe-train-bytes", type=int_flag("--bpe-train-bytes", 1000), default=32 << 20)
     add_training_and_scoring_flags(ap, warmup=50)
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
     command = "scratchpad eval scale " + " ".join(sys.argv[1:] if argv is None else argv)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.common import paired_difference
 from eval.report import fmt, plot_xy, table, write_report
+from eval.scoring import paired_difference
 
 SP, BYTE = "p16-sp", "byte"
 TAU_DEFAULT = 1.5

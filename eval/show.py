@@ -26,15 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.common import load_eval_model
 from eval.headless import DevTools, find_browser, page_url
+from eval.loading import load_eval_model
 from eval.report import jsonable
 from eval.show_data import RUN_TAUS, cost_numbers, lag_profile, run_summary, view_text
-from infer.generate import DEFAULT_THRESHOLD
-from infer.playground import BYTE_GLYPHS_JS
 from infer.options import parse_threshold, tau_json
+from infer.playground import BYTE_GLYPHS_JS
 from scratchpad.errors import UserError, run_cli
 from scratchpad.flags import THRESHOLD_FLAGS, Parser, add_scratch_every_flag, add_threads_flag, describe
+from scratchpad.trigger import DEFAULT_TAU as DEFAULT_THRESHOLD
 
 MAX_BYTES = 1 << 16          # the largest text a page holds (about 2 MB of HTML)
 BINARY_FRACTION = 0.10       # more non-text bytes than this: refused unless --binary
@@ -142,7 +142,7 @@ def page_data(view, model, label: str, tau: float, notes: list[str]) -> dict:
         tau=tau_json(tau), every=view.every, windows=[list(w) for w in view.windows], notes=notes,
         bytes=b64(np.frombuffer(view.data, np.uint8)), entropy=b64(view.entropy.astype("<f4")),
         ends=mask_text(view.ends), runs=runs, chosen=[r.tau for r in view.runs].index(tau),
-        baseline_keys=view.runs[0].events.baseline_keys, costs=cost_numbers(cfg),
+        baseline_keys=view.runs[0].score.baseline_keys, costs=cost_numbers(cfg),
         lag=[dict(tau=tau_json(r.tau), rows=lag_profile(view, r)) for r in view.runs],
     )
 

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from eval.common import LN2, Events, accounting, score
 from eval.lag_stats import bytes_since
+from eval.scoring import LN2, Score, accounting, score
 from infer.options import tau_json
 from scratchpad.accounting import byte_baseline, costs
 
@@ -33,12 +33,12 @@ RUN_TAUS = (math.inf, 3.0, 1.5, 0.0)   # τ whose bits every page carries (plus 
 @dataclass
 class Run:
     """The model at one τ over the whole text: bits [n] float32 (NaN at byte 0), scratch [n]
-    bool, the counted events (summed over windows) and the accounting per byte."""
+    bool, and the windows' Score (events summed over windows, the byte baseline's keys)."""
 
     tau: float
     bits: np.ndarray
     scratch: np.ndarray
-    events: Events
+    score: Score
 
     @property
     def bpb(self) -> float:
@@ -78,11 +78,11 @@ def view_text(model, data: bytes, taus, every: int = 0, on_window=None) -> TextV
     commit_offset = np.zeros(n, np.int64)
     runs, done = [], 0
     for tau in taus:
-        bits, scratch, total = np.full(n, np.nan, np.float32), np.zeros(n, bool), Events()
+        bits, scratch, total = np.full(n, np.nan, np.float32), np.zeros(n, bool), Score()
         for s, L in spans:
-            ev, out = score(model, x_all[s : s + L].unsqueeze(0), None, None if math.isinf(tau) else tau,
+            sc, out = score(model, x_all[s : s + L].unsqueeze(0), None, None if math.isinf(tau) else tau,
                             scratch_every=every or None)
-            total.add(ev)
+            total.add(sc)
             m = min(L, n - 1 - s)  # positions whose next byte exists
             logp = F.log_softmax(out.logits[0, :m].float(), -1)
             target = x_all[s + 1 : s + 1 + m].to(logp.device)
@@ -94,7 +94,7 @@ def view_text(model, data: bytes, taus, every: int = 0, on_window=None) -> TextV
             done += 1
             if on_window:
                 on_window(done, len(taus) * len(spans))
-        runs.append(Run(tau=tau, bits=bits, scratch=scratch, events=total))
+        runs.append(Run(tau=tau, bits=bits, scratch=scratch, score=total))
     return TextView(data=data, entropy=entropy, ends=ends, commit_offset=commit_offset, windows=spans, runs=runs,
                     every=every)
 
@@ -118,9 +118,9 @@ def cost_numbers(cfg) -> dict:
 
 def run_summary(cfg, run: Run) -> dict:
     """One τ's row: BPB, scratchpads, counted events and the accounting against the byte baseline."""
-    acc = accounting(cfg, run.events)
+    acc = accounting(cfg, run.score)
     return dict(tau=tau_json(run.tau), bpb=run.bpb, scratchpads=int(run.scratch.sum()),
-                events=run.events.counts(), baseline_keys=run.events.baseline_keys,
+                events=run.score.events.counts(), baseline_keys=run.score.baseline_keys,
                 scratchpad_rate=acc["scratchpad_rate"], trunk_calls_per_byte=acc["trunk_calls_per_byte"],
                 flops_per_byte=acc["flops_per_byte"], flops_ratio_vs_byte=acc["flops_ratio_vs_byte"],
                 kv_bytes_per_byte=acc["kv_bytes_per_byte"], kv_ratio_vs_byte=acc["kv_ratio_vs_byte"])

@@ -26,26 +26,15 @@ import sys
 import time
 
 from eval.bpb import run_bpb
-from eval.common import (
-    WINDOWING,
-    paired_difference,
-    Parser,
-    describe,
-    common_args,
-    default_window,
-    engine_check,
-    engine_sample,
-    entropy_quantile_thresholds,
-    eval_bytes,
-    load_eval_model,
-    model_info,
-    parse_rates,
-    parse_thresholds,
-    positive_int,
-)
+from eval.cli_args import common_args, parse_rates, parse_thresholds
+from eval.engine_check import engine_check, engine_sample
 from eval.lag import lag_figures, lag_plots, lag_sections
+from eval.loading import load_eval_model, model_info
 from eval.report import fmt, out_folder, plot_xy, short_path, table, write_report
+from eval.scoring import entropy_quantile_thresholds, paired_difference
+from eval.windows import WINDOWING, default_window, eval_bytes
 from scratchpad.errors import UserError, run_cli
+from scratchpad.flags import Parser, describe, int_flag
 
 DEFAULT_THRESHOLDS = "0,0.5,1,1.5,2,3,inf"
 
@@ -119,7 +108,7 @@ def main(argv=None) -> int:
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--thresholds", help=f"comma-separated taus in nats, 'inf' = none (default {DEFAULT_THRESHOLDS})")
     g.add_argument("--rates", help="comma-separated target scratchpad rates (fractions of bytes); tau by entropy quantile")
-    ap.add_argument("--engine-bytes", type=positive_int("--engine-bytes", 0), default=256,
+    ap.add_argument("--engine-bytes", type=int_flag("--engine-bytes", 0), default=256,
                     help="bytes per row decoded by the engine to check its counted FLOPs (default 256, 0 = skip)")
     ap.add_argument("--baseline", action="append", default=[], help="a trained baseline model (e.g. the byte preset); repeatable")
     ap.add_argument("--tokenizer-baseline", help="a folder written by scratchpad eval tokenizer")

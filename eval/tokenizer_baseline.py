@@ -31,15 +31,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from eval.common import (LN2, Parser, add_threads_flag, batches, data_file, describe, parse_duration, positive_int,
-                         read_bytes, set_threads)
 from eval.bpe_tokenizer import Tokenizer, spread_chunks
 from eval.report import out_folder, plot_xy, short_path, table, write_report
+from eval.scoring import LN2
+from eval.windows import batches, data_file, read_bytes
 from scratchpad import ModelConfig
 from scratchpad.accounting import block_macs
 from scratchpad.blocks import Stack
 from scratchpad.checkpoint import atomic_folder
 from scratchpad.errors import UserError, run_cli
+from scratchpad.flags import Parser, add_threads_flag, describe, int_flag, parse_duration, set_threads
 from scratchpad.layers import RMSNorm
 
 TOKENIZER_FILE, WEIGHTS_FILE, META_FILE = "tokenizer.model", "token_lm.safetensors", "token_lm.json"
@@ -296,15 +297,15 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help="folder for the tokenizer, token LM and report")
     ap.add_argument("--preset", default="byte", help="take the trunk (mixers, width) of this preset (default byte)")
     ap.add_argument("--time-budget", help="training time (20m, 90s)")
-    ap.add_argument("--steps", type=positive_int("--steps"), help="or a fixed number of steps")
-    ap.add_argument("--vocab-size", type=positive_int("--vocab-size", 300), default=4096)
-    ap.add_argument("--sample-bytes", type=positive_int("--sample-bytes", 1000), default=8 << 20,
+    ap.add_argument("--steps", type=int_flag("--steps"), help="or a fixed number of steps")
+    ap.add_argument("--vocab-size", type=int_flag("--vocab-size", 300), default=4096)
+    ap.add_argument("--sample-bytes", type=int_flag("--sample-bytes", 1000), default=8 << 20,
                     help="bytes of train.bin the tokenizer learns from (default 8 MiB)")
-    ap.add_argument("--train-bytes", type=positive_int("--train-bytes", 1000), default=32 << 20,
+    ap.add_argument("--train-bytes", type=int_flag("--train-bytes", 1000), default=32 << 20,
                     help="bytes of train.bin encoded for LM training (default 32 MiB)")
-    ap.add_argument("--seq-len", type=positive_int("--seq-len", 8), help="context in bytes, converted to tokens (default min(1024, max_seq_len))")
-    ap.add_argument("--batch-size", type=positive_int("--batch-size"), default=8)
-    ap.add_argument("--eval-bytes", type=positive_int("--eval-bytes", 2), default=1 << 16, help="bytes of val.bin scored (default 65536)")
+    ap.add_argument("--seq-len", type=int_flag("--seq-len", 8), help="context in bytes, converted to tokens (default min(1024, max_seq_len))")
+    ap.add_argument("--batch-size", type=int_flag("--batch-size"), default=8)
+    ap.add_argument("--eval-bytes", type=int_flag("--eval-bytes", 2), default=1 << 16, help="bytes of val.bin scored (default 65536)")
     add_threads_flag(ap)
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
     ModelConfig.preset(a.preset)

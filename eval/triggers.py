@@ -32,29 +32,14 @@ import sys
 import numpy as np
 import torch
 
-from eval.common import (
-    WINDOWING,
-    Events,
-    paired_difference,
-    parse_counts,
-    Parser,
-    describe,
-    accounting,
-    batches,
-    common_args,
-    default_window,
-    entropy_quantile_thresholds,
-    eval_bytes,
-    load_eval_model,
-    model_info,
-    parse_rates,
-    parse_thresholds,
-    positive_int,
-    score,
-)
+from eval.cli_args import common_args, parse_counts, parse_rates, parse_thresholds
+from eval.loading import load_eval_model, model_info
 from eval.report import fmt, out_folder, plot_xy, table, write_report
+from eval.scoring import Score, accounting, entropy_quantile_thresholds, paired_difference, score
+from eval.windows import WINDOWING, batches, default_window, eval_bytes
 from scratchpad.accounting import costs
 from scratchpad.errors import UserError, run_cli
+from scratchpad.flags import Parser, describe, int_flag
 from scratchpad.layers import entropy_nats
 from scratchpad.patchers import spacelike
 
@@ -102,11 +87,11 @@ def matched_masks(x: torch.Tensor, ends: torch.Tensor, ent_mask: torch.Tensor, g
 
 def run_triggers(model, arr: np.ndarray, W: int, taus: list[float], batch_size: int, seed: int = 0,
                  every: tuple[int, ...] = ()):
-    """-> (plain Events, {(tau index, kind): Events}, {tau: {"aux"|"stale": bytes}},
-    {("entropy", tau) | ("every", k): Events}): the third counts the bytes that do not close a patch
+    """-> (plain Score, {(tau index, kind): Score}, {tau: {"aux"|"stale": bytes}},
+    {("entropy", tau) | ("every", k): Score}): the third counts the bytes that do not close a patch
     whose aux or stale entropy exceeds each tau; the last holds the schedules at their own
     rates (entropy at FIXED_TAUS, stride k for each k in `every`)."""
-    plain, acc, schedules = Events(), {}, {}
+    plain, acc, schedules = Score(), {}, {}
     above = {tau: dict(aux=0, stale=0) for tau in sorted(set(taus) | set(FIXED_TAUS))}
     gen = torch.Generator().manual_seed(seed)
     for x, y in batches(arr, W, batch_size):
@@ -119,21 +104,21 @@ def run_triggers(model, arr: np.ndarray, W: int, taus: list[float], batch_size: 
             n["stale"] += int(((stale > tau) & free).sum())
         for key in [("entropy", t) for t in FIXED_TAUS] + [("every", k) for k in every]:
             kw = dict(threshold=key[1]) if key[0] == "entropy" else dict(scratch_every=key[1])
-            schedules.setdefault(key, Events()).add(score(model, x, y, **kw)[0])
+            schedules.setdefault(key, Score()).add(score(model, x, y, **kw)[0])
         for i, tau in enumerate(taus):
             ent_mask = (out.entropy > tau) & free
             for kind, mask in matched_masks(x, out.ends, ent_mask, gen, stale).items():
                 e, _ = score(model, x, y, scratchpad_mask=mask, entropy_trigger=kind == "entropy")
-                acc.setdefault((i, kind), Events()).add(e)
+                acc.setdefault((i, kind), Score()).add(e)
     return plain, acc, above, schedules
 
 
-def trigger_accounting(cfg, kind: str, ev: Events) -> dict:
+def trigger_accounting(cfg, kind: str, ev: Score) -> dict:
     """FLOPs and KV per byte of one trigger's events; the stale trigger pays a second decoder pass at
     each scratchpad (the first pass, from the stale context, decides whether to fire)."""
     acc = accounting(cfg, ev)
     if kind == "stale":
-        extra = 2 * costs(cfg).decoder_byte * ev.scratchpads / max(ev.bytes, 1)
+        extra = 2 * costs(cfg).decoder_byte * ev.events.scratchpads / max(ev.events.bytes, 1)
         acc["flops_per_byte"] += extra
         acc["flops_per_byte_split"]["decoder"] += extra
         acc["flops_ratio_vs_byte"] = acc["flops_per_byte"] / acc["byte_baseline_flops_per_byte"]
@@ -146,7 +131,7 @@ def main(argv=None) -> int:
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--rates", help=f"target scratchpad rates; tau by entropy quantile (default {DEFAULT_RATES})")
     g.add_argument("--thresholds", help="entropy thresholds in nats instead of rates")
-    ap.add_argument("--seed", type=positive_int("--seed", 0), default=0, help="seed of the random trigger")
+    ap.add_argument("--seed", type=int_flag("--seed", 0), default=0, help="seed of the random trigger")
     ap.add_argument("--every", default=DEFAULT_EVERY, metavar="K,K",
                     help=f"strides k of the schedule table: a scratchpad at every k-th byte of a patch (default {DEFAULT_EVERY})")
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
@@ -177,7 +162,7 @@ def main(argv=None) -> int:
         for kind in TRIGGERS:
             ev = acc[(i, kind)]
             rows.append(dict(setting=i, trigger=kind, threshold=tau, target_rate=targets[i] if targets else None, bpb=ev.bpb,
-                             aux_steps=ev.aux, **trigger_accounting(cfg, kind, ev)))
+                             aux_steps=ev.events.aux, **trigger_accounting(cfg, kind, ev)))
     for r in rows:
         print(f"tau {fmt(r['threshold']):>7} {r['trigger']:<10}: bpb {r['bpb']:.4f}, scratchpads {100 * r['scratchpad_rate']:5.1f}%, "
               f"{fmt(r['flops_per_byte'])} FLOPs/byte")
@@ -190,8 +175,8 @@ def main(argv=None) -> int:
     result = dict(command="triggers", model=model_info(model, label), data=data, window=W, method=WINDOWING.format(W=W),
                   mode="rates" if targets else "thresholds", plain=p, rows=rows, best_trigger_per_threshold=best,
                   entropy_wins=sum(v == "entropy" for v in best.values()), settings=len(taus),
-                  entropy_above=[dict(threshold=tau, aux_rate=n["aux"] / max(plain.bytes, 1),
-                                      stale_rate=n["stale"] / max(plain.bytes, 1)) for tau, n in above.items()])
+                  entropy_above=[dict(threshold=tau, aux_rate=n["aux"] / max(plain.events.bytes, 1),
+                                      stale_rate=n["stale"] / max(plain.events.bytes, 1)) for tau, n in above.items()])
     result["schedules"] = sched = []
     for (kind, setting), ev in schedules.items():
         d_se = paired_difference(ev.window_bpb, plain.window_bpb)[1]  # per-window pairs: the noise of the difference

@@ -25,22 +25,13 @@ from pathlib import Path
 
 import torch
 
-from eval.common import (
-    Parser,
-    add_threads_flag,
-    describe,
-    parse_duration,
-    accounting,
-    data_file,
-    evaluate,
-    positive_int,
-    read_bytes,
-    set_threads,
-)
 from eval.report import fmt, out_folder, plot_xy, table, write_report
+from eval.scoring import accounting, evaluate
+from eval.windows import data_file, read_bytes
 from scratchpad import ModelConfig, load_model
 from scratchpad.checkpoint import resolve_model_folder
 from scratchpad.errors import UserError, run_cli
+from scratchpad.flags import Parser, add_threads_flag, describe, int_flag, parse_duration, set_threads
 
 DEFAULT_PRESETS = ["byte", "study-A-fixed-mean", "study-B-attn-pool", "study-C-soft-boundary", "study-D-entropy",
                    "study-E-full-bytes", "study-F-gru-local-dec", "sp-fixed-p16"]
@@ -128,7 +119,7 @@ def summarise_run(preset: str, run: Path, val, a) -> dict:
                decoder=cfg.decoder)
     with torch.no_grad():
         ev = evaluate(model, val, W, math.inf, a.eval_batch)
-        row.update(val_bpb=ev.bpb, val_bytes=ev.bytes, **_acc(cfg, ev, ""))
+        row.update(val_bpb=ev.bpb, val_bytes=ev.events.bytes, **_acc(cfg, ev, ""))
         if cfg.scratchpad:
             ev = evaluate(model, val, W, SP_TAU, a.eval_batch)
             row.update(val_bpb_sp=ev.bpb, **_acc(cfg, ev, "_sp"))
@@ -204,25 +195,25 @@ def main(argv=None) -> int:
     ap.add_argument("--data", required=True, help="corpus folder with train.bin and val.bin")
     ap.add_argument("--out", required=True, help="report folder; training runs go to OUT/runs/<preset>")
     ap.add_argument("--time-budget", help="training time per variant (20m, 30s); the study used 20m")
-    ap.add_argument("--steps", type=positive_int("--steps"), help="or a fixed number of steps per variant")
+    ap.add_argument("--steps", type=int_flag("--steps"), help="or a fixed number of steps per variant")
     ap.add_argument("--presets", default=",".join(DEFAULT_PRESETS), help="comma-separated presets (tiny-* forms for tests)")
-    ap.add_argument("--seq-len", type=positive_int("--seq-len", 2), help="bytes per sequence (default min(1024, max_seq_len); study 1024)")
-    ap.add_argument("--batch-size", type=positive_int("--batch-size"), default=8)
+    ap.add_argument("--seq-len", type=int_flag("--seq-len", 2), help="bytes per sequence (default min(1024, max_seq_len); study 1024)")
+    ap.add_argument("--batch-size", type=int_flag("--batch-size"), default=8)
     ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--warmup", type=positive_int("--warmup", 0), default=100)
-    ap.add_argument("--eval-every", type=positive_int("--eval-every", 0), default=200, help="trainer validation every N steps (0 = at the end)")
-    ap.add_argument("--eval-windows", type=positive_int("--eval-windows"), default=16, help="trainer validation windows")
-    ap.add_argument("--eval-bytes", type=positive_int("--eval-bytes", 2), default=1 << 16, help="held-out bytes for our BPB (default 65536)")
-    ap.add_argument("--eval-batch", type=positive_int("--eval-batch"), default=8)
-    ap.add_argument("--audit-positions", type=positive_int("--audit-positions"), default=4)
+    ap.add_argument("--warmup", type=int_flag("--warmup", 0), default=100)
+    ap.add_argument("--eval-every", type=int_flag("--eval-every", 0), default=200, help="trainer validation every N steps (0 = at the end)")
+    ap.add_argument("--eval-windows", type=int_flag("--eval-windows"), default=16, help="trainer validation windows")
+    ap.add_argument("--eval-bytes", type=int_flag("--eval-bytes", 2), default=1 << 16, help="held-out bytes for our BPB (default 65536)")
+    ap.add_argument("--eval-batch", type=int_flag("--eval-batch"), default=8)
+    ap.add_argument("--audit-positions", type=int_flag("--audit-positions"), default=4)
     ap.add_argument("--no-tokenizer", action="store_true", help="skip the tokenizer baseline row")
     ap.add_argument("--tokenizer-baseline", metavar="DIR", help="use this trained tokenizer baseline (written by "
                     "scratchpad eval tokenizer) instead of training one")
     ap.add_argument("--tokenizer-preset", help="whose trunk the token LM uses (default byte, tiny-byte for tiny presets)")
-    ap.add_argument("--vocab-size", type=positive_int("--vocab-size", 300), default=4096)
-    ap.add_argument("--tokenizer-sample-bytes", type=positive_int("--tokenizer-sample-bytes", 1000), default=8 << 20)
-    ap.add_argument("--tokenizer-train-bytes", type=positive_int("--tokenizer-train-bytes", 1000), default=32 << 20)
-    ap.add_argument("--seed", type=positive_int("--seed", 0), default=0)
+    ap.add_argument("--vocab-size", type=int_flag("--vocab-size", 300), default=4096)
+    ap.add_argument("--tokenizer-sample-bytes", type=int_flag("--tokenizer-sample-bytes", 1000), default=8 << 20)
+    ap.add_argument("--tokenizer-train-bytes", type=int_flag("--tokenizer-train-bytes", 1000), default=32 << 20)
+    ap.add_argument("--seed", type=int_flag("--seed", 0), default=0)
     add_threads_flag(ap)
     ap.add_argument("--device", choices=["cpu", "cuda"])
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)

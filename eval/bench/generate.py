@@ -16,8 +16,8 @@ import time
 
 import torch
 
+from eval.cli_args import parse_counts
 from infer import Engine
-from eval.common import parse_counts
 from infer.generate import DECODE_THREADS, add_eager_fallback_flag, decode_device
 from infer.options import parse_threshold, tau_json
 from infer.stats import decode_stats, step_stats

@@ -19,11 +19,11 @@ import time
 
 import numpy as np
 
-from eval.common import parse_counts
+from eval.cli_args import parse_counts
 from eval.report import out_folder, table, write_report
 from infer.generate import DECODE_THREADS
-from scratchpad.errors import UserError, run_cli
 from infer.options import parse_threshold, tau_json
+from scratchpad.errors import UserError, run_cli
 from scratchpad.flags import (THRESHOLD_FLAGS, Parser, add_scratch_every_flag, add_threads_flag, describe, int_flag,
                               parse_duration, set_threads)
 

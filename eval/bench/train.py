@@ -37,12 +37,12 @@ import numpy as np
 import torch
 
 from scratchpad import ModelConfig, UserError, build_model
+from scratchpad.accounting import training_flops as train_flops
 from scratchpad.flags import Parser, add_threads_flag
 from scratchpad.precision import DTYPES, autocast, check_dtype, compile_module, compile_problem
 from train.hardware import peak_flops, peak_memory_bytes, reset_peak_memory, synchronize
-from train.optim import make_optimizer
-from scratchpad.accounting import training_flops as train_flops
 from train.loss import LossModule
+from train.optim import make_optimizer
 
 DEFAULT_PRESETS = ["byte", "study-A-fixed-mean", "study-B-attn-pool", "study-C-soft-boundary", "study-D-entropy",
                    "study-E-full-bytes", "study-F-gru-local-dec", "sp-fixed-p16"]

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from eval.bpb import main
-from eval.common import window_spans
 from eval.compressors import COMPRESSORS, compare, summary_line
+from eval.windows import window_spans
 
 W = 64
 have = {c.name: shutil.which(c.name) for c in COMPRESSORS}

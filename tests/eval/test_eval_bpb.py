@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from eval.bpb import main
-from eval.common import window_spans
+from eval.windows import window_spans
 from scratchpad import load_model
 
 W = 64

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from eval.common import batches, eval_bytes
 from eval.lag import main, without_trunk
 from eval.lag_stats import LagStats, bytes_since
 from eval.report import have_matplotlib
+from eval.windows import batches, eval_bytes
 from scratchpad import load_model
 
 W = 64

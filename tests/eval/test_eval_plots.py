@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from eval import bpb, code, sweep, tokenizer_baseline
-from eval.common import paired_difference, standard_error
 from eval.report import bar_figure, short_path, xy_figure
+from eval.scoring import paired_difference, standard_error
 
 
 def test_points_have_distinct_styles_and_vlines_are_in_the_legend():
@@ -44,10 +44,10 @@ def test_one_number_format():
 
 
 def test_tokenizer_scores_the_byte_models_windows():
-    """One windowing: the token LM's windows are eval.common's window_spans over its token ids."""
+    """One windowing: the token LM's windows are eval.windows' window_spans over its token ids."""
     import inspect
 
-    from eval.common import window_spans
+    from eval.windows import window_spans
 
     assert not hasattr(tokenizer_baseline, "windows")
     assert "batches(" in inspect.getsource(tokenizer_baseline.TokenBaseline.evaluate)
@@ -104,7 +104,7 @@ def test_tokenizer_baseline_writes_png_and_saves_atomically(assets, tmp_path, cl
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left behind
     tb = tokenizer_baseline.TokenBaseline.load(tmp_path)  # the --out folder stands for its baseline/
     assert tb.meta["loss_curve"][-1][0] == 3
-    from eval.common import window_spans
+    from eval.windows import window_spans
 
     ids = tb.tok.encode(bytes(np.fromfile(assets["corpus"] / "val.bin", np.uint8)[:600]))
     assert tb.meta["eval"]["windows"] == len(window_spans(len(ids), tb.seq_len))

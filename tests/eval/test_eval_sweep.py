@@ -6,9 +6,10 @@ import math
 
 import pytest
 
-from eval.common import engine_check, engine_sample, eval_bytes
+from eval.engine_check import engine_check, engine_sample
 from eval.report import have_matplotlib
 from eval.sweep import main
+from eval.windows import eval_bytes
 from scratchpad import load_model
 
 W = 64

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from eval.common import entropy_quantile_thresholds
+from eval.scoring import entropy_quantile_thresholds
 from infer.options import budget_threshold
 from tests.eval.conftest import TEXT, sharpened
 

@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 
 from eval import show
-from eval.common import accounting
 from eval.headless import DevTools, find_browser, page_url
 from eval.headless import main as headless_main
 from eval.lag_stats import bytes_since
+from eval.scoring import accounting
 from eval.show_data import view_text
 from scratchpad import load_model, save_model
 from tests.eval.conftest import sharpened
@@ -152,7 +152,7 @@ def test_slider_prices_a_tau_it_never_ran_and_claims_no_bits_for_it(doms, defaul
     assert column(got.spans, "data-scratch", int) == out.scratch[0].int().tolist()
     assert got.stats["bpb"] == ""                                          # 2.2 was not run: no BPB
     # the page's JS accounting against scratchpad/accounting.py on the same events
-    acc = accounting(default_model.cfg, view_text(default_model, TEXT, [2.2]).runs[0].events)
+    acc = accounting(default_model.cfg, view_text(default_model, TEXT, [2.2]).runs[0].score)
     assert float(got.stats["flops"]) == pytest.approx(acc["flops_ratio_vs_byte"], rel=1e-9)
     assert float(got.stats["trunk"]) == pytest.approx(acc["trunk_calls_per_byte"], rel=1e-12)
     assert float(got.stats["kv"]) == pytest.approx(acc["kv_ratio_vs_byte"], rel=1e-12)

@@ -1,0 +1,58 @@
+"""Argument helpers shared by the eval commands: comma-separated lists of taus, rates and counts,
+and the flags every scoring command takes (--model, --data, --window, --batch-size, --out ...)."""
+from __future__ import annotations
+
+import argparse
+
+from eval.windows import DEFAULT_WINDOW_CAP
+from infer.options import parse_threshold
+from scratchpad.errors import UserError
+from scratchpad.flags import add_threads_flag, int_flag, parse_int_flag
+
+
+def parse_list(text: str, flag: str, one) -> list:
+    items = [t.strip() for t in str(text).split(",")]
+    if not items or any(t == "" for t in items):
+        raise UserError(f"{flag}: {text!r} is not a comma-separated list (example: 0,0.5,1,inf)")
+    vals = [one(t, flag) for t in items]
+    if len(set(vals)) != len(vals):
+        raise UserError(f"{flag}: {text!r} repeats a value")
+    return vals
+
+
+def parse_counts(text: str, flag: str) -> list[int]:
+    """'1,4,16' -> [1, 4, 16]: batch sizes, client counts (integers >= 1)."""
+    return parse_list(text, flag, lambda t, f: parse_int_flag(f, t, 1))
+
+
+def parse_thresholds(text: str, flag: str = "--thresholds") -> list[float]:
+    return parse_list(text, flag, parse_threshold)
+
+
+def parse_rate(text, flag: str = "--rates") -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise UserError(f"{flag}: {text!r} is not a number (rates are fractions of bytes in [0, 1])") from None
+    if not 0 <= v <= 1:
+        raise UserError(f"{flag}: {text!r} must be a fraction in [0, 1]")
+    return v
+
+
+def parse_rates(text: str, flag: str = "--rates") -> list[float]:
+    return parse_list(text, flag, parse_rate)
+
+
+def common_args(ap: argparse.ArgumentParser, model: bool = True, window: bool = True, max_bytes: int | None = None):
+    """--model, --data, --split, --max-bytes, --window, --batch-size, --threads, --out."""
+    if model:
+        ap.add_argument("--model", help="model folder or training --out folder (default: the packaged default model)")
+    ap.add_argument("--data", required=True, help="corpus folder (reads <split>.bin) or a flat byte file")
+    ap.add_argument("--split", default="val", help="which .bin of a corpus folder (default val)")
+    ap.add_argument("--max-bytes", type=int_flag("--max-bytes", 2), default=max_bytes,
+                    help="score only the first N bytes" + (f" (default {max_bytes})" if max_bytes else " (default: all)"))
+    if window:
+        ap.add_argument("--window", type=int_flag("--window", 2), help=f"bytes per window (default min(max_seq_len, {DEFAULT_WINDOW_CAP}))")
+    ap.add_argument("--batch-size", type=int_flag("--batch-size"), default=8, help="windows per forward (default 8)")
+    add_threads_flag(ap)
+    ap.add_argument("--out", required=True, help="report folder (Markdown, JSON, PNG)")
