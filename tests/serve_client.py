@@ -1,26 +1,24 @@
-"""Helpers for the `scratchpad serve` tests: a tiny float64 model, a server on 127.0.0.1 in a
-thread with the official openai client, and raw HTTP requests (127.0.0.1 only)."""
+"""Helpers for the `scratchpad serve` tests: a server on 127.0.0.1 in a thread with the official
+openai client, raw HTTP requests (127.0.0.1 only), error shapes, a command's exit. Importing it
+skips the importing test module without the [serve] extra or the openai client (the model the
+tests serve is the `model` fixture of tests/conftest.py)."""
 import http.client
 import json
 import urllib.request
 
-import torch
+import pytest
+
+pytest.importorskip("fastapi", reason="needs the [serve] extra: pip install -e '.[serve]'")
+pytest.importorskip("uvicorn", reason="needs the [serve] extra: pip install -e '.[serve]'")
+openai = pytest.importorskip("openai", reason="the server tests use the official openai client (in the [test] extra)")
 
 from infer.serve import ServerThread, build_app
-from scratchpad import ModelConfig, build_model
 
 NAME = "tiny-sp"
 
 
-def tiny_model():
-    torch.manual_seed(0)
-    return build_model(ModelConfig.preset("tiny-sp-fixed-p4")).double().eval()  # float64: no near-tie flips
-
-
 class Server(ServerThread):
     def __init__(self, model, api_key=None, **kw):
-        import openai
-
         super().__init__(build_app(model, NAME, api_key=api_key, **kw))
         self.client = openai.OpenAI(base_url=self.url + "/v1", api_key=api_key or "unused", max_retries=0, timeout=60)
 

@@ -7,18 +7,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from serve_client import NAME, Server, openai, openai_error
 
-pytest.importorskip("fastapi", reason="needs the [serve] extra: pip install -e '.[serve]'")
-pytest.importorskip("uvicorn", reason="needs the [serve] extra: pip install -e '.[serve]'")
-openai = pytest.importorskip("openai", reason="the server tests use the official openai client (in the [test] extra)")
-
-from infer import Engine  # noqa: E402
-from serve_client import NAME, Server, openai_error, tiny_model  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def model():
-    return tiny_model()
+from infer import Engine
 
 
 @pytest.fixture(scope="module")

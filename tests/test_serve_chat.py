@@ -4,23 +4,14 @@ responses, stop strings left out of the text (finish_reason "stop"), echo."""
 import json
 
 import pytest
+from serve_client import NAME, Server, run_command
 
-pytest.importorskip("fastapi", reason="needs the [serve] extra: pip install -e '.[serve]'")
-pytest.importorskip("uvicorn", reason="needs the [serve] extra: pip install -e '.[serve]'")
-openai = pytest.importorskip("openai", reason="the server tests use the official openai client (in the [test] extra)")
-
-from infer import Engine  # noqa: E402
-from infer.chat import ChatTemplate  # noqa: E402
-from infer.serve import main  # noqa: E402
-from serve_client import NAME, Server, run_command, tiny_model  # noqa: E402
+from infer import Engine
+from infer.chat import ChatTemplate
+from infer.serve import main
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there"},
             {"role": "assistant", "content": "Hello."}, {"role": "user", "content": [{"type": "text", "text": "Why?"}]}]
-
-
-@pytest.fixture(scope="module")
-def model():
-    return tiny_model()
 
 
 @pytest.fixture(scope="module")

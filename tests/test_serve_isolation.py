@@ -3,19 +3,11 @@
 import math
 
 import pytest
-import torch
 
 from infer import Engine
 from infer.sequence import Request, Sequence
-from scratchpad import ModelConfig, build_model
 
 POISON_TAU = 4.321  # a valid tau the injected faults below recognise a poisoned slot by
-
-
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return build_model(ModelConfig.preset("tiny-sp-fixed-p4")).double().eval()
 
 
 def victims():

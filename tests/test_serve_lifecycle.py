@@ -13,13 +13,10 @@ import sys
 import time
 
 import pytest
+from serve_client import run_command
 
-pytest.importorskip("fastapi", reason="needs the [serve] extra: pip install -e '.[serve]'")
-pytest.importorskip("uvicorn", reason="needs the [serve] extra: pip install -e '.[serve]'")
-
-from infer.serve import main  # noqa: E402
-from scratchpad import ModelConfig, build_model, save_model  # noqa: E402
-from serve_client import run_command  # noqa: E402
+from infer.serve import main
+from scratchpad import ModelConfig, build_model, save_model
 
 
 @pytest.fixture(scope="module")

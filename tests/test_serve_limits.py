@@ -8,18 +8,9 @@ import threading
 import time
 
 import pytest
+from serve_client import NAME, Server, openai, openai_error
 
-pytest.importorskip("fastapi", reason="needs the [serve] extra: pip install -e '.[serve]'")
-pytest.importorskip("uvicorn", reason="needs the [serve] extra: pip install -e '.[serve]'")
-openai = pytest.importorskip("openai", reason="the server tests use the official openai client (in the [test] extra)")
-
-import infer.server_app  # noqa: E402
-from serve_client import NAME, Server, openai_error, tiny_model  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def model():
-    return tiny_model()
+import infer.server_app
 
 
 def raw_post(server, body: dict) -> socket.socket:

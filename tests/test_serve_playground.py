@@ -6,14 +6,10 @@ from urllib.parse import urlencode
 
 import pytest
 import torch
+from serve_client import Server, openai_error
 
-pytest.importorskip("fastapi", reason="needs the [serve] extra: pip install -e '.[serve]'")
-pytest.importorskip("uvicorn", reason="needs the [serve] extra: pip install -e '.[serve]'")
-pytest.importorskip("openai", reason="the server tests use the official openai client (in the [test] extra)")
-
-from eval.headless import DevTools, find_browser  # noqa: E402
-from scratchpad import load_model  # noqa: E402
-from serve_client import Server, openai_error  # noqa: E402
+from eval.headless import DevTools, find_browser
+from scratchpad import load_model
 
 KEY = "sk-playground-test"
 PROMPT = "def add(x, y):\n"

@@ -6,19 +6,10 @@ import math
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from serve_client import NAME, Server, openai, openai_error
+from test_serve_isolation import POISON_TAU, poisoned_step
 
-pytest.importorskip("fastapi", reason="needs the [serve] extra: pip install -e '.[serve]'")
-pytest.importorskip("uvicorn", reason="needs the [serve] extra: pip install -e '.[serve]'")
-openai = pytest.importorskip("openai", reason="the server tests use the official openai client (in the [test] extra)")
-
-from infer import Engine  # noqa: E402
-from serve_client import NAME, Server, openai_error, tiny_model  # noqa: E402
-from test_serve_isolation import POISON_TAU, poisoned_step  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def model():
-    return tiny_model()
+from infer import Engine
 
 
 def test_poison_among_victims(model):
