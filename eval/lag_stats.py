@@ -1,6 +1,6 @@
 """What one scoring pass can collect about patch lag: per-byte bits by offset since the latest
 committed patch and by realised lag, and the aux head's own cross-entropy (`LagStats`, passed as
-`on_output` to eval/scoring.py `evaluate`). The `eval lag` report built on it is eval/lag.py.
+`on_output` to eval/scoring.py `evaluate`). The `eval lag` report built on it is eval/experiments/lag.py.
 """
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ import stat
 import numpy as np
 import pytest
 
-from eval.bpb import main
+from eval.experiments.bpb import main
 from eval.compressors import COMPRESSORS, compare, summary_line
 from eval.windows import window_spans
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from eval import bpb, code, sweep, tokenizer_baseline
+from eval.experiments import bpb, code, sweep, tokenizer_baseline
 from eval.report import bar_figure, short_path, xy_figure
 from eval.scoring import paired_difference, standard_error
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from eval.reproduce import CLOSE_TO_DENSE, main, parse_size
+from eval.experiments.reproduce import CLOSE_TO_DENSE, main, parse_size
 
 W = 64
 

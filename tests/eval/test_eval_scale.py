@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from eval.scale import main
-from eval.scale_report import fit_trend, trend_sentence
+from eval.experiments.scale import main
+from eval.experiments.scale_report import fit_trend, trend_sentence
 
 W = 64
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from eval.sweep import main as sweep_main
-from eval.tokenizer_baseline import TokenBaseline, Tokenizer, main
-from eval.variants import token_causality
+from eval.experiments.sweep import main as sweep_main
+from eval.experiments.tokenizer_baseline import TokenBaseline, Tokenizer, main
+from eval.experiments.variants import token_causality
 from scratchpad.errors import UserError
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from eval.report import have_matplotlib
-from eval.triggers import TRIGGERS, evenly, main, matched_masks
+from eval.experiments.triggers import TRIGGERS, evenly, main, matched_masks
 from scratchpad import load_model
 from scratchpad.accounting import costs
 

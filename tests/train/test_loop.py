@@ -63,7 +63,7 @@ def test_nonfinite_loss_raises_before_the_update():
 
 
 def test_tokenizer_baseline_trains_through_the_step_loop(monkeypatch):
-    from eval import tokenizer_baseline as tb
+    from eval.experiments import tokenizer_baseline as tb
 
     calls = []
     real = StepLoop.step

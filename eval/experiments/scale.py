@@ -21,7 +21,7 @@ on every held-out set in windows (eval/windows.py) at every tau, and passes (or 
 report) the causality audit on its trained weights. `--pilot` instead trains P16 SP with each
 local design of --locals (local attention span x local width) at the first trunk width, every
 design to the FLOPs the byte baseline with the first design spends, and reports which does best. Finished runs are reused and unfinished ones continue exactly, so
-the command can span sessions; the report is rewritten after every model (eval/scale_report.py).
+the command can span sessions; the report is rewritten after every model (eval/experiments/scale_report.py).
 """
 from __future__ import annotations
 
@@ -34,9 +34,9 @@ from pathlib import Path
 
 from eval.cli_args import parse_list, parse_thresholds
 from eval.report import out_folder
-from eval.reproduce import add_training_and_scoring_flags, evaluate_model, parse_size, training_budget
-from eval.scale_report import write_pilot, write_scale
-from eval.variants import train_variant
+from eval.experiments.reproduce import add_training_and_scoring_flags, evaluate_model, parse_size, training_budget
+from eval.experiments.scale_report import write_pilot, write_scale
+from eval.experiments.variants import train_variant
 from eval.windows import eval_bytes
 from scratchpad import ModelConfig
 from scratchpad.errors import UserError, run_cli
@@ -77,7 +77,7 @@ def environment(a) -> dict:
 
 def train_bpe(key: str, cfg: ModelConfig, run: Path, sets: list[dict], budget: dict, a) -> dict:
     """The BPE baseline with this trunk: trained once into run/baseline (reused after), scored per set."""
-    from eval.tokenizer_baseline import TokenBaseline, train_baseline
+    from eval.experiments.tokenizer_baseline import TokenBaseline, train_baseline
 
     folder = run / "baseline"
     if (folder / "token_lm.json").is_file():

@@ -5,7 +5,7 @@
 
 Trains `byte`, the six `study-*` presets and `sp-fixed-p16` (or --presets) through the trainer
 (in this process, one after another, each for the same --time-budget of training-step time), plus
-a tokenizer baseline (BPE + the same trunk over tokens, eval/tokenizer_baseline.py) for the same
+a tokenizer baseline (BPE + the same trunk over tokens, eval/experiments/tokenizer_baseline.py) for the same
 budget. Per variant: parameters, steps, ms/step, the trainer's best val BPB, our BPB on the same
 held-out bytes (non-overlapping windows of the training length; tau = inf and, for scratchpad
 models, tau = 1.5), inference FLOPs and KV per byte against the byte-level baseline, the causality
@@ -158,7 +158,7 @@ def token_causality(model, length: int = 32, positions: int = 4, seed: int = 0) 
 
 
 def tokenizer_row(a, val, out: Path, log) -> dict:
-    from eval.tokenizer_baseline import TokenBaseline, train_baseline
+    from eval.experiments.tokenizer_baseline import TokenBaseline, train_baseline
 
     folder = Path(a.tokenizer_baseline) if a.tokenizer_baseline else out / "runs" / "tokenizer-bpe"
     if a.tokenizer_baseline or (folder / "token_lm.json").is_file():
@@ -236,7 +236,7 @@ def main(argv=None) -> int:
         if a.seq_len and a.seq_len > cfg.max_seq_len:
             raise UserError(f"--seq-len {a.seq_len} exceeds {p}'s max_seq_len {cfg.max_seq_len}")
     if a.tokenizer_baseline and not a.no_tokenizer:
-        from eval.tokenizer_baseline import TokenBaseline
+        from eval.experiments.tokenizer_baseline import TokenBaseline
 
         TokenBaseline.load(a.tokenizer_baseline)  # a bad folder fails before anything trains
     from train.data import ByteCorpus

@@ -16,7 +16,7 @@ the same batches in the same order:
 Training compute is not equal (the byte baseline runs its trunk 16x as often); each model's
 training FLOPs and wall clock are reported beside it. Every SP model is evaluated at every τ,
 the others at τ = ∞, on the same held-out windows (eval/windows.py), with the lag profile, the
-trunk's share and the aux head's own BPB (eval/lag.py), inference FLOPs and KV bytes per byte
+trunk's share and the aux head's own BPB (eval/experiments/lag.py), inference FLOPs and KV bytes per byte
 (scratchpad/accounting.py), and the causality audit of the trained weights. The report checks
 the paper's targets at P = 16 and says which are met. Finished runs under --runs are reused;
 an unfinished one continues exactly (`--resume`), so the command can span sessions.
@@ -35,11 +35,11 @@ from pathlib import Path
 
 import torch
 
-from eval.bpb import run_bpb
+from eval.experiments.bpb import run_bpb
 from eval.cli_args import parse_thresholds
-from eval.lag import lag_figures, lag_plots
+from eval.experiments.lag import lag_figures, lag_plots
 from eval.report import fmt, jsonable, out_folder, plot_xy, table, write_report
-from eval.variants import read_log, train_variant
+from eval.experiments.variants import read_log, train_variant
 from eval.windows import WINDOWING, default_window, eval_bytes
 from scratchpad import ModelConfig, load_model
 from scratchpad.accounting import parameter_counts, training_flops

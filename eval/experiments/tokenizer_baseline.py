@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from eval.bpe_tokenizer import Tokenizer, spread_chunks
+from eval.experiments.bpe_tokenizer import Tokenizer, spread_chunks
 from eval.report import out_folder, plot_xy, short_path, table, write_report
 from eval.scoring import LN2
 from eval.windows import batches, data_file, read_bytes

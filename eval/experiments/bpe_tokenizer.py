@@ -1,4 +1,4 @@
-"""The byte-level BPE tokenizer of the tokenizer baseline (eval/tokenizer_baseline.py): sentencepiece
+"""The byte-level BPE tokenizer of the tokenizer baseline (eval/experiments/tokenizer_baseline.py): sentencepiece
 over bytes mapped 1:1 to U+0000..U+00FF, identity normalisation, newline as a user-defined piece, byte
 fallback; lossless on any bytes."""
 from __future__ import annotations

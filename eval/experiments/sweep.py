@@ -15,7 +15,7 @@ events are counted too, and the report says whether the two agree exactly (and h
 engine's logits are to the parallel forward's).
 
 Baselines as points on the picture: `--baseline MODEL` (repeatable: e.g. a trained `byte` preset)
-is scored on the same windows without scratchpads, `--tokenizer-baseline DIR` (eval/tokenizer_baseline.py)
+is scored on the same windows without scratchpads, `--tokenizer-baseline DIR` (eval/experiments/tokenizer_baseline.py)
 on the same bytes; the byte-level baseline's FLOPs per byte are always drawn as a line.
 Writes sweep.md, sweep.json, sweep.png into --out.
 """
@@ -25,10 +25,10 @@ import math
 import sys
 import time
 
-from eval.bpb import run_bpb
+from eval.experiments.bpb import run_bpb
 from eval.cli_args import common_args, parse_rates, parse_thresholds
 from eval.engine_check import engine_check, engine_sample
-from eval.lag import lag_figures, lag_plots, lag_sections
+from eval.experiments.lag import lag_figures, lag_plots, lag_sections
 from eval.loading import load_eval_model, model_info
 from eval.report import fmt, out_folder, plot_xy, short_path, table, write_report
 from eval.scoring import entropy_quantile_thresholds, paired_difference
@@ -93,7 +93,7 @@ def evaluate_baselines(paths: list[str], tokenizer_dir: str | None, arr, W: int,
             k: r[k] for k in ("bpb", "bpb_se", "flops_per_byte", "flops_per_byte_split", "kv_bytes_per_byte", "scratchpad_rate",
                               "trunk_calls_per_byte", "bytes")}))
     if tokenizer_dir:
-        from eval.tokenizer_baseline import TokenBaseline
+        from eval.experiments.tokenizer_baseline import TokenBaseline
 
         tb = TokenBaseline.load(tokenizer_dir)
         r = tb.evaluate(arr, batch_size)

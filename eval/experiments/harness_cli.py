@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from eval.cli_args import parse_thresholds
-from eval.harness_report import metric_cells, per_doc, write
+from eval.experiments.harness_report import metric_cells, per_doc, write
 from eval.loading import load_eval_model
 from eval.report import fmt, out_folder
 from infer.options import tau_json

@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from eval.bpb import run_bpb
+from eval.experiments.bpb import run_bpb
 from eval.loading import load_eval_model, model_info
 from eval.report import fmt, out_folder, plot_bars, short_path, table, write_report
 from eval.windows import data_file, default_window, read_bytes

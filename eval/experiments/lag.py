@@ -24,7 +24,7 @@ import sys
 
 import torch
 
-from eval.bpb import run_bpb
+from eval.experiments.bpb import run_bpb
 from eval.cli_args import common_args, parse_thresholds
 from eval.loading import load_eval_model, model_info
 from eval.report import fmt, out_folder, plot_xy, table, write_report
