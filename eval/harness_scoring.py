@@ -17,9 +17,10 @@ import torch
 
 from eval.windows import DEFAULT_WINDOW_CAP
 from infer.engine import Engine
-from infer.options import check_every, check_threshold, effective_every, effective_threshold, tau_json
+from infer.options import tau_json
 from scratchpad.accounting import Events, per_byte, row_events
 from scratchpad.errors import UserError
+from scratchpad.trigger import Trigger
 from scratchpad.vocab import DOCUMENT_SEPARATOR
 
 BEGIN = bytes([DOCUMENT_SEPARATOR])
@@ -56,8 +57,8 @@ class HarnessScorer:
             raise ValueError("HarnessScorer needs a model in eval mode")
         cfg = model.cfg
         self.model, self.cfg = model, cfg
-        self.tau = effective_threshold(cfg, check_threshold(threshold))
-        self.every = effective_every(cfg, check_every(scratch_every, "scratch_every", cfg.longest_patch))
+        trigger = Trigger(threshold, scratch_every).for_model(cfg)
+        self.tau, self.every = trigger.tau, trigger.every
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise UserError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         self.batch_size = batch_size

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 
-from infer.options import TAU_MAX
+from scratchpad.trigger import DEFAULT_TAU, OFF_WORDS, Trigger, TriggerError, check_rate
 
 INT64 = 2**63
 
@@ -94,20 +94,28 @@ def sampling(body: dict, max_tokens_keys: tuple, max_tokens_limit: int) -> dict:
                 stop=[utf8(s, "stop") for s in stops])
 
 
-def triggers(body: dict, cfg) -> tuple[float | None, float | None, int]:
-    """(tau or None when a budget picks it, budget or None, scratch_every) from the extension
-    fields: `entropy_threshold` a number in [0, TAU_MAX] or "inf" (default 1.5),
-    `scratchpad_budget` a fraction in [0, 1], `scratch_every` an integer in [0, longest patch]."""
+API_PARAMS = {"tau": "entropy_threshold", "every": "scratch_every", "rate": "scratchpad_budget"}
+
+
+def triggers(body: dict, cfg) -> tuple[Trigger, float | None]:
+    """(the trigger, a budget or None) from the extension fields: `entropy_threshold` a number or
+    "inf" (default 1.5), or `scratchpad_budget` a fraction of the bytes (then tau stays inf until
+    a calibration on the prompt picks it), and `scratch_every` an integer (0: none). JSON types
+    are checked here; the values by Trigger (and Trigger.for_model: a stride within this model's
+    longest patch)."""
     tau, budget = body.get("entropy_threshold"), body.get("scratchpad_budget")
     if tau is not None and budget is not None:
         raise ApiError(400, "give 'entropy_threshold' or 'scratchpad_budget', not both", "entropy_threshold")
-    if isinstance(tau, str) and tau.strip().lower() in ("inf", "infinity", "none", "off"):
-        tau = math.inf
-    elif tau is not None:
-        tau = number(body, "entropy_threshold", None, 0, TAU_MAX)
-    elif budget is None:
-        tau = 1.5
+    if not (isinstance(tau, str) and tau.strip().lower() in OFF_WORDS):
+        tau = number(body, "entropy_threshold", DEFAULT_TAU if budget is None else math.inf)
     if budget is not None:
-        budget = number(body, "scratchpad_budget", None, 0, 1)
-    every = number(body, "scratch_every", 0, 0, cfg.longest_patch, integer=True)
-    return tau, budget, every
+        budget = number(body, "scratchpad_budget", None)
+    every = number(body, "scratch_every", 0, integer=True)
+    try:
+        if budget is not None:
+            check_rate(budget)
+        trigger = Trigger(tau, every)
+        trigger.for_model(cfg)
+    except TriggerError as e:
+        raise ApiError(400, f"'{API_PARAMS[e.field]}' {e.reason}", API_PARAMS[e.field]) from None
+    return trigger, budget

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import torch
 
-from infer.options import as_prompts, check_every, check_threshold, effective_every, effective_threshold
+from infer.options import as_prompts
 from infer.runner import ModelRunner
 from infer.sampling import DEFAULT_TEMPERATURE
 from infer.scheduler import Scheduler
 from infer.sequence import Generation, Request, Sequence
-from infer.state import reset_slot
 from scratchpad.accounting import Events
 from scratchpad.errors import UserError
+from scratchpad.trigger import DEFAULT_TAU, Trigger
 from scratchpad.vocab import DOCUMENT_SEPARATOR
 
 
@@ -54,7 +54,7 @@ class Engine:
         return Scheduler(self.runner(slots), self.context)
 
     # whole requests ----------------------------------------------------------------------------
-    def generate(self, prompts, max_bytes: int = 256, threshold=1.5, temperature: float = DEFAULT_TEMPERATURE, top_k: int = 0,
+    def generate(self, prompts, max_bytes: int = 256, threshold=DEFAULT_TAU, temperature: float = DEFAULT_TEMPERATURE, top_k: int = 0,
                  top_p: float = 1.0, seed: int | None = None, stop=None, eos_byte: int | None = DOCUMENT_SEPARATOR,
                  on_bytes=None, max_batch: int | None = None, scratch_every: int = 0) -> list[Generation]:
         """Generate up to max_bytes per prompt (bytes, str or a list of them). A scratchpad runs
@@ -65,10 +65,10 @@ class Engine:
         prompts = as_prompts(prompts)
         if not prompts:
             return []
-        tau = check_threshold(threshold)
+        trigger = Trigger(threshold, scratch_every)
         stop = [s.encode() if isinstance(s, str) else bytes(s) for s in (stop or [])]
-        reqs = [Request(p, max_bytes, tau, temperature, top_k, top_p, None if seed is None else seed + i,
-                        stop, eos_byte, scratch_every) for i, p in enumerate(prompts)]
+        reqs = [Request(p, max_bytes, trigger, temperature, top_k, top_p, None if seed is None else seed + i,
+                        stop, eos_byte) for i, p in enumerate(prompts)]
         for r in reqs:
             r.validate()
         slots = min(len(prompts), max_batch or len(prompts))
@@ -89,27 +89,26 @@ class Engine:
         `prefill` bytes (an int, or one per row) go through the parallel prefill; then every row
         steps from there. Compare with model(x, threshold=..., scratch_every=...).logits.
         self.last_events holds each row's counted events."""
-        tau = effective_threshold(self.cfg, check_threshold(threshold))
-        every = effective_every(self.cfg, check_every(scratch_every))
+        trigger = Trigger(threshold, scratch_every).for_model(self.cfg)
         B, T = x.shape
         if T > self.cfg.max_seq_len:
             raise UserError(f"{T} bytes exceed the model's context of {self.cfg.max_seq_len}")
         starts = [prefill] * B if isinstance(prefill, int) else list(prefill)
         r = self._new_runner(B)
         st = r.state
-        r.update_aux(tau != float("inf"))
+        r.update_aux(trigger.entropy)
         x = x.to(r.device)
         logits = torch.zeros(B, T, 256, device=r.device, dtype=r.dtype)
         for b, n in enumerate(starts):
             if n == 0:
-                reset_slot(self.model, st, b)
-                st.tau[b], st.every[b] = tau, every
+                st.reset(b)
+                st.set_trigger(b, trigger)
                 st.active[b] = True
         for t in range(min(starts), T):
             for b, n in enumerate(starts):
                 if n == t and n > 0:
-                    r.prefill(b, x[b, :n], tau, every)
-                    logits[b, :n] = self.model(x[b : b + 1, :n], threshold=tau, scratch_every=every).logits[0]
+                    r.prefill(b, x[b, :n], trigger)
+                    logits[b, :n] = self.model(x[b : b + 1, :n], trigger=trigger).logits[0]
                     st.active[b] = True
             self._ensure_pages(r)
             out = r.step(x[:, t])

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from infer.engine import Engine
-from infer.options import budget_threshold, parse_threshold, tau_json
+from infer.options import cli_error, parse_threshold, prompt_trigger
 from infer.sampling import DEFAULT_TEMPERATURE
 from infer.stats import decode_stats, step_stats
 from kernels import check_backend
@@ -25,6 +25,7 @@ from scratchpad.errors import UserError, run_cli
 from scratchpad.flags import (RATE_FLAGS, THRESHOLD_FLAGS, Parser, add_scratch_every_flag, add_threads_flag, describe,
                               int_flag, set_threads)
 from scratchpad.precision import DTYPES, check_dtype, compile_problem, torch_dtype
+from scratchpad.trigger import DEFAULT_TAU, Trigger, TriggerError, tau_json
 
 
 def read_file(path: str, what: str) -> bytes:
@@ -34,7 +35,6 @@ def read_file(path: str, what: str) -> bytes:
         raise UserError(f"{what} {path}: {e.strerror}") from None
 
 
-DEFAULT_THRESHOLD = 1.5
 DECODE_THREADS = 1  # batch-1 decode is a chain of tiny ops: more threads only add OpenMP overhead
 
 
@@ -53,7 +53,7 @@ def build_parser():
     tau = ap.add_mutually_exclusive_group()
     tau.add_argument(*THRESHOLD_FLAGS, dest="threshold", metavar="TAU",
                      help=f"entropy threshold in nats: a scratchpad where the aux entropy exceeds it; 'inf' = none "
-                          f"(default {DEFAULT_THRESHOLD:g})")
+                          f"(default {DEFAULT_TAU:g})")
     tau.add_argument(*RATE_FLAGS, dest="rate", type=float, metavar="R",
                      help="instead of --threshold: pick tau on the prompt so about a fraction R of all its bytes trigger")
     add_scratch_every_flag(ap)
@@ -165,17 +165,22 @@ class Stream:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     set_threads(args.threads)
-    tau = parse_threshold(DEFAULT_THRESHOLD if args.threshold is None else args.threshold, "--threshold")
+    tau = parse_threshold(DEFAULT_TAU if args.threshold is None else args.threshold, "--threshold")
     prompts = gather_prompts(args)
     device = decode_device(args.device, args.dtype, args.compile)
     model = load_model(args.model, device=device).to(torch_dtype(args.dtype))
-    if not model.cfg.scratchpad:
-        if args.rate is not None or args.scratch_every or (args.threshold is not None and math.isfinite(tau)):
-            print("note: this model was trained without scratchpads (config scratchpad=false); "
-                  "--threshold/--rate/--scratch-every have no effect", file=sys.stderr)
-        tau = math.inf
-    elif args.rate is not None:
-        tau = budget_threshold(model, prompts[0], args.rate, "--rate")
+    try:
+        if args.rate is not None and model.cfg.scratchpad:
+            trigger = prompt_trigger(model, prompts[0], args.rate, args.scratch_every)
+        else:
+            trigger = Trigger(tau, args.scratch_every)
+        trigger = trigger.for_model(model.cfg)
+    except TriggerError as e:
+        raise cli_error(e) from None
+    if not model.cfg.scratchpad and (args.rate is not None or args.scratch_every
+                                     or (args.threshold is not None and math.isfinite(tau))):
+        print("note: this model was trained without scratchpads (config scratchpad=false); "
+              "--threshold/--rate/--scratch-every have no effect", file=sys.stderr)
     limit = model.cfg.max_seq_len
     for p in prompts:
         if len(p) >= limit:
@@ -185,17 +190,16 @@ def main(argv=None) -> int:
     stream = Stream(args.raw) if len(prompts) == 1 and not args.json else None
     engine = Engine(model, compile=args.compile and device.type == "cpu", eager_fallback=args.eager_fallback)
     start = time.perf_counter()
-    gens = engine.generate(prompts, max_bytes=args.max_bytes, threshold=tau, temperature=args.temperature,
+    gens = engine.generate(prompts, max_bytes=args.max_bytes, threshold=trigger.tau, temperature=args.temperature,
                            top_k=args.top_k, top_p=args.top_p, seed=args.seed, stop=[s.encode() for s in args.stop],
-                           eos_byte=None if args.no_eos else 0, on_bytes=stream, scratch_every=args.scratch_every)
+                           eos_byte=None if args.no_eos else 0, on_bytes=stream, scratch_every=trigger.every)
     seconds = time.perf_counter() - start
     slides = sum(g.slides for g in gens)
     if slides:
         print(f"\nnote: generation ran past the model's {limit}-byte context; the context slid {slides} time(s), "
               f"keeping the last {limit * 3 // 4} bytes each time", file=sys.stderr)
     stats = decode_stats(model.cfg, gens, seconds)
-    stats["threshold"] = tau_json(tau)
-    stats["scratch_every"] = args.scratch_every if model.cfg.scratchpad else 0
+    stats["threshold"], stats["scratch_every"] = tau_json(trigger.tau), trigger.every
     stats.update(step_stats(engine.last_runner))
     if args.json:
         print(json.dumps({"outputs": [g.output.decode("utf-8", errors="replace") for g in gens],

@@ -7,7 +7,7 @@ feature ring; which slots commit or scratch), then, after reading back whether a
 the trunk (the step's one read-back), `trunk_back` (one trunk pass, the write mask deciding
 commit vs transient per slot; decoder; head) or `back` (decoder and head). The trunk thus runs
 at exactly the bytes where eager decode runs it. Graphs: front and back per aux mode, trunk_back
-per aux mode and bucket of KV pages read (kv_pages.span_bucket), all in one memory pool. The
+per aux mode and bucket of KV pages read (runner.span_bucket), all in one memory pool. The
 front's outputs stay at the addresses captured, and the later pieces read them there; on CPU
 each piece runs directly and the front's outputs are copied into the same kind of fixed buffers.
 
@@ -25,7 +25,7 @@ from typing import Callable
 import torch
 
 from scratchpad.errors import UserError
-from scratchpad.mixers import AttentionCache, SSMState
+from scratchpad.step import Front
 
 
 class GraphCaptureError(UserError):
@@ -34,20 +34,6 @@ class GraphCaptureError(UserError):
     def __init__(self, failure: str):
         super().__init__(f"{failure}; --eager-fallback (Engine(eager_fallback=True)) decodes without graphs")
         self.failure = failure
-
-
-def state_tensors(state) -> list[torch.Tensor]:
-    """Every tensor the decode step reads or writes, except the paged KV pools: the step writes
-    each slot's entry at the slot's committed length, beyond every key read until a commit moves
-    the length, and a restored length undoes a warm-up's commit."""
-    out = [state.pages.table, state.pool_ring, state.coord_ring, state.ctx, state.counts, state.tau, state.every,
-           state.active, state.logits, *vars(state.patcher).values()]
-    for layer in state.encoder + state.aux + state.decoder + state.trunk:
-        if isinstance(layer, SSMState):
-            out.append(layer.h)
-        elif isinstance(layer, AttentionCache):
-            out += [layer.k, layer.v, layer.length]
-    return out
 
 
 class StepGraphs:
@@ -63,14 +49,14 @@ class StepGraphs:
         """Capture the first step's pieces for both aux modes now (a capture that fails, fails at
         start-up, not in the middle of a request)."""
         r = self.runner
-        r.state.pages.round_span()
+        r.round_span()
         for run_aux in sorted({r.cfg.aux_runs(False), r.cfg.aux_runs(True)}):
             self._ensure(self._keys(run_aux, r.state.pages.span))
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
         """Feed byte x [B] to every slot -> state.logits [B, 256]."""
         r = self.runner
-        r.state.pages.round_span()
+        r.round_span()
         front, back, trunk_back = keys = self._keys(r.run_aux, r.state.pages.span)
         self._ensure(keys)
         self.x.copy_(x)
@@ -91,11 +77,14 @@ class StepGraphs:
 
         def front():
             out = r._front(self.x, run_aux)
-            return (*out, out[4].any())  # out[4]: need [B], which slots commit or scratch
+            return (*out, out.need.any())
+
+        def captured_front() -> Front:
+            return Front(*self.front_out[run_aux][:-1])
 
         return {"front": front,
-                "back": lambda: r._back(self.x, run_aux, *self.front_out[run_aux][:-1]),
-                "trunk_back": lambda: r._trunk_back(self.x, run_aux, *self.front_out[run_aux][:-1])}
+                "back": lambda: r._back(self.x, run_aux, captured_front()),
+                "trunk_back": lambda: r._trunk_back(self.x, run_aux, captured_front())}
 
     @torch.no_grad()
     def _ensure(self, keys: tuple):
@@ -105,7 +94,7 @@ class StepGraphs:
             return
         r = self.runner
         pieces = self._pieces(keys[0][1])
-        tensors = state_tensors(r.state)
+        tensors = r.state.tensors()
         saved = [t.clone() for t in tensors]
         side = torch.cuda.Stream() if self.cuda else None
         try:
@@ -113,9 +102,9 @@ class StepGraphs:
                 side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side) if side is not None else contextlib.nullcontext():
                 for _ in range(self.warmup):
-                    out = pieces["front"]()
-                    r._trunk_back(self.x, keys[0][1], *out[:-1])
-                    r._back(self.x, keys[0][1], *out[:-1])
+                    front = Front(*pieces["front"]()[:-1])
+                    r._trunk_back(self.x, keys[0][1], front)
+                    r._back(self.x, keys[0][1], front)
             if side is not None:
                 torch.cuda.current_stream().wait_stream(side)
             for key in missing:  # front first: the others are recorded reading its outputs

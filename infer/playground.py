@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from infer.api_fields import ApiError, triggers, utf8
-from infer.options import effective_every, effective_threshold, tau_json
 from scratchpad.accounting import Events, per_byte, row_events
+from scratchpad.trigger import Trigger
 
 HERE = Path(__file__).parent
 BYTE_GLYPHS_JS = HERE / "byte_glyphs.js"
@@ -40,28 +40,28 @@ def page_html(model_name: str, cfg) -> str:
 
 
 @torch.no_grad()
-def byte_marks(model, data: bytes, tau: float, every: int) -> dict:
-    """One parallel forward over data [n] at τ (inf = no entropy trigger) and stride `every`:
-    per-byte marks and the accounting per byte against the byte baseline on the same bytes."""
+def byte_marks(model, data: bytes, trigger: Trigger) -> dict:
+    """One parallel forward over data [n] at the trigger: per-byte marks and the accounting per
+    byte against the byte baseline on the same bytes."""
     cfg = model.cfg
     x = torch.tensor([list(data)], device=next(model.parameters()).device)
-    out = model(x, threshold=None if math.isinf(tau) else tau, scratch_every=every or None)
+    out = model(x, trigger=trigger)
     logp = F.log_softmax(out.logits[0, :-1].float(), -1)
     bits = (-logp.gather(1, x[0, 1:, None])[:, 0] / LN2).tolist()
     commits, scratchpads, keys = (int(v[0]) for v in row_events(out.ends, out.scratch))
     n = len(data)
     events = Events(bytes=n, commits=commits, scratchpads=scratchpads, keys=keys,
-                    aux=n if cfg.aux_runs(math.isfinite(tau)) else 0)
+                    aux=n if cfg.aux_runs(trigger.entropy) else 0)
     acc = per_byte(cfg, events, n * (n + 1) // 2)
     mask = lambda m: "".join("1" if v else "0" for v in m[0].tolist())  # noqa: E731
     return dict(entropy=[round(v, 4) for v in out.entropy[0].float().tolist()], ends=mask(out.ends),
                 scratch=mask(out.scratch), bits=[None] + [round(b, 3) for b in bits],
-                bpb=sum(bits) / max(len(bits), 1), scratchpads=scratchpads, entropy_threshold=tau_json(tau),
-                scratch_every=every, trunk_calls_per_byte=acc["trunk_calls_per_byte"],
+                bpb=sum(bits) / max(len(bits), 1), scratchpads=scratchpads, **trigger.json(),
+                trunk_calls_per_byte=acc["trunk_calls_per_byte"],
                 flops_ratio_vs_byte=acc["flops_ratio_vs_byte"], kv_ratio_vs_byte=acc["kv_ratio_vs_byte"])
 
 
-def parse_marks_request(body: dict, cfg) -> tuple[bytes, float, int]:
+def parse_marks_request(body: dict, cfg) -> tuple[bytes, Trigger]:
     text = body.get("text")
     if not isinstance(text, str):
         raise ApiError(400, "'text' is required (a string)", "text")
@@ -69,10 +69,10 @@ def parse_marks_request(body: dict, cfg) -> tuple[bytes, float, int]:
     if not 2 <= len(data) <= cfg.max_seq_len:
         raise ApiError(400, f"the text has {len(data)} bytes; marks need 2 to {cfg.max_seq_len} (the model's context)",
                        "text", "context_length_exceeded" if len(data) > cfg.max_seq_len else None)
-    tau, budget, every = triggers(body, cfg)
+    trigger, budget = triggers(body, cfg)
     if budget is not None:
         raise ApiError(400, "marks take 'entropy_threshold', not 'scratchpad_budget'", "scratchpad_budget")
-    return data, effective_threshold(cfg, tau), effective_every(cfg, every)
+    return data, trigger.for_model(cfg)
 
 
 def add_playground(app, model, model_name: str, read_json):
@@ -89,5 +89,5 @@ def add_playground(app, model, model_name: str, read_json):
 
     @app.post("/v1/playground/bytes")
     async def marks(request: Request):
-        data, tau, every = parse_marks_request(await read_json(request), model.cfg)
-        return await asyncio.get_running_loop().run_in_executor(None, byte_marks, model, data, tau, every)
+        data, trigger = parse_marks_request(await read_json(request), model.cfg)
+        return await asyncio.get_running_loop().run_in_executor(None, byte_marks, model, data, trigger)

@@ -1,12 +1,12 @@
-"""The model runner: prefill into a slot, and one static decode step over all slots.
+"""The model runner: the model's decode state over fixed slots, and how its per-byte step runs.
 
-Per byte, for every slot at once: encoder step -> aux entropy (when any slot needs it) ->
-patcher -> pooling-feature ring -> one trunk pass for all slots whose byte closes a patch
-(commit: the write mask lets SSM states and KV advance) or whose entropy exceeds the slot's tau
-(transient: the same pass, nothing written) -> decoder step -> logits. No `nonzero`, no row
-gathers, no `.item()`: shapes are fixed by the slots, so the step can be compiled (CPU) or
-captured as CUDA graphs (infer/graphs.py). Each byte reads back one flag, whether any slot needs
-the trunk, and runs the trunk pass only then: eager, compiled and graphs alike.
+The math is the model's (scratchpad/step.py: front, trunk, back; scratchpad/decode.py: the
+state and the prefill hand-off). The runner decides how the pieces run: eagerly, compiled with
+torch.compile (CPU), or captured as CUDA graphs (infer/graphs.py, and its CPU stand-in
+static=True). Per byte it runs `front`, reads back one flag (does any slot commit or scratch?)
+and then `trunk_back` (trunk pass, decoder, head) or `back` (decoder, head) alone: the trunk runs
+only where some slot needs it, in every mode alike (`trunk_passes` counts those steps). A
+compiled or captured step reads the held KV pages rounded up to a bucket (`span_bucket`).
 """
 from __future__ import annotations
 
@@ -16,10 +16,19 @@ import torch
 
 from infer.graphs import GraphCaptureError, StepGraphs
 from infer.sampling import SlotSampler
-from infer.state import BYTES, COMMITS, KEYS, SlotState, allocate_slots, reset_slot
-from scratchpad.accounting import row_events
-from scratchpad.layers import entropy_nats
+from scratchpad.decode import DecodeState
 from scratchpad.precision import configure_compile, skip_guard_checks
+from scratchpad.step import ByteStep, Front
+from scratchpad.trigger import Trigger
+
+
+def span_bucket(n: int) -> int:
+    """The smallest of 1, 2, 3, 4, 6, 8, 12, 16, 24, ... (powers of two and their midpoints) that
+    is >= n (n >= 1): a compiled or captured step sees a few KV spans over a sequence's life, not
+    one per page, and reads at most half again as many pages as held (powers of two alone read up
+    to twice as many: 32 for the byte baseline's 22 after 344 bytes)."""
+    power = 1 << (n - 1).bit_length()
+    return power * 3 // 4 if power >= 4 and n <= power * 3 // 4 else power
 
 
 class ModelRunner:
@@ -39,30 +48,25 @@ class ModelRunner:
         cuda = self.device.type == "cuda" and cuda_graphs
         graphs = cuda or static
         worst = 1 + slots * -(-(model.cfg.max_seq_len + 1) // page)  # every slot one patch per byte
-        self.state: SlotState = allocate_slots(model, slots, self.device, self.dtype, page, worst if graphs else None)
-        B, W = slots, self.cfg.longest_patch
-        self.rows = torch.arange(B, device=self.device)
-        self.ring = torch.arange(W, device=self.device)
-        self.zero_entropy = torch.zeros(B, device=self.device, dtype=self.dtype)
-        self.no_rows = torch.zeros(B, dtype=torch.bool, device=self.device)
+        self.state: DecodeState = model.allocate_state(slots, self.device, self.dtype, page, worst if graphs else None)
+        self.step_fn = ByteStep(model)
         self.run_aux = self.cfg.aux_runs(False)  # does a step run the aux stack (see update_aux)
         self.sampler = SlotSampler(slots, self.device)
         self.kv_bytes_per_position = sum(c.bytes_per_position for c in self.state.pages.caches)
         self.eager_fallback, self.fallback = eager_fallback, None
         self.trunk_passes = 0  # steps that ran the trunk pass (for all slots at once)
-        self._parts = (self._front, self._trunk_back, self._back)
+        self.pieces = {"front": self._front, "trunk_back": self._trunk_back, "back": self._back}
         self._warm: set[tuple] = set()  # compiled pieces already run at a (piece, shape) key
         self.graphs = None
         if graphs:
             self.graphs = StepGraphs(self, cuda)
             self._fall_back_on_failure(self.graphs.prepare)
-        elif compile:  # CPU: the pieces compiled with fixed shapes; the trunk pass reads the held
-            # KV pages rounded up to a bucket (kv_pages.span_bucket: one compiled shape per bucket),
-            # and still runs only at bytes where some slot commits or scratches. Inductor's C++
-            # wrapper calls each piece's ~25 kernels and GEMMs without Python in between: 12-20%
-            # less CPU time per byte at batch 1 (every 4th byte; three paired runs, same compile time)
+        elif compile:  # CPU: each piece compiled with fixed shapes. Inductor's C++ wrapper calls a
+            # piece's ~25 kernels and GEMMs without Python in between: 12-20% less CPU time per
+            # byte at batch 1 (every 4th byte; three paired runs, same compile time)
             configure_compile()
-            self._parts = tuple(torch.compile(f, dynamic=False, options={"cpp_wrapper": True}) for f in self._parts)
+            self.pieces = {name: torch.compile(f, dynamic=False, options={"cpp_wrapper": True})
+                           for name, f in self.pieces.items()}
             self._skip_guards = skip_guard_checks()
         self.compiled = compile and not graphs
 
@@ -77,56 +81,21 @@ class ModelRunner:
             return "cuda-graphs" if self.graphs.cuda else "static"
         return "compiled" if self.compiled else "eager"
 
-    def update_aux(self, finite_tau: bool):
+    def update_aux(self, entropy_trigger: bool):
         """Whether steps run the aux stack (ModelConfig.aux_runs): for an entropy patcher, a decoder
-        that reads it, or when some active slot has a finite tau and the model has scratchpads."""
-        self.run_aux = self.cfg.aux_runs(finite_tau)
+        that reads it, or when some active slot has an entropy trigger and the model has scratchpads."""
+        self.run_aux = self.cfg.aux_runs(entropy_trigger)
+
+    def round_span(self):
+        """Fix the KV pages a compiled or captured step reads at the held span's bucket."""
+        pages = self.state.pages
+        pages.fixed_span = min(pages.width, span_bucket(pages.held_span))
 
     # prefill -----------------------------------------------------------------------------------
-    @torch.no_grad()
-    def prefill(self, slot: int, prompt: torch.Tensor, tau: float, every: int = 0):
-        """Reset `slot`, run the parallel forward over prompt [n] (n >= 1) at the slot's triggers
-        (tau, every) and load its caches; state.logits[slot] gets the next-byte logits."""
-        m, st = self.model, self.state
-        if m.training:
-            raise ValueError("the engine's model was switched to training mode; call model.eval()")
-        reset_slot(m, st, slot)
-        n = prompt.numel()
-        out = m(prompt.view(1, n).to(self.device), threshold=tau, scratch_every=every, keep_trace=True)
-        tr, bnd = out.trace, out.trace["boundaries"]
-        m.encoder.load(st.encoder, tr["encoder"], n, slot)
-        m.aux.load(st.aux, tr["aux"], n, slot)
-        m.decoder.load(st.decoder, tr["decoder"], n, slot)
-        commits = int(out.ends.sum())
-        st.pages.ensure(slot, commits)  # pages for the committed patches and the next one
-        for block, layer, trace in zip(m.trunk.blocks, st.trunk, tr["trunk"]):
-            if hasattr(layer, "pages"):
-                layer.load(slot, trace[0][0], trace[1][0], commits)
-            else:
-                block.mixer.load(layer, trace, commits, slot)
-        ends = out.ends[0].nonzero()
-        last_end = int(ends[-1]) if len(ends) else -1
-        ps = st.patcher
-        ps.length[slot] = n - 1 - last_end
-        ps.last_entropy[slot] = out.entropy[0, -1]
-        ps.last_byte[slot] = prompt[-1]
-        ps.last_hidden[slot] = tr["h"][0, -1]
-        if bnd.z is not None:
-            ps.coord[slot] = bnd.z[0, -1]
-            ps.forced[slot] = bnd.forced[0].sum()
-        W = self.cfg.longest_patch
-        k = min(W, n)
-        ring = torch.arange(n - k, n, device=self.device) % W
-        st.pool_ring[slot, ring] = m.pooling.features(tr["h"][0, n - k :])
-        if bnd.coord is not None:
-            st.coord_ring[slot, ring] = bnd.coord[0, n - k :]
-        st.ctx[slot] = tr["ctx"][0, -1]
-        c, s, keys = row_events(out.ends, out.scratch)
-        aux = n if self.cfg.aux_runs(tau != float("inf")) else 0
-        st.counts[:, slot] = torch.tensor([n, int(c), int(s), int(keys), aux], device=self.device)
-        st.tau[slot] = tau
-        st.every[slot] = every
-        st.logits[slot] = out.logits[0, -1]
+    def prefill(self, slot: int, prompt: torch.Tensor, trigger: Trigger):
+        """Load `slot` from the parallel forward over prompt [n] (n >= 1) at `trigger` (the model's
+        effective one: Trigger.for_model); state.logits[slot] gets the next-byte logits."""
+        self.model.load_state(self.state, slot, prompt, trigger)
 
     # decode ------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -153,24 +122,23 @@ class ModelRunner:
     def _step(self, x, run_aux: bool):
         """front, then trunk + back where some slot commits or scratches, else back alone: two
         calls per byte."""
-        front, trunk_back, back = self._parts
         shape = None
         if self.compiled:  # everything the compiled variants differ by (see _call)
-            pages = self.state.pages
-            pages.round_span()
-            shape = (run_aux, pages.span, pages.capacity)
-        out = self._call("front", front, shape, x, run_aux)
-        if bool(out[4].any()):
+            self.round_span()
+            shape = (run_aux, self.state.pages.span, self.state.pages.capacity)
+        front = self._call("front", shape, x, run_aux)
+        if bool(front.need.any()):
             self.trunk_passes += 1
-            return self._call("trunk_back", trunk_back, shape, x, run_aux, *out)
-        return self._call("back", back, shape, x, run_aux, *out)
+            return self._call("trunk_back", shape, x, run_aux, front)
+        return self._call("back", shape, x, run_aux, front)
 
-    def _call(self, name: str, piece, shape: tuple | None, *args):
+    def _call(self, name: str, shape: tuple | None, *args):
         """Run one piece (shape None: not compiled). A compiled piece that already ran at this
         shape skips Dynamo's guard checks over its ~100 tensor inputs (batch 1 on one CPU core:
         +15% bytes/s, median of 12 alternated runs): shape holds everything its compiled variants
         differ by, so the cached graph is the one the guards would pick (tests/test_engine.py
         fails when it is not)."""
+        piece = self.pieces[name]
         if shape is None:
             return piece(*args)
         key = (name, *shape)
@@ -181,57 +149,13 @@ class ModelRunner:
         with self._skip_guards:
             return piece(*args)
 
-    def _front(self, x, run_aux: bool):
-        """Encoder, aux stack and entropy, patcher, the feature ring; which slots commit or scratch."""
-        m, st = self.model, self.state
-        h = m.encoder.decode(m.embed(x), st.encoder)
-        aux_h = m.aux.decode(h, st.aux) if run_aux else None
-        entropy = entropy_nats(m.aux_logits(aux_h)) if run_aux else self.zero_entropy
-        ps = st.patcher
-        open_len = ps.length + 1                       # bytes of the open patch, this one included
-        ends, coord, prob = m.patcher.step(x, h, entropy, ps)
-        ends = ends & st.active
-        ring_pos = st.counts[BYTES] % self.cfg.longest_patch  # the ring slot of this byte
-        st.pool_ring[self.rows, ring_pos] = m.pooling.features(h)
-        if coord is not None:
-            st.coord_ring[self.rows, ring_pos] = coord
-        every = (st.every > 0) & (open_len % st.every.clamp(min=1) == 0)
-        scratch = ((entropy > st.tau) | every) & ~ends & st.active
-        return h, aux_h, ends, scratch, ends | scratch, prob, open_len, ring_pos
+    # the pieces, over this runner's state ------------------------------------------------------
+    def _front(self, x, run_aux: bool) -> Front:
+        return self.step_fn.front(x, self.state, run_aux)
 
-    def _trunk_back(self, x, run_aux: bool, h, aux_h, ends, scratch, need, prob, open_len, ring_pos):
-        self._trunk(ends, need, prob, open_len, ring_pos)
-        return self._back(x, run_aux, h, aux_h, ends, scratch, need, prob, open_len, ring_pos)
+    def _trunk_back(self, x, run_aux: bool, front: Front) -> torch.Tensor:
+        self.step_fn.trunk(self.state, front)
+        return self.step_fn.back(x, self.state, front, run_aux)
 
-    def _trunk(self, ends, need, prob, open_len, ring_pos):
-        """One trunk pass for every slot: commits where `ends` (states and KV advance), transient
-        elsewhere; ctx takes the output where `need`."""
-        m, st = self.model, self.state
-        seen, patch_index = st.counts[BYTES] + 1, st.counts[COMMITS]
-        pooled = self._pool(ring_pos, open_len, seen, patch_index, st.ctx.dtype)
-        y = m.trunk_out(m.trunk.decode(pooled, st.trunk, ends))
-        if prob is not None:  # router straight-through factor, as in the parallel forward
-            y = y * (prob + (1 - prob)).unsqueeze(-1)
-        st.ctx.copy_(torch.where(need.unsqueeze(-1), y, st.ctx))
-
-    def _back(self, x, run_aux: bool, h, aux_h, ends, scratch, need, prob, open_len, ring_pos):
-        """Decoder and head -> state.logits; the slots' event counters."""
-        m, st = self.model, self.state
-        reset = (open_len == 1) if self.cfg.decoder == "patch-ar" else None
-        d = m.decoder.decode(m.decoder_input(x, h, aux_h, st.ctx), st.decoder, None, reset)
-        st.logits.copy_(m.head_logits(d))
-        aux_rows = st.active if run_aux else self.no_rows
-        inc = torch.stack([st.active, ends, scratch, need, aux_rows]).long()
-        inc[KEYS] *= st.counts[COMMITS] + 1  # a trunk step in patch p reads p committed entries and itself
-        st.counts += inc
-        return st.logits
-
-    def _pool(self, ring_pos, open_len, seen, patch_index, dtype):
-        """Pool every slot's open patch up to this byte from the feature ring (oldest first)."""
-        st, W = self.state, self.cfg.longest_patch
-        order = (ring_pos.unsqueeze(1) + 1 + self.ring) % W
-        win = st.pool_ring.gather(1, order.unsqueeze(-1).expand(-1, -1, st.pool_ring.shape[-1]))
-        if self.cfg.pooling == "soft":
-            valid = (self.ring >= W - seen.unsqueeze(1)) | (self.ring == W - 1)
-            return self.model.pooling(win, valid, st.coord_ring.gather(1, order), patch_index.to(dtype) + 0.5)
-        return self.model.pooling(win, self.ring >= W - open_len.unsqueeze(1))
+    def _back(self, x, run_aux: bool, front: Front) -> torch.Tensor:
+        return self.step_fn.back(x, self.state, front, run_aux)

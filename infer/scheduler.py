@@ -13,16 +13,13 @@ reason "limit" (context="stop"); it never stops silently.
 """
 from __future__ import annotations
 
-import math
 import threading
 from collections import deque
 
 import torch
 
-from infer.options import check_every, effective_every, effective_threshold
 from infer.runner import ModelRunner
 from infer.sequence import Sequence
-from infer.state import reset_slot
 
 
 class Scheduler:
@@ -44,7 +41,7 @@ class Scheduler:
     # requests ----------------------------------------------------------------------------------
     def submit(self, seq: Sequence) -> Sequence:
         seq.request.validate()
-        check_every(seq.request.scratch_every, longest=self.runner.cfg.longest_patch)
+        seq.trigger = seq.request.trigger.for_model(self.runner.cfg)
         with self.lock:
             self.waiting.append(seq)
         return seq
@@ -66,9 +63,6 @@ class Scheduler:
     @property
     def active_slots(self) -> int:
         return len(self.running)
-
-    def tau_of(self, seq: Sequence) -> float:
-        return effective_threshold(self.runner.cfg, seq.request.threshold)
 
     def abort_all(self):
         """End every running and waiting sequence (reason "cancelled") after an engine failure."""
@@ -177,8 +171,7 @@ class Scheduler:
                     self._clear(other.slot)
             try:
                 before = seq.history()[:-1][-(seq.fed - 1):]  # what the slot held before the step
-                r.prefill(seq.slot, torch.tensor(list(before), dtype=torch.long),
-                          self.tau_of(seq), effective_every(r.cfg, seq.request.scratch_every))
+                r.prefill(seq.slot, torch.tensor(list(before), dtype=torch.long), seq.trigger)
                 st.active[seq.slot] = True
                 r.step(nxt)
             except Exception as e:
@@ -189,10 +182,8 @@ class Scheduler:
         self._update_flags()
 
     def _clear(self, slot: int):
-        """Take a slot out of a replay: its caches reset, no trigger can fire on it."""
-        st = self.runner.state
-        reset_slot(self.runner.model, st, slot)
-        st.active[slot], st.tau[slot], st.every[slot] = False, math.inf, 0
+        """Take a slot out of a replay: its caches reset, inactive, no trigger can fire on it."""
+        self.runner.state.reset(slot)
 
     def _guarded_prefill(self, seq: Sequence, keep: int, finished: list):
         """(Re)load `seq` into its slot from its last `keep` bytes; a failure is this sequence's."""
@@ -240,8 +231,7 @@ class Scheduler:
     def _prefill(self, seq: Sequence, keep: int):
         """Load the last `keep` bytes of the sequence's prompt and output into its slot."""
         ctx = seq.context(keep)
-        self.runner.prefill(seq.slot, torch.tensor(list(ctx), dtype=torch.long), self.tau_of(seq),
-                            effective_every(self.runner.cfg, seq.request.scratch_every))
+        self.runner.prefill(seq.slot, torch.tensor(list(ctx), dtype=torch.long), seq.trigger)
         seq.fed = len(ctx)
 
     def _finish(self, seq: Sequence, reason: str, finished: list):
@@ -251,7 +241,7 @@ class Scheduler:
         seq.kv_bytes = st.pages.pages_held(slot) * st.pages.page * self.runner.kv_bytes_per_position
         seq.stop_reason = reason
         st.active[slot] = False
-        st.pages.release(slot)
+        st.pages.reset(slot)
         del self.running[slot]
         self.free.append(slot)
         self._update_flags()
@@ -266,4 +256,4 @@ class Scheduler:
     def _update_flags(self):
         seqs = self.running.values()
         self.any_random = any(s.request.temperature > 0 for s in seqs)
-        self.runner.update_aux(any(math.isfinite(self.tau_of(s)) for s in seqs))
+        self.runner.update_aux(any(s.trigger.entropy for s in seqs))

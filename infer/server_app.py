@@ -19,7 +19,7 @@ from infer.api_fields import ApiError, parse_json
 from infer.chat import DEFAULT_TEMPLATE, ChatTemplate, chat_body, chat_chunk, parse_chat
 from infer.engine_thread import Admission, EngineThread, Pending
 from infer.openai_api import FINISH, Job, completion_body, completion_chunk, parse_completion, usage_chunk
-from infer.options import budget_threshold, effective_every, effective_threshold
+from infer.options import prompt_trigger
 from infer.playground import add_playground
 from infer.sequence import Sequence
 from infer.stop_text import StreamText, visible_output
@@ -39,9 +39,9 @@ class Endpoint:
 
 
 def calibrate(model, job: Job):
-    """Each request's tau from the scratchpad budget on its prompt (a forward: runs in a worker)."""
+    """Each request's trigger from the scratchpad budget on its prompt (a forward: runs in a worker)."""
     for r in job.reqs:
-        r.threshold = budget_threshold(model, r.prompt, job.budget, "'scratchpad_budget'")
+        r.trigger = prompt_trigger(model, r.prompt, job.budget, r.trigger.every)
 
 
 def build_app(model, model_name: str, max_batch: int = 8, max_queue: int = 64, max_tokens_limit: int = 65536,
@@ -162,7 +162,7 @@ def build_app(model, model_name: str, max_batch: int = 8, max_queue: int = 64, m
         for s in seqs:
             worker.submit(s)
         rid = f"{ep.prefix}-{uuid.uuid4().hex[:24]}"
-        trig = [(effective_threshold(cfg, r.threshold), effective_every(cfg, r.scratch_every)) for r in job.reqs]
+        trig = [r.trigger.for_model(cfg) for r in job.reqs]
         if job.stream:
             return StreamingResponse(stream(rid, ep, job, seqs, pending, trig), media_type="text/event-stream")
         if not await finished_or_gone(request, pending, seqs):

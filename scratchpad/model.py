@@ -7,7 +7,8 @@
                |        trunk step from the previous commit (scratch)   |
                +-> per byte: latest usable trunk output ----------------+-> decoder -> logits
 
-The incremental engine (infer/) runs the same modules one byte at a time via `step` methods.
+Decode runs the same modules one byte at a time: `allocate_state` (scratchpad/decode.py),
+`load_state` (prefill from this forward's trace) and `step` (scratchpad/step.py).
 """
 from __future__ import annotations
 
@@ -20,9 +21,12 @@ import torch.nn.functional as F
 
 from scratchpad.blocks import Stack
 from scratchpad.config import ModelConfig
+from scratchpad.decode import DecodeState, allocate_state, load_state
 from scratchpad.layers import RMSNorm, entropy_nats
 from scratchpad.patchers import Boundaries, Patcher
 from scratchpad.pooling import Pooling, gather_spans
+from scratchpad.step import ByteStep
+from scratchpad.trigger import Trigger
 from scratchpad.vocab import VOCAB_SIZE
 
 
@@ -74,15 +78,15 @@ def open_lengths(ends: torch.Tensor) -> torch.Tensor:
     return t - start + 1
 
 
-def check_settings(value, name: str, bad, want: str):
-    """Validate a per-call setting (a Python number, a list of them, or a tensor) outside a
-    compiled graph: a tensor is checked only in eager mode (no graph break)."""
-    if torch.is_tensor(value):
-        if not torch.compiler.is_compiling() and any(bad(float(v)) for v in value.reshape(-1).tolist()):
-            raise ValueError(f"{name} must be {want}, got {value}")
+def check_trigger(field: str, value):
+    """Check a per-call trigger setting (field "tau" or "every"; a number, a list of them, or a
+    per-row tensor) through Trigger, in eager mode (a compiled forward is not broken up for it)."""
+    if torch.compiler.is_compiling():
         return
-    if any(bad(float(v)) for v in (value if isinstance(value, (list, tuple)) else [value])):
-        raise ValueError(f"{name} must be {want}, got {value}")
+    if torch.is_tensor(value):
+        value = value.reshape(-1).tolist()
+    for v in value if isinstance(value, (list, tuple)) else [value]:
+        Trigger(**{field: v})
 
 
 def take(x, idx):
@@ -152,11 +156,11 @@ class ScratchpadLM(nn.Module):
         if not self.cfg.scratchpad:  # a model trained without scratchpads never fires one
             return fire
         if threshold is not None:
-            check_settings(threshold, "entropy threshold", lambda t: math.isnan(t) or t < 0, ">= 0 or inf")
+            check_trigger("tau", threshold)
             tau = torch.as_tensor(threshold, dtype=entropy.dtype, device=entropy.device)
             fire = fire | (entropy > (tau.view(-1, 1) if tau.dim() else tau))
         if every is not None:
-            check_settings(every, "scratch_every", lambda k: k < 0 or not k.is_integer(), "an integer >= 0")
+            check_trigger("every", every)
             k = torch.as_tensor(every, dtype=torch.long, device=ends.device)
             k = k.view(-1, 1) if k.dim() else k
             fire = fire | ((k > 0) & (open_lengths(ends) % k.clamp(min=1) == 0))
@@ -174,10 +178,15 @@ class ScratchpadLM(nn.Module):
 
     # parallel forward ------------------------------------------------------------------------
     def forward(self, x, targets=None, threshold=None, scratchpad_mask=None, keep_trace=False,
-                scratch_every=None) -> ModelOutput:
+                scratch_every=None, trigger: Trigger | None = None) -> ModelOutput:
         """x [B, T] long byte values; targets [B, T] long (-1 = ignore); threshold: float, inf,
         None (no entropy trigger) or [B] per row; scratch_every: k or [B], a scratchpad at every
-        k-th byte of a patch as well (0 or None: none); scratchpad_mask [B, T] bool overrides both."""
+        k-th byte of a patch as well (0 or None: none); or instead of both, one Trigger for every
+        row; scratchpad_mask [B, T] bool overrides them."""
+        if trigger is not None:
+            if threshold is not None or scratch_every is not None:
+                raise ValueError("give a trigger or threshold / scratch_every, not both")
+            threshold, scratch_every = trigger.tau, trigger.every
         B, T = x.shape
         if T > self.cfg.max_seq_len:
             raise ValueError(f"sequence of {T} bytes exceeds max_seq_len {self.cfg.max_seq_len}")
@@ -238,6 +247,22 @@ class ScratchpadLM(nn.Module):
             out.trace = dict(h=h, encoder=enc_tr, aux=aux_tr, trunk=trunk_tr, decoder=dec_tr, ctx=ctx,
                              boundaries=bnd)
         return out
+
+    # incremental decode ----------------------------------------------------------------------
+    def allocate_state(self, slots: int, device=None, dtype=None, page: int = 16, pages: int | None = None) -> DecodeState:
+        """Decode caches for `slots` sequences (scratchpad/decode.py: allocate_state)."""
+        return allocate_state(self, slots, device, dtype, page, pages)
+
+    def load_state(self, state: DecodeState, slot: int, prompt: torch.Tensor, trigger: Trigger):
+        """Prefill one slot from the parallel forward over prompt [n] (scratchpad/decode.py: load_state)."""
+        load_state(self, state, slot, prompt, trigger)
+
+    def step(self, x: torch.Tensor, state: DecodeState, run_aux: bool | None = None) -> torch.Tensor:
+        """One byte x [B] for every slot -> logits [B, 256] (scratchpad/step.py). run_aux: whether
+        the aux stack runs (None: where this model needs it for the active slots' triggers)."""
+        if run_aux is None:
+            run_aux = self.cfg.aux_runs(bool((state.tau.isfinite() & state.active).any()))
+        return ByteStep(self)(x, state, run_aux)
 
     def pool_spans(self, h, start, end, patch_index, coord):
         """Pool spans of byte features h[start..end] (h [B, T, F], the rest [B, Q]) through the last

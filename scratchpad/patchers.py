@@ -33,6 +33,14 @@ class PatcherState:
     coord: torch.Tensor         # [B] float64 (soft: running sum of boundary probabilities)
     forced: torch.Tensor        # [B] long (soft: forced ends so far)
 
+    def reset(self, slot: int):
+        for t in self.tensors():
+            t[slot] = 0
+        self.last_byte[slot] = -1
+
+    def tensors(self) -> list[torch.Tensor]:
+        return list(vars(self).values())
+
 
 def spacelike(x: torch.Tensor) -> torch.Tensor:
     """SpaceByte's rule: not an ASCII letter, digit, or UTF-8 continuation byte."""

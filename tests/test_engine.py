@@ -7,8 +7,9 @@ import torch
 
 from eval.causality import audit_bytes, calibrate_entropy_patcher
 from infer import Engine
+from infer.runner import span_bucket
 from scratchpad import ModelConfig, build_model
-from infer.kv_pages import PagedCache, span_bucket
+from scratchpad.kv_pages import PagedCache
 from scratchpad.mixers import SSMState
 
 

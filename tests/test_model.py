@@ -161,9 +161,9 @@ def test_config_written_before_the_window_renames_still_loads(tmp_path):
 
 def test_window_means_one_thing():
     """Longest patch, local attention span and the decode pooling ring have their own names."""
-    from infer.state import SlotState
+    from scratchpad.decode import DecodeState
 
     cfg = ModelConfig.preset("tiny-sp-entropy-p8")
     assert cfg.longest_patch == cfg.max_patch_len and not hasattr(cfg, "window")
-    assert {"pool_ring", "coord_ring"} <= set(SlotState.__dataclass_fields__)
-    assert not any("window" in f for f in SlotState.__dataclass_fields__)
+    assert {"pool_ring", "coord_ring"} <= set(DecodeState.__dataclass_fields__)
+    assert not any("window" in f for f in DecodeState.__dataclass_fields__)

@@ -6,14 +6,15 @@ import pytest
 
 from infer import Engine
 from infer.sequence import Request, Sequence
+from scratchpad.trigger import Trigger
 
 POISON_TAU = 4.321  # a valid tau the injected faults below recognise a poisoned slot by
 
 
 def victims():
     prompts = [f"victim {i}: " + "the cat sat " * i for i in range(5)]
-    return [Request(p.encode(), max_bytes=20 + 3 * i, threshold=[1.5, math.inf][i % 2], temperature=0.0,
-                    scratch_every=[0, 2][i % 2 and i > 2]) for i, p in enumerate(prompts)]
+    return [Request(p.encode(), max_bytes=20 + 3 * i, trigger=Trigger([1.5, math.inf][i % 2], [0, 2][i % 2 and i > 2]),
+                    temperature=0.0) for i, p in enumerate(prompts)]
 
 
 def serve(model, reqs, slots, fault=None):
@@ -43,10 +44,10 @@ def poisoned_step(runner):
 def poisoned_prefill(runner):
     prefill = runner.prefill
 
-    def faulty(slot, prompt, tau, every=0):
-        if tau == POISON_TAU:
+    def faulty(slot, prompt, trigger):
+        if trigger.tau == POISON_TAU:
             raise ValueError("injected fault in prefill")
-        return prefill(slot, prompt, tau, every)
+        return prefill(slot, prompt, trigger)
 
     runner.prefill = faulty
 
@@ -55,7 +56,7 @@ def poisoned_prefill(runner):
 def test_a_poison_request_fails_alone_and_victims_get_their_alone_output(model, fault):
     alone = [serve(model, [r], 1)[0][0].result() for r in victims()]
     reqs = victims()
-    poison = [Request(b"poison " * k, max_bytes=30, threshold=POISON_TAU, temperature=0.0) for k in (1, 3)]
+    poison = [Request(b"poison " * k, max_bytes=30, trigger=Trigger(POISON_TAU), temperature=0.0) for k in (1, 3)]
     mixed = reqs[:2] + [poison[0]] + reqs[2:] + [poison[1]]
     seqs, sched = serve(model, mixed, slots=3, fault=fault)
     got = [s.result() for s in seqs]

@@ -37,6 +37,12 @@ class AttentionCache:
     def capacity(self) -> int:
         return self.k.shape[2]
 
+    def reset(self, slot: int):
+        self.k[slot], self.v[slot], self.length[slot] = 0, 0, 0
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [self.k, self.v, self.length]
+
     def rope(self, pos):
         return rope_lookup(self.cos, self.sin, pos)
 
@@ -61,6 +67,15 @@ class AttentionCache:
         o = self.attend(q, k, v, span)
         self.store(k, v, write)
         return o
+
+    def load(self, trace, count: int, row: int):
+        """One row from a batch-1 trace (k, v) [1, H, T, dh]: the last `capacity` of `count` positions."""
+        K, V = trace
+        first = max(0, count - self.capacity)
+        slots = torch.arange(first, count, device=K.device) % self.capacity
+        self.k[row, :, slots] = K[0, :, first:count]
+        self.v[row, :, slots] = V[0, :, first:count]
+        self.length[row] = count
 
     def store(self, k, v, write=None):
         """Write k, v [B, H, 1, dh] at slot length % C and advance (rows where write, or all)."""
@@ -143,7 +158,7 @@ class CausalAttention(nn.Module):
 
     def allocate(self, batch: int, capacity: int, device, dtype) -> AttentionCache:
         """A ring of min(capacity, span) slots per row (byte-level layers; the engine gives the
-        trunk's attention layers paged caches instead, see infer/kv_pages.py)."""
+        trunk's attention layers paged caches instead, see scratchpad/kv_pages.py)."""
         cap = min(capacity, self.span) if self.span else capacity
         z = torch.zeros(batch, self.h, cap, self.dh, device=device, dtype=dtype)
         cos, sin = rotary_cos_sin(torch.arange(capacity + 1, device=device), self.dh, dtype)
@@ -165,11 +180,7 @@ class CausalAttention(nn.Module):
         o = cache.step(q, k, v, self.span, write)
         return self.out(o.reshape(o.shape[0], self.h * self.dh))
 
-    def load(self, cache: AttentionCache, trace, count: int, row: int):
-        """Prefill hand-off for one row from a batch-1 trace: the last `capacity` of `count` positions."""
-        K, V = trace
-        first = max(0, count - cache.capacity)
-        slots = torch.arange(first, count, device=K.device) % cache.capacity
-        cache.k[row, :, slots] = K[0, :, first:count]
-        cache.v[row, :, slots] = V[0, :, first:count]
-        cache.length[row] = count
+    def load(self, cache, trace, count: int, row: int):
+        """Prefill hand-off for one row from a batch-1 trace (k, v) [1, H, T, dh]: the cache (a ring,
+        or the trunk's pages) keeps what it holds of the first `count` positions."""
+        cache.load(trace, count, row)

@@ -25,6 +25,12 @@ class SSMState:
 
     h: torch.Tensor
 
+    def reset(self, slot: int):
+        self.h[slot] = 0
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [self.h]
+
 
 class DiagonalSSM(nn.Module):
     def __init__(self, d: int, expand: int = 1):

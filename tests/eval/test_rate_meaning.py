@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from eval.scoring import entropy_quantile_thresholds
-from infer.options import budget_threshold
+from infer.options import prompt_trigger
 from tests.eval.conftest import TEXT, sharpened
 
 
@@ -18,7 +18,7 @@ def test_generate_and_eval_pick_one_tau_that_fires_at_the_rate(preset, rate):
     model = sharpened(preset)
     prompt = (TEXT * 4)[: model.cfg.max_seq_len]
     arr = np.frombuffer(prompt + b"\n", dtype=np.uint8)  # one eval window whose inputs are the prompt
-    tau_generate = budget_threshold(model, prompt, rate, "--rate")
+    tau_generate = prompt_trigger(model, prompt, rate).tau
     tau_eval = entropy_quantile_thresholds(model, arr, len(prompt), [rate])[0]
     assert tau_generate == tau_eval
 
@@ -33,5 +33,5 @@ def test_generate_and_eval_pick_one_tau_that_fires_at_the_rate(preset, rate):
 def test_a_rate_beyond_the_non_closing_bytes_fires_at_all_of_them():
     model = sharpened("tiny-sp-fixed-p4")
     prompt = (TEXT * 4)[: model.cfg.max_seq_len]
-    assert budget_threshold(model, prompt, 0.9) == 0.0  # P = 4: at most 3/4 of the bytes can scratch
-    assert budget_threshold(model, prompt, 0.0) == float("inf")
+    assert prompt_trigger(model, prompt, 0.9).tau == 0.0  # P = 4: at most 3/4 of the bytes can scratch
+    assert prompt_trigger(model, prompt, 0.0).tau == float("inf")

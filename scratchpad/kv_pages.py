@@ -1,4 +1,5 @@
-"""Patch-granular paged KV cache for the trunk's attention layers.
+"""Patch-granular paged KV cache for the trunk's attention layers (the decode state that
+`ScratchpadLM.allocate_state` gives them; byte-level layers keep AttentionCache rings).
 
 A trunk position is a committed patch. Each slot owns pages of `page` positions, allocated on
 demand as its patches commit (never one entry per byte, whatever the patcher), and returned when
@@ -16,12 +17,6 @@ from scratchpad.layers import rotary_cos_sin
 from scratchpad.mixers.attention import attend, rope_lookup
 
 
-def span_bucket(n: int) -> int:
-    """The smallest of 1, 2, 3, 4, 6, 8, 12, 16, 24, ... that is >= n (n >= 1)."""
-    power = 1 << (n - 1).bit_length()
-    return power * 3 // 4 if power >= 4 and n <= power * 3 // 4 else power
-
-
 class PageTable:
     """Host-side page ownership plus the device table [slots, max_pages] the step reads."""
 
@@ -33,7 +28,7 @@ class PageTable:
         self.capacity = pages if pages is not None else 1 + 2 * slots
         self.free = list(range(self.capacity - 1, 0, -1))
         self.caches: list[PagedCache] = []
-        self.fixed_span: int | None = None  # a captured step reads a fixed number of pages
+        self.fixed_span: int | None = None  # a compiled or captured step reads a fixed number of pages
         self.grown = 0
 
     @property
@@ -44,14 +39,6 @@ class PageTable:
     @property
     def held_span(self) -> int:
         return max(1, max(len(o) for o in self.owned))
-
-    def round_span(self):
-        """Fix the span at the held span rounded up to the next of 1, 2, 3, 4, 6, 8, 12, 16, 24, ...
-        (powers of two and their midpoints): a compiled or captured step then sees a few shapes over
-        a sequence's life, not one per page, and reads at most half again as many pages as held
-        (powers of two alone read up to twice as many: 32 for the byte baseline's 22 after 344
-        bytes)."""
-        self.fixed_span = min(self.width, span_bucket(self.held_span))
 
     def pages_held(self, slot: int) -> int:
         return len(self.owned[slot])
@@ -69,10 +56,14 @@ class PageTable:
             self.table[slot, len(owned)] = p
             owned.append(p)
 
-    def release(self, slot: int):
+    def reset(self, slot: int):
+        """Give the slot's pages back (its table row points at the trash page again)."""
         self.free.extend(reversed(self.owned[slot]))
         self.owned[slot] = []
         self.table[slot].zero_()
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [self.table]
 
     def _grow(self):
         """Double the pool (a rare host-side reallocation; captured graphs must be rebuilt)."""
@@ -100,6 +91,15 @@ class PagedCache:
     @property
     def bytes_per_position(self) -> int:
         return 2 * self.k.shape[0] * self.k.shape[3] * self.k.element_size()
+
+    def reset(self, slot: int):
+        """Nothing of its own to clear: the slot's pages go back with the shared PageTable's reset,
+        and its length is the decode state's commit count."""
+
+    def tensors(self) -> list[torch.Tensor]:
+        """None for a snapshot: the step writes a slot's entry at its length, beyond every key read
+        until a commit moves the length, so restoring the lengths undoes a step's writes."""
+        return []
 
     def grow(self, capacity: int):
         extra = capacity - self.k.shape[1]
@@ -151,8 +151,10 @@ class PagedCache:
         self.k[:, page, off] = k[:, :, 0].transpose(0, 1)
         self.v[:, page, off] = v[:, :, 0].transpose(0, 1)
 
-    def load(self, slot: int, K, V, count: int):
-        """Prefill hand-off: K, V [H, count, dh] of one slot (pages must be ensured)."""
+    def load(self, trace, count: int, slot: int):
+        """Prefill hand-off: the first `count` positions of a batch-1 trace (k, v) [1, H, T, dh]
+        into one slot's pages (which must be ensured; the length is the state's commit count)."""
+        K, V = trace[0][0], trace[1][0]
         P = self.pages.page
         for i, p in enumerate(self.pages.owned[slot]):
             lo, hi = i * P, min(count, (i + 1) * P)
