@@ -35,11 +35,12 @@ from pathlib import Path
 
 import torch
 
-from eval.experiments.bpb import run_bpb
 from eval.cli_args import parse_thresholds
-from eval.experiments.lag import lag_figures, lag_plots
-from eval.report import fmt, jsonable, out_folder, plot_xy, table, write_report
+from eval.experiments.bpb import run_bpb
+from eval.experiments.lag import lag_figures
+from eval.experiments.lag_cli import lag_plots
 from eval.experiments.variants import read_log, train_variant
+from eval.report import fmt, jsonable, out_folder, plot_xy, table, write_report
 from eval.windows import WINDOWING, default_window, eval_bytes
 from scratchpad import ModelConfig, load_model
 from scratchpad.accounting import parameter_counts, training_flops

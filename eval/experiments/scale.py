@@ -33,10 +33,10 @@ import time
 from pathlib import Path
 
 from eval.cli_args import parse_list, parse_thresholds
-from eval.report import out_folder
 from eval.experiments.reproduce import add_training_and_scoring_flags, evaluate_model, parse_size, training_budget
 from eval.experiments.scale_report import write_pilot, write_scale
 from eval.experiments.variants import train_variant
+from eval.report import out_folder
 from eval.windows import eval_bytes
 from scratchpad import ModelConfig
 from scratchpad.errors import UserError, run_cli

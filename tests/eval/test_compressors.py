@@ -12,8 +12,8 @@ import stat
 import numpy as np
 import pytest
 
-from eval.experiments.bpb import main
 from eval.compressors import COMPRESSORS, compare, summary_line
+from eval.experiments.bpb_cli import main
 from eval.windows import window_spans
 
 W = 64

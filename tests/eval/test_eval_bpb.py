@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from eval.experiments.bpb import main
+from eval.experiments.bpb_cli import main
 from eval.windows import window_spans
 from scratchpad import load_model
 

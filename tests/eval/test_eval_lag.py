@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from eval.experiments.lag import main, without_trunk
+from eval.experiments.lag import without_trunk
+from eval.experiments.lag_cli import main
 from eval.lag_stats import LagStats, bytes_since
 from eval.report import have_matplotlib
 from eval.windows import batches, eval_bytes

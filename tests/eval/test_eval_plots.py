@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from eval.experiments import bpb, code, sweep, tokenizer_baseline
+from eval.experiments import bpb_cli, code, sweep_cli, tokenizer_baseline
 from eval.report import bar_figure, short_path, xy_figure
 from eval.scoring import paired_difference, standard_error
 
@@ -64,7 +64,7 @@ def test_spread_helpers():
 
 def test_bpb_and_code_write_pngs(assets, tmp_path, cli, read_report):
     m = assets["models"]["tiny-sp-fixed-p4"]
-    rc, out, err = cli(bpb.main, ["--model", m, "--data", assets["corpus"], "--window", 64, "--out", tmp_path / "b"])
+    rc, out, err = cli(bpb_cli.main, ["--model", m, "--data", assets["corpus"], "--window", 64, "--out", tmp_path / "b"])
     assert rc == 0, err
     r = read_report(tmp_path / "b" / "bpb.json")
     assert (tmp_path / "b" / "bpb.png").stat().st_size > 0 and r["png"] == "bpb.png"
@@ -79,9 +79,9 @@ def test_bpb_and_code_write_pngs(assets, tmp_path, cli, read_report):
 
 def test_sweep_shows_spread_and_a_relative_title(assets, tmp_path, cli, read_report, monkeypatch):
     seen = {}
-    real = sweep.plot_xy
-    monkeypatch.setattr(sweep, "plot_xy", lambda *a, **kw: seen.update(args=a, kw=kw) or real(*a, **kw))
-    rc, _, err = cli(sweep.main, ["--model", assets["models"]["tiny-sp-fixed-p4"], "--data", assets["corpus"],
+    real = sweep_cli.plot_xy
+    monkeypatch.setattr(sweep_cli, "plot_xy", lambda *a, **kw: seen.update(args=a, kw=kw) or real(*a, **kw))
+    rc, _, err = cli(sweep_cli.main, ["--model", assets["models"]["tiny-sp-fixed-p4"], "--data", assets["corpus"],
                                   "--window", 64, "--thresholds", "0,inf", "--engine-bytes", 0, "--out", tmp_path])
     assert rc == 0, err
     r = read_report(tmp_path / "sweep.json")

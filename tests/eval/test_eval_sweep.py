@@ -7,8 +7,8 @@ import math
 import pytest
 
 from eval.engine_check import engine_check, engine_sample
+from eval.experiments.sweep_cli import main
 from eval.report import have_matplotlib
-from eval.experiments.sweep import main
 from eval.windows import eval_bytes
 from scratchpad import load_model
 

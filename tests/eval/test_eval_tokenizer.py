@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from eval.experiments.sweep import main as sweep_main
+from eval.experiments.sweep_cli import main as sweep_main
 from eval.experiments.tokenizer_baseline import TokenBaseline, Tokenizer, main
 from eval.experiments.variants import token_causality
 from scratchpad.errors import UserError
