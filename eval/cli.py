@@ -23,7 +23,7 @@ COMMANDS = [
     (("eval", "bpb"), "eval.experiments.bpb_cli", "bits per byte on held-out data"),
     (("eval", "sweep"), "eval.experiments.sweep_cli", "entropy-threshold sweep: BPB vs FLOPs and KV per byte"),
     (("eval", "lag"), "eval.experiments.lag_cli", "patch-lag profile, trunk's share, aux head's own BPB"),
-    (("eval", "reproduce"), "eval.experiments.reproduce", "SP vs byte baseline and plain patching at equal training data"),
+    (("eval", "reproduce"), "eval.experiments.reproduce_cli", "SP vs byte baseline and plain patching at equal training data"),
     (("eval", "scale"), "eval.experiments.scale", "the trend with trunk size: SP vs byte, plain P16 and BPE at equal training FLOPs"),
     (("eval", "variants"), "eval.experiments.variants", "reproduce the residual byte patching study's table"),
     (("eval", "triggers"), "eval.experiments.triggers", "scratchpad trigger ablation at matched rate"),

@@ -3,6 +3,7 @@ and the flags every scoring command takes (--model, --data, --window, --batch-si
 from __future__ import annotations
 
 import argparse
+import math
 
 from eval.windows import DEFAULT_WINDOW_CAP
 from infer.options import parse_threshold
@@ -11,6 +12,7 @@ from scratchpad.flags import add_threads_flag, int_flag, parse_int_flag
 
 
 def parse_list(text: str, flag: str, one) -> list:
+    """'a,b,c' -> [one(a, flag), ...]: a comma-separated list of distinct values."""
     items = [t.strip() for t in str(text).split(",")]
     if not items or any(t == "" for t in items):
         raise UserError(f"{flag}: {text!r} is not a comma-separated list (example: 0,0.5,1,inf)")
@@ -26,6 +28,7 @@ def parse_counts(text: str, flag: str) -> list[int]:
 
 
 def parse_thresholds(text: str, flag: str = "--thresholds") -> list[float]:
+    """'0,1.5,inf' -> taus in nats (inf = no entropy trigger)."""
     return parse_list(text, flag, parse_threshold)
 
 
@@ -56,3 +59,33 @@ def common_args(ap: argparse.ArgumentParser, model: bool = True, window: bool = 
     ap.add_argument("--batch-size", type=int_flag("--batch-size"), default=8, help="windows per forward (default 8)")
     add_threads_flag(ap)
     ap.add_argument("--out", required=True, help="report folder (Markdown, JSON, PNG)")
+
+
+def parse_size(text: str, flag: str) -> int:
+    """'4M', '512k', '1G' or a plain integer -> bytes."""
+    s = str(text).strip().upper().removesuffix("B")
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(s[-1:], 1)
+    try:
+        v = float(s[:-1] if mult > 1 else s) * mult
+    except ValueError:
+        raise UserError(f"{flag}: {text!r} is not a size (examples: 4M, 512k, 1000000)") from None
+    if not math.isfinite(v) or v < 1:
+        raise UserError(f"{flag}: {text!r} must be a positive size")
+    return int(v)
+
+
+def add_training_and_scoring_flags(ap, warmup: int):
+    """The flags every model of a comparison shares (eval reproduce, eval scale): batches, schedule,
+    seed, held-out scoring, the causality audit, threads and device."""
+    ap.add_argument("--batch-size", type=int_flag("--batch-size"), default=8)
+    ap.add_argument("--seq-len", type=int_flag("--seq-len", 2), default=512)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--warmup", type=int_flag("--warmup", 0), default=warmup)
+    ap.add_argument("--seed", type=int_flag("--seed", 0), default=0)
+    ap.add_argument("--window", type=int_flag("--window", 2), default=1024, help="evaluation window (default 1024)")
+    ap.add_argument("--eval-bytes", type=int_flag("--eval-bytes", 2), default=(1 << 16) + 1,
+                    help="held-out bytes per set (default 65537: 64 full windows of 1024)")
+    ap.add_argument("--eval-batch", type=int_flag("--eval-batch"), default=8)
+    ap.add_argument("--audit-positions", type=int_flag("--audit-positions"), default=6)
+    add_threads_flag(ap)
+    ap.add_argument("--device", choices=["cpu", "cuda"])

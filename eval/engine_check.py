@@ -52,3 +52,20 @@ def engine_check(model, x: torch.Tensor, threshold: float) -> dict:
         agree=bool(eng.counts() == par.counts() and fe == fp),
         logits_agree=rel <= 1e-4,
     )
+
+
+@torch.no_grad()
+def engine_kv(model, x: torch.Tensor, threshold: float = 0.0) -> dict:
+    """Decode x [B, L] with the engine (teacher forcing; τ = 0 by default: every scratchpad that may
+    fire does, and none may add a trunk KV entry) and read the trunk KV it holds at the end: valid
+    entries of its paged caches × bytes per entry, and the whole pages it allocated."""
+    engine = Engine(model)
+    engine.teacher_force(x, threshold)
+    runner = engine.last_runner
+    pages = runner.state.pages
+    per_entry = runner.kv_bytes_per_position
+    entries = int(runner.state.trunk_length.sum())
+    n = x.numel()
+    held = sum(pages.pages_held(b) for b in range(x.shape[0])) * pages.page * per_entry
+    return dict(bytes=n, entries=entries, bytes_per_entry=per_entry, kv_bytes=entries * per_entry,
+                kv_bytes_per_byte=entries * per_entry / n, page_bytes_held=held)

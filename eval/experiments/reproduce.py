@@ -1,27 +1,12 @@
-"""`scratchpad eval reproduce`: the Scratchpad Patching headline, as a controlled experiment.
-
-    scratchpad eval reproduce --data /work/data/mix --eval-data /work/data/text,/work/data/code \
-        --train-bytes 4M --runs /work/runs/reproduce --out eval/reports/reproduce-cpu
-    scratchpad eval reproduce --scale gpu --train-bytes 400M --batch-size 32 --seq-len 1024 ...   # the same, larger
+"""The reproduce experiment: the Scratchpad Patching headline, as a controlled experiment.
 
 Five models of one design (the trunk-heavy `heavy-*` presets, or their `--scale gpu` form) are
-trained on the same bytes: the same corpus, number of steps, batch, sequence length and seed, so
-the same batches in the same order:
-
-    byte      every byte a patch, no scratchpads: the byte-level baseline of equal trunk
-    p16-plain fixed P = 16, no scratchpads
-    p16       fixed P = 16 with scratchpads (SP)
-    p8, p4    SP at P = 8 and P = 4
-
-Training compute is not equal (the byte baseline runs its trunk 16x as often); each model's
-training FLOPs and wall clock are reported beside it. Every SP model is evaluated at every τ,
-the others at τ = ∞, on the same held-out windows (eval/windows.py), with the lag profile, the
-trunk's share and the aux head's own BPB (eval/experiments/lag.py), inference FLOPs and KV bytes per byte
-(scratchpad/accounting.py), and the causality audit of the trained weights. The report checks
-the paper's targets at P = 16 and says which are met. Finished runs under --runs are reused;
-an unfinished one continues exactly (`--resume`), so the command can span sessions.
-Writes reproduce.md, reproduce.json, reproduce.png (BPB vs inference FLOPs per byte) and
-lag-<model>.png into --out.
+trained on the same bytes (`byte`: every byte a patch; `p16-plain`: P = 16 without scratchpads;
+`p16`, `p8`, `p4`: SP at P = 16, 8, 4) to an equal budget of training FLOPs, data or time. Every
+SP model is scored at every τ, the others at τ = ∞, on the same held-out windows, with the lag
+figures (eval/experiments/lag.py), inference FLOPs and KV per byte, the trunk KV the engine holds
+after decoding a sample, and the causality audit of the trained weights; `targets` checks the
+paper's claims at P = 16. Finished runs are reused and unfinished ones continue exactly.
 """
 from __future__ import annotations
 
@@ -29,29 +14,27 @@ import dataclasses
 import gc
 import json
 import math
-import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from eval.cli_args import parse_thresholds
+from eval.causality import audit_model
+from eval.engine_check import engine_kv, engine_sample
 from eval.experiments.bpb import run_bpb
 from eval.experiments.lag import lag_figures
-from eval.experiments.lag_cli import lag_plots
 from eval.experiments.variants import read_log, train_variant
-from eval.report import fmt, jsonable, out_folder, plot_xy, table, write_report
-from eval.windows import WINDOWING, default_window, eval_bytes
+from eval.report import fmt, jsonable
 from scratchpad import ModelConfig, load_model
 from scratchpad.accounting import parameter_counts, training_flops
-from scratchpad.errors import UserError, run_cli
-from scratchpad.flags import Parser, add_threads_flag, describe, int_flag, parse_duration, set_threads
+from scratchpad.errors import UserError
 
 MODELS = [("byte", "heavy-byte"), ("p16-plain", "heavy-p16-plain"), ("p16", "heavy-p16"), ("p8", "heavy-p8"),
           ("p4", "heavy-p4")]
 SCALES = {"cpu": {}, "gpu": dict(d_model=512, d_local=96, n_heads=8, trunk_mixers=["ssm", "attn"] * 4)}
-DEFAULT_THRESHOLDS = "0,0.5,1,1.5,2,2.5,3,4,inf"
 CLOSE_TO_DENSE = 0.02  # "BPB within 0.02 of its τ = 0 value"
+KV_SAMPLE = 256  # bytes per row the engine decodes to measure the KV it holds
 
 
 def model_config(preset: str, scale: str) -> ModelConfig:
@@ -59,19 +42,6 @@ def model_config(preset: str, scale: str) -> ModelConfig:
     if preset.startswith("tiny-") or not SCALES[scale]:
         return cfg
     return dataclasses.replace(cfg, name=f"{cfg.name}-{scale}", **SCALES[scale]).validate()
-
-
-def parse_size(text: str, flag: str) -> int:
-    """'4M', '512k', '1G' or a plain integer -> bytes."""
-    s = str(text).strip().upper().removesuffix("B")
-    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(s[-1:], 1)
-    try:
-        v = float(s[:-1] if mult > 1 else s) * mult
-    except ValueError:
-        raise UserError(f"{flag}: {text!r} is not a size (examples: 4M, 512k, 1000000)") from None
-    if not math.isfinite(v) or v < 1:
-        raise UserError(f"{flag}: {text!r} must be a positive size")
-    return int(v)
 
 
 BUDGETS = ("flops", "bytes", "time")
@@ -110,13 +80,19 @@ def training_budget(kind: str, steps: int, byte_cfg: ModelConfig, configs: dict,
     return dict(steps=None, time_budget=None, flops_budget=budget)
 
 
-def evaluate_model(key: str, run: Path, sets: list[dict], taus: list[float], a) -> dict:
-    """Every number of one trained model: per eval set, rows per τ with lag profiles and the figures.
-    Kept in run/eval.json and reused while the checkpoint and the evaluation settings are the same."""
-    from eval.causality import audit_model
+def kv_sample(arr, window: int):
+    """The bytes the engine decodes to measure its KV: two rows of KV_SAMPLE bytes (fewer in a short
+    window, a multiple of 16 so that P = 16 commits a whole number of patches) -> LongTensor [2, n]."""
+    n = max(16, min(KV_SAMPLE, window) // 16 * 16)
+    return engine_sample(arr, window, n, rows=2)
 
+
+def evaluate_model(key: str, run: Path, sets: list[dict], taus: list[float], a, log=print) -> dict:
+    """Every number of one trained model: per eval set, rows per τ with lag profiles and the figures,
+    and the trunk KV the engine holds after decoding a sample (eval/engine_check.py: engine_kv).
+    Kept in run/eval.json and reused while the checkpoint and the evaluation settings are the same."""
     folder = run / "last"
-    settings = jsonable(dict(checkpoint_mtime=(folder / "model.safetensors").stat().st_mtime_ns, taus=taus,
+    settings = jsonable(dict(checkpoint_mtime=(folder / "model.safetensors").stat().st_mtime_ns, taus=taus, kv_sample=KV_SAMPLE,
                              window=a.window, eval_batch=a.eval_batch, audit_positions=a.audit_positions,
                              sets=[[s["path"], s["bytes"]] for s in sets]))
     cache = run / "eval.json"
@@ -126,23 +102,24 @@ def evaluate_model(key: str, run: Path, sets: list[dict], taus: list[float], a) 
         except json.JSONDecodeError:
             saved = {}
         if saved.get("settings") == settings:
-            print("  reused its evaluation (eval.json)", flush=True)
+            log("  reused its evaluation (eval.json)")
             return restore_inf(saved["result"])
     model = load_model(folder).float().eval().to(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     cfg = model.cfg
-    log = read_log(run)
-    end = next((e for e in reversed(log) if e.get("event") == "end"), {})
+    train_log = read_log(run)
+    end = next((e for e in reversed(train_log) if e.get("event") == "end"), {})
     params = parameter_counts(model)
     res = dict(key=key, name=cfg.name, checkpoint=str(folder), params=params["total"],
                trunk_param_share=params["trunk"] / params["total"], patch_size=cfg.patch_size, scratchpad=cfg.scratchpad,
-               steps=sum(e.get("event") == "step" for e in log), train_seconds=end.get("elapsed"),
-               train_flops=logged_flops(log), train_bytes=sum(e.get("event") == "step" for e in log) * a.batch_size * a.seq_len,
+               steps=sum(e.get("event") == "step" for e in train_log), train_seconds=end.get("elapsed"),
+               train_flops=logged_flops(train_log), train_bytes=sum(e.get("event") == "step" for e in train_log) * a.batch_size * a.seq_len,
                evals={})
     for s in sets:
         rows = [run_bpb(model, s["arr"], a.window, tau, a.eval_batch, lag=True)
                 for tau in (taus if cfg.scratchpad else [math.inf])]
-        res["evals"][s["name"]] = dict(rows=rows, **lag_figures(model, s["arr"], a.window, rows, a.eval_batch))
-        print(f"  {s['name']}: " + ", ".join(f"tau {fmt(r['threshold'])} {r['bpb']:.4f}" for r in rows), flush=True)
+        res["evals"][s["name"]] = dict(rows=rows, engine_kv=engine_kv(model, kv_sample(s["arr"], a.window)),
+                                       **lag_figures(model, s["arr"], a.window, rows, a.eval_batch))
+        log(f"  {s['name']}: " + ", ".join(f"tau {fmt(r['threshold'])} {r['bpb']:.4f}" for r in rows))
     audit = audit_model(load_model(folder), key, length=min(160, cfg.max_seq_len), positions=a.audit_positions)
     res.update(causality="PASS" if audit.passed else f"FAIL (first leaking position {audit.first_leak})",
                causality_passed=audit.passed, causality_checks=audit.checks)
@@ -161,6 +138,16 @@ def restore_inf(v):
     if isinstance(v, list):
         return [restore_inf(x) for x in v]
     return v
+
+
+def kv_target(sp: dict, byte: dict) -> dict:
+    """The KV claim from what the engine held (engine_kv of the SP model and of the byte baseline
+    on the same sample): exactly 1/16 of the byte baseline's trunk KV bytes per byte."""
+    a, b = sp["kv_bytes_per_byte"], byte["kv_bytes_per_byte"]
+    value = (f"{fmt(a / b)} (engine-held trunk KV after decoding {sp['bytes']:,} bytes: {a:.1f} vs {b:.1f} bytes per "
+             f"byte; {sp['entries']} vs {byte['entries']} entries)" if b else "the byte baseline holds no trunk KV")
+    return dict(target="KV per byte exactly 1/16 of the byte baseline (the engine's caches)", value=value,
+                met=bool(b) and sp["bytes"] == byte["bytes"] and 16 * sp["kv_bytes"] == byte["kv_bytes"])
 
 
 def targets(models: dict, set_name: str) -> list[dict]:
@@ -188,8 +175,7 @@ def targets(models: dict, set_name: str) -> list[dict]:
         dict(target=f"at BPB within {CLOSE_TO_DENSE} of its τ = 0 value, ≤ 1/3 of the byte baseline's inference FLOPs",
              value=f"{fmt(cheap['flops_ratio_vs_byte'])}x at τ={fmt(cheap['threshold'])} (BPB {cheap['bpb']:.4f} vs "
                    f"{dense['bpb']:.4f} at τ=0)", met=cheap["flops_ratio_vs_byte"] <= 1 / 3),
-        dict(target="KV per byte exactly 1/16 of the byte baseline", value=fmt(best["kv_ratio_vs_byte"]),
-             met=all(r["kv_ratio_vs_byte"] == 1 / 16 for r in sp["rows"])),
+        kv_target(sp["engine_kv"], byte["engine_kv"]),
         dict(target="lag profile at τ = ∞ rises with lag (slope > 2 standard errors)",
              value=f"{fmt(s_inf['slope'])} ± {fmt(s_inf['se'])} bits/byte per byte of lag", met=rising),
         dict(target="lag profile at τ = 0 is flat within noise (|slope| ≤ 2 standard errors)",
@@ -198,6 +184,7 @@ def targets(models: dict, set_name: str) -> list[dict]:
 
 
 def budget_text(a) -> str:
+    """What is equal across the models, in words."""
     if a.flops_budget:
         return f"an equal training-FLOP budget of {a.flops_budget:.4e} (the byte baseline's on --train-bytes)"
     if a.time_budget:
@@ -205,144 +192,63 @@ def budget_text(a) -> str:
     return f"equal training data ({a.steps} steps)"
 
 
-def report(out: Path, models: dict, sets: list[dict], a, steps: int, command: str):
-    sections = [
-        f"Command: `{command}`\n\nEvery model trained with {budget_text(a)} on `{a.data}` (batches of "
-        f"{a.batch_size} x {a.seq_len} bytes, seed {a.seed}: the same batches in the same order, as far as each "
-        f"model's budget reaches; the byte baseline's {steps} steps = {steps * a.batch_size * a.seq_len:,} bytes define "
-        f"the budget), lr {a.lr:g}, warmup {a.warmup}, scale `{a.scale}`, device {a.device or 'default'}, {a.threads or 'default'} "
-        f"thread(s). Evaluation: {WINDOWING.format(W=a.window)}; FLOPs and KV per byte are the inference accounting "
-        "(scratchpad/accounting.py) of the parallel forward's events against the byte-level baseline of equal trunk.",
-        "## Models\n\n" + table(
-            ["model", "config", "params", "trunk share of params", "steps", "training FLOPs", "training time (s)",
-             "causality audit (trained weights)"],
-            [[k, m["name"], m["params"], m["trunk_param_share"], m["steps"], m["train_flops"], m["train_seconds"],
-              m["causality"]] for k, m in models.items()])
-        + "\n\nTraining FLOPs = 3x the forward accounting at each step's scratchpad rate (an estimate: backward ≈ 2x "
-          "forward).",
-    ]
-    for s in sets:
-        name = s["name"]
-        body = []
-        for k, m in models.items():
-            ev = m["evals"][name]
-            for r in ev["rows"]:
-                body.append([k, r["threshold"], r["bpb"], r["scratchpad_rate"], r.get("gap_closed"), r["flops_per_byte"],
-                             r["flops_ratio_vs_byte"], r["kv_ratio_vs_byte"], r["lag"]["offset_slope"]["slope"],
-                             r["lag"]["offset_slope"]["se"]])
-        figs = [[k, m["evals"][name]["bpb_plain"], m["evals"][name]["bpb_without_trunk"], m["evals"][name]["trunk_share"],
-                 m["evals"][name]["aux_bpb"]] for k, m in models.items()]
-        tg = targets(models, name)
-        sections += [
-            f"## Held-out `{s['path']}` ({s['bytes']:,} bytes)",
-            table(["model", "τ", "BPB", "scratchpad rate", "τ=∞→τ=0 gap closed", "FLOPs / byte", "FLOPs × byte",
-                   "KV × byte", "lag slope (bits/byte per byte)", "± se"], body),
-            "Trunk's share and aux head:\n\n" + table(["model", "BPB τ=∞", "BPB without trunk", "trunk's share",
-                                                       "aux head alone"], figs),
-        ]
-        if tg:
-            sections.append("Targets at P = 16:\n\n" + table(["target", "measured", "met"],
-                                                             [[t["target"], t["value"], t["met"]] for t in tg]))
-        series = [dict(label=f"{k} (τ sweep)", x=[r["flops_per_byte"] for r in m["evals"][name]["rows"]],
-                       y=[r["bpb"] for r in m["evals"][name]["rows"]],
-                       annotate=[f"τ={fmt(r['threshold'], 2)}" for r in m["evals"][name]["rows"]] if k == "p16" else None)
-                  for k, m in models.items() if m["scratchpad"]]
-        points = [dict(label=k, x=m["evals"][name]["rows"][0]["flops_per_byte"], y=m["evals"][name]["rows"][0]["bpb"])
-                  for k, m in models.items() if not m["scratchpad"]]
-        png = f"reproduce-{name}.png"
-        note = plot_xy(out / png, series, "inference FLOPs per byte", "bits per byte",
-                       f"BPB vs inference FLOPs, {name} (equal training bytes)", points=points, logx=True)
-        sections.append(f"_{note}_" if note else f"![BPB vs inference FLOPs per byte]({png})")
-        for k, m in models.items():
-            if m["scratchpad"] and lag_plots(out, m["evals"][name]["rows"], f"{k}, {name}", stem=f"lag-{name}-{k}") is None:
-                sections.append(f"![lag profile of {k}](lag-{name}-{k}.png)")
-    result = dict(command="reproduce", argv=command, data=str(a.data), steps=steps, batch_size=a.batch_size,
-                  seq_len=a.seq_len, budget=a.budget, flops_budget=a.flops_budget, time_budget=a.time_budget,
-                  train_bytes=steps * a.batch_size * a.seq_len, scale=a.scale, window=a.window,
-                  models=models, targets={s["name"]: targets(models, s["name"]) for s in sets},
-                  eval_sets=[{k: v for k, v in s.items() if k != "arr"} for s in sets])
-    equal = {"flops": "training compute", "bytes": "training data", "time": "training time"}[a.budget]
-    write_report(out, "reproduce", f"Scratchpad Patching at equal {equal}: byte baseline, P=16, SP at P=4/8/16",
-                 sections, result)
+@dataclass
+class Plan:
+    """What every model of one comparison shares: the corpus, batches, schedule, seed, budget
+    (exactly one of steps, time_budget, flops_budget is set) and the held-out scoring."""
+
+    data: str
+    batch_size: int = 8
+    seq_len: int = 512
+    lr: float = 2e-3
+    warmup: int = 100
+    seed: int = 0
+    window: int = 1024
+    eval_batch: int = 8
+    audit_positions: int = 6
+    threads: int | None = None
+    device: str | None = None
+    scale: str = "cpu"
+    budget: str = "flops"
+    steps: int | None = None
+    time_budget: float | None = None
+    flops_budget: float | None = None
+    eval_every: int = 0
+    eval_windows: int = 16
 
 
-def add_training_and_scoring_flags(ap, warmup: int):
-    """The flags every model of a comparison shares (eval reproduce, eval scale): batches, schedule,
-    seed, held-out scoring, the causality audit, threads and device."""
-    ap.add_argument("--batch-size", type=int_flag("--batch-size"), default=8)
-    ap.add_argument("--seq-len", type=int_flag("--seq-len", 2), default=512)
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--warmup", type=int_flag("--warmup", 0), default=warmup)
-    ap.add_argument("--seed", type=int_flag("--seed", 0), default=0)
-    ap.add_argument("--window", type=int_flag("--window", 2), default=1024, help="evaluation window (default 1024)")
-    ap.add_argument("--eval-bytes", type=int_flag("--eval-bytes", 2), default=(1 << 16) + 1,
-                    help="held-out bytes per set (default 65537: 64 full windows of 1024)")
-    ap.add_argument("--eval-batch", type=int_flag("--eval-batch"), default=8)
-    ap.add_argument("--audit-positions", type=int_flag("--audit-positions"), default=6)
-    add_threads_flag(ap)
-    ap.add_argument("--device", choices=["cpu", "cuda"])
+@dataclass
+class ReproduceResult:
+    """Per model (in order): its training and evaluation (evaluate_model); per eval set: the targets."""
+
+    plan: Plan
+    byte_steps: int
+    models: dict
+    sets: list[dict]
+    targets: dict = field(default_factory=dict)
+
+    def json(self, command: str) -> dict:
+        p = self.plan
+        return dict(command="reproduce", argv=command, data=str(p.data), steps=self.byte_steps, batch_size=p.batch_size,
+                    seq_len=p.seq_len, budget=p.budget, flops_budget=p.flops_budget, time_budget=p.time_budget,
+                    train_bytes=self.byte_steps * p.batch_size * p.seq_len, scale=p.scale, window=p.window,
+                    models=self.models, targets=self.targets,
+                    eval_sets=[{k: v for k, v in s.items() if k != "arr"} for s in self.sets])
 
 
-def main(argv=None) -> int:
-    ap = Parser(prog="scratchpad eval reproduce", description=describe(__doc__))
-    ap.add_argument("--data", required=True, help="training corpus folder (train.bin, val.bin)")
-    ap.add_argument("--eval-data", help="comma-separated held-out corpus folders or byte files (default: --data's val.bin)")
-    ap.add_argument("--out", required=True, help="report folder")
-    ap.add_argument("--runs", required=True, help="folder for the training runs (reused when finished, resumed when not)")
-    ap.add_argument("--train-bytes", default="4M", help="training bytes of the byte baseline (default 4M): with --budget "
-                    "flops every model spends the FLOPs the byte baseline spends on them; with --budget bytes every "
-                    "model trains on them")
-    ap.add_argument("--budget", default="flops", help="what is equal across models: flops (default; training FLOPs), "
-                    "bytes (training data) or time (--time-budget of training-step time)")
-    ap.add_argument("--time-budget", help="training time per model with --budget time (20m, 90s)")
-    ap.add_argument("--scale", choices=sorted(SCALES), default="cpu", help="model size (default cpu: the heavy-* presets)")
-    ap.add_argument("--models", default=",".join(k for k, _ in MODELS), help="subset of " + ",".join(k for k, _ in MODELS))
-    ap.add_argument("--tiny", action="store_true", help="the tiny-* test forms (for tests)")
-    ap.add_argument("--thresholds", default=DEFAULT_THRESHOLDS, help=f"τ values for SP models (default {DEFAULT_THRESHOLDS})")
-    add_training_and_scoring_flags(ap, warmup=100)
-    a = ap.parse_args(sys.argv[1:] if argv is None else argv)
-    command = "scratchpad eval reproduce " + " ".join(sys.argv[1:] if argv is None else argv)
-    taus = sorted(set(parse_thresholds(a.thresholds)) | {0.0, math.inf}, reverse=True)
-    keys = [k.strip() for k in a.models.split(",") if k.strip()]
-    known = dict(MODELS)
-    for k in keys:
-        if k not in known:
-            raise UserError(f"--models: unknown model {k!r}; choose from {', '.join(known)}")
-    if not (a.lr > 0 and math.isfinite(a.lr)):
-        raise UserError(f"--lr {a.lr}: must be a positive number")
-    steps = max(1, -(-parse_size(a.train_bytes, "--train-bytes") // (a.batch_size * a.seq_len)))
-    a.time_budget = parse_duration(a.time_budget, "--time-budget") if a.time_budget else None
-    configs = {k: model_config(("tiny-" if a.tiny else "") + known[k], a.scale) for k in keys}
-    budget = training_budget(a.budget, steps, model_config(("tiny-" if a.tiny else "") + known["byte"], a.scale),
-                             configs, a)
-    a.window = default_window(next(iter(configs.values())), min(a.window, *(c.max_seq_len for c in configs.values())))
-    sets = []
-    for d in (a.eval_data or a.data).split(","):
-        arr, info = eval_bytes(d.strip(), "val", a.eval_bytes, a.window)
-        sets.append(dict(name=Path(d.strip()).name or "data", arr=arr, bytes=len(arr), **info))
-    if len({s["name"] for s in sets}) != len(sets):
-        raise UserError("--eval-data: two sets share a name")
-    set_threads(a.threads)
-    out, runs = out_folder(a.out), out_folder(a.runs)
-    a.steps, a.time_budget, a.flops_budget = budget["steps"], budget["time_budget"], budget["flops_budget"]
-    a.eval_every, a.eval_windows = 0, 16
+def run(plan: Plan, configs: dict[str, ModelConfig], sets: list[dict], taus: list[float], runs: Path, byte_steps: int,
+        log=lambda line: None) -> ReproduceResult:
+    """Train (or reuse, or continue) each model of configs into runs/<key> under plan, and evaluate it
+    on every held-out set in sets (dicts with name, path, bytes and arr: uint8 [n])."""
     models = {}
     for k, cfg in configs.items():
-        run = runs / k
+        folder = runs / k
         cfg_path = runs / f"{k}.config.json"
         cfg_path.write_text(cfg.to_json())
-        print(f"{k} ({cfg.name}): {budget_text(a)} -> {run}", flush=True)
+        log(f"{k} ({cfg.name}): {budget_text(plan)} -> {folder}")
         t0 = time.perf_counter()
-        reused = train_variant(None, a, run, config=str(cfg_path), resume_unfinished=True)[0]
-        print(f"  {'reused a finished run' if reused else f'trained in {time.perf_counter() - t0:.0f}s'}", flush=True)
-        models[k] = evaluate_model(k, run, sets, taus, a)
-    report(out, models, sets, a, steps, command)
-    for s in sets:
-        for t in targets(models, s["name"]):
-            print(f"{s['name']}: {'MET ' if t['met'] else 'MISS'} {t['target']}: {t['value']}")
-    print(f"-> {out / 'reproduce.md'}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_cli(main))
+        reused = train_variant(None, plan, folder, config=str(cfg_path), resume_unfinished=True)[0]
+        log(f"  {'reused a finished run' if reused else f'trained in {time.perf_counter() - t0:.0f}s'}")
+        models[k] = evaluate_model(k, folder, sets, taus, plan, log)
+    return ReproduceResult(plan=plan, byte_steps=byte_steps, models=models, sets=sets,
+                           targets={s["name"]: targets(models, s["name"]) for s in sets})

@@ -32,8 +32,8 @@ import sys
 import time
 from pathlib import Path
 
-from eval.cli_args import parse_list, parse_thresholds
-from eval.experiments.reproduce import add_training_and_scoring_flags, evaluate_model, parse_size, training_budget
+from eval.cli_args import add_training_and_scoring_flags, parse_list, parse_size, parse_thresholds
+from eval.experiments.reproduce import evaluate_model, training_budget
 from eval.experiments.scale_report import write_pilot, write_scale
 from eval.experiments.variants import train_variant
 from eval.report import out_folder

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
-from eval.experiments.reproduce import CLOSE_TO_DENSE, main, parse_size
+from eval.cli_args import parse_size
+from eval.engine_check import engine_kv
+from eval.experiments.reproduce import CLOSE_TO_DENSE, kv_sample, kv_target
+from eval.experiments.reproduce_cli import main
+from scratchpad import ModelConfig, build_model
 
 W = 64
 
@@ -39,9 +44,11 @@ def test_reproduce_trains_on_equal_data_and_checks_the_targets(assets, tmp_path,
     best, sp_inf, dense = min(sp, key=lambda row: row["bpb"]), sp[0], sp[2]   # sp: tau inf, 1, 0
     cheap = min((row for row in sp if row["bpb"] <= dense["bpb"] + CLOSE_TO_DENSE), key=lambda row: row["flops_per_byte"])
     rise, level = sp_inf["lag"]["offset_slope"], dense["lag"]["offset_slope"]
+    sp_kv, byte_kv = (models[k]["evals"]["corpus"]["engine_kv"] for k in ("p16", "byte"))
+    assert byte_kv["entries"] == byte_kv["bytes"] == 2 * W and sp_kv["entries"] == 2 * W // 16   # P = 16 met here
     expected = [plain_bpb > byte_bpb and (plain_bpb - best["bpb"]) / (plain_bpb - byte_bpb) >= 0.5,
                 cheap["flops_ratio_vs_byte"] <= 1 / 3,
-                True,                                                       # kv_ratio_vs_byte == 1/16 above
+                16 * sp_kv["kv_bytes"] == byte_kv["kv_bytes"] > 0,         # what the engine held
                 rise["slope"] is not None and rise["slope"] > 2 * rise["se"],
                 level["slope"] is not None and abs(level["slope"]) <= 2 * level["se"]]
     assert [t["met"] for t in r["targets"]["corpus"]] == expected
@@ -110,3 +117,17 @@ def test_flops_budget_stops_every_model_within_one_step_of_the_byte_baselines_fl
 def test_bad_budgets_one_line(assets, tmp_path, cli, extra, needle):
     code, stdout, err = cli(main, args(assets, tmp_path, "--models", "byte,p16", *extra))
     assert code == 2 and needle in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("preset, met", [("tiny-heavy-p16", True), ("tiny-heavy-p8", False), ("tiny-sp-fixed-p4", False)])
+def test_kv_target_is_what_the_engine_holds_and_misses_when_patches_are_not_16(assets, preset, met):
+    """The KV target compares the trunk KV the engine holds after decoding the same bytes (at τ = 0,
+    so scratchpads fire, and must add no entry) with the byte baseline's: met at P = 16 only."""
+    arr = np.frombuffer((assets["corpus"] / "val.bin").read_bytes(), np.uint8)
+    x = kv_sample(arr, W)
+    byte = engine_kv(build_model(ModelConfig.preset("tiny-heavy-byte")).eval(), x)
+    model = build_model(ModelConfig.preset(preset)).eval()
+    sp = engine_kv(model, x)
+    assert byte["entries"] == x.numel() and byte["kv_bytes"] == x.numel() * byte["bytes_per_entry"] > 0
+    assert sp["entries"] == x.numel() // model.cfg.patch_size
+    assert kv_target(sp, byte)["met"] is met
