@@ -134,7 +134,7 @@ class HarnessScorer:
         gens = self.engine.generate(prompts, max_bytes=max_bytes, threshold=self.tau, temperature=0.0, stop=stop,
                                     eos_byte=DOCUMENT_SEPARATOR, max_batch=self.batch_size, scratch_every=self.every)
         for g in gens:
-            self.events.add("generate_until", g.events, g.bytes * (g.bytes + 1) // 2)
+            self.events.add("generate_until", g.events, g.events.bytes * (g.events.bytes + 1) // 2)
         return [cut_at_stop(g.output, stop) for g in gens]
 
 

@@ -109,7 +109,6 @@ class Engine:
                 if n == t and n > 0:
                     r.prefill(b, x[b, :n], trigger)
                     logits[b, :n] = self.model(x[b : b + 1, :n], trigger=trigger).logits[0]
-                    st.active[b] = True
             self._ensure_pages(r)
             out = r.step(x[:, t])
             rows = [b for b in range(B) if starts[b] <= t]

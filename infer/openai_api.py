@@ -107,8 +107,9 @@ def parse_completion(body: dict, model_name: str, cfg, max_tokens_limit: int, ma
 
 def scratchpad_info(g, trigger) -> dict:
     """The extension block of a choice: what the scratchpads cost and the trigger it ran under."""
-    return {"rate": g.scratchpads / max(g.bytes, 1), "trunk_calls": g.commits + g.scratchpads,
-            "kv_bytes": g.kv_bytes, "bytes": g.bytes, "slides": g.slides, **trigger.json()}
+    ev = g.events
+    return {"rate": ev.scratchpads / max(ev.bytes, 1), "trunk_calls": ev.commits + ev.scratchpads,
+            "kv_bytes": g.kv_bytes, "bytes": ev.bytes, "slides": g.slides, **trigger.json()}
 
 
 def usage(gens) -> dict:

@@ -94,7 +94,7 @@ class ModelRunner:
     # prefill -----------------------------------------------------------------------------------
     def prefill(self, slot: int, prompt: torch.Tensor, trigger: Trigger):
         """Load `slot` from the parallel forward over prompt [n] (n >= 1) at `trigger` (the model's
-        effective one: Trigger.for_model); state.logits[slot] gets the next-byte logits."""
+        effective one: Trigger.for_model); the slot is active, state.logits[slot] its next-byte logits."""
         self.model.load_state(self.state, slot, prompt, trigger)
 
     # decode ------------------------------------------------------------------------------------

@@ -163,7 +163,7 @@ class Scheduler:
         state the step would have left (incremental decode == the parallel forward)."""
         self.errors += 1
         self.last_error = f"{type(error).__name__}: {error}"
-        r, st = self.runner, self.runner.state
+        r = self.runner
         seqs = [s for s in self.running.values() if s.fed < self.limit]  # a sliding one is re-prefilled anyway
         for seq in seqs:
             for other in self.running.values():
@@ -172,7 +172,6 @@ class Scheduler:
             try:
                 before = seq.history()[:-1][-(seq.fed - 1):]  # what the slot held before the step
                 r.prefill(seq.slot, torch.tensor(list(before), dtype=torch.long), seq.trigger)
-                st.active[seq.slot] = True
                 r.step(nxt)
             except Exception as e:
                 self._fail(seq, e, finished)
@@ -189,7 +188,6 @@ class Scheduler:
         """(Re)load `seq` into its slot from its last `keep` bytes; a failure is this sequence's."""
         try:
             self._prefill(seq, keep)
-            self.runner.state.active[seq.slot] = True
         except Exception as e:
             self._fail(seq, e, finished)
 
@@ -222,7 +220,6 @@ class Scheduler:
                 self.runner.sampler.configure(seq.slot, req.temperature, req.top_k, req.top_p, req.seed,
                                               counter=len(seq.output))
                 self._prefill(seq, self.limit - 1 if not seq.output else self.keep)
-                self.runner.state.active[seq.slot] = True
             except Exception as e:  # this request's settings or prompt: it alone fails
                 self._fail(seq, e, finished)
                 continue

@@ -44,19 +44,11 @@ class Generation:
     prompt: bytes
     output: bytes
     stop_reason: str            # one of STOP_REASONS
-    bytes: int                  # bytes the encoder read (prompt and generated, over all slides)
-    commits: int
-    scratchpads: int
-    keys: int                   # trunk entries read over all trunk steps
-    aux_steps: int
+    events: Events              # what its slot ran, over all slides (bytes: prompt and generated the encoder read)
     kv_bytes: int = 0           # trunk KV bytes the sequence held at its end (whole pages)
     slides: int = 0             # times the context slid (re-prefilled from its tail)
     error: str | None = None    # stop_reason "error": what the engine raised on this sequence
     logprobs: list | None = None  # Request.logprobs set: per output byte (log-prob, [(byte, log-prob)] top-k)
-
-    @property
-    def events(self) -> Events:
-        return Events(self.bytes, self.commits, self.scratchpads, self.keys, self.aux_steps)
 
 
 class Sequence:
@@ -96,7 +88,5 @@ class Sequence:
         return self.history()[-keep:]
 
     def result(self) -> Generation:
-        e = self.events
-        return Generation(self.prompt, bytes(self.output), self.stop_reason, e.bytes, e.commits, e.scratchpads,
-                          e.keys, e.aux, self.kv_bytes, self.slides, self.error,
-                          None if self.request.logprobs is None else list(self.logprobs))
+        return Generation(self.prompt, bytes(self.output), self.stop_reason, self.events, self.kv_bytes, self.slides,
+                          self.error, None if self.request.logprobs is None else list(self.logprobs))

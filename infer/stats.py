@@ -11,7 +11,7 @@ def decode_stats(cfg, generations, seconds: float) -> dict:
     for g in generations:
         ev.add(g.events)
     generated = sum(len(g.output) for g in generations)
-    baseline_keys = sum(g.bytes * (g.bytes + 1) // 2 for g in generations)
+    baseline_keys = sum(g.events.bytes * (g.events.bytes + 1) // 2 for g in generations)
     return {
         **ev.counts(),
         "generated_bytes": generated,

@@ -111,8 +111,8 @@ def allocate_state(model, slots: int, device=None, dtype=None, page: int = 16, p
 def load_state(model, state: DecodeState, slot: int, prompt: torch.Tensor, trigger: Trigger):
     """Reset `slot` and load it from the parallel forward over prompt [n] (n >= 1) at `trigger`
     (the slot keeps it): every cache as decode would have left it after the prompt, the slot's
-    events, and state.logits[slot] = the next-byte logits. The slot stays inactive (the caller
-    decides when it steps)."""
+    events, and state.logits[slot] = the next-byte logits. The slot is active from here on (until
+    its reset)."""
     if model.training:
         raise ValueError("decoding needs the model in eval mode (call model.eval() first): training mode "
                          "drops scratchpads at random")
@@ -149,3 +149,4 @@ def load_state(model, state: DecodeState, slot: int, prompt: torch.Tensor, trigg
     st.counts[:, slot] = torch.tensor(list(ev.counts().values()), device=st.ctx.device)
     st.set_trigger(slot, trigger)
     st.logits[slot] = out.logits[0, -1]
+    st.active[slot] = True

@@ -12,6 +12,7 @@ import math
 import re
 
 from scratchpad.errors import UserError
+from scratchpad.trigger import Trigger, TriggerError
 
 
 # One name each for the flags several commands share (the later spellings are aliases).
@@ -94,9 +95,21 @@ def add_threads_flag(ap: argparse.ArgumentParser, default: int | None = None, wh
                     help=f"torch CPU threads ({shown})")
 
 
+def parse_every(text) -> int:
+    """A --scratch-every value, checked by Trigger: one UserError line naming the flag."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = text  # Trigger says what an integer stride must be
+    try:
+        return Trigger(every=value).every
+    except TriggerError as e:
+        raise UserError(f"--scratch-every {e.reason}") from None
+
+
 def add_scratch_every_flag(ap: argparse.ArgumentParser):
     """--scratch-every K (an integer >= 0): also a scratchpad at every K-th byte of a patch."""
-    ap.add_argument("--scratch-every", type=int_flag("--scratch-every", 0), default=0, metavar="K",
+    ap.add_argument("--scratch-every", type=parse_every, default=0, metavar="K",
                     help="also a scratchpad at every K-th byte of a patch, whatever the entropy (0 = none, the "
                          "default; with --threshold inf the only trigger)")
 

@@ -90,7 +90,7 @@ class Trigger:
         """Does the entropy trigger run (a finite tau)?"""
         return math.isfinite(self.tau)
 
-    def for_model(self, cfg) -> "Trigger":
+    def for_model(self, cfg) -> Trigger:
         """The trigger a model runs: off for a model trained without scratchpads; for one with them,
         a stride longer than its longest patch (which could never fire) is an error."""
         if not cfg.scratchpad:
@@ -105,7 +105,7 @@ class Trigger:
         return {"entropy_threshold": tau_json(self.tau), "scratch_every": self.every}
 
     @classmethod
-    def from_rate(cls, model, inputs: Iterable, rate, every: int = 0) -> "Trigger":
+    def from_rate(cls, model, inputs: Iterable, rate, every: int = 0) -> Trigger:
         """The entropy trigger at which about a fraction `rate` of ALL the bytes of `inputs` (x [B, L]
         long byte tensors) fire (scratchpad.rate defines the rate), plus the stride `every`."""
         rate = check_rate(rate)

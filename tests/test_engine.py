@@ -139,7 +139,7 @@ def test_prompt_longer_than_context_keeps_its_tail_and_slides():
     prompt = bytes(range(256)) * ((limit + 50) // 256 + 1)
     g = Engine(model).generate([prompt], max_bytes=5, eos_byte=None)[0]
     assert g.prompt == prompt and len(g.output) == 5 and g.stop_reason == "max_bytes" and g.slides == 1
-    assert g.bytes == (limit - 1) + 1 + (limit * 3 // 4) + 3  # first context, one step, slid context, 3 steps
+    assert g.events.bytes == (limit - 1) + 1 + (limit * 3 // 4) + 3  # first context, one step, slid context, 3 steps
     stopped = Engine(model, context="stop").generate([prompt], max_bytes=5, eos_byte=None)[0]
     assert stopped.stop_reason == "limit" and len(stopped.output) == 2 and stopped.slides == 0
 

@@ -48,7 +48,7 @@ def test_model_trained_without_scratchpads_never_fires_them(tmp_path, capsys):
     assert not engine.scratchpads_enabled
     low = engine.generate(b"some text here", max_bytes=24, threshold=0.0, eos_byte=None)[0]
     off = engine.generate(b"some text here", max_bytes=24, threshold=math.inf, eos_byte=None)[0]
-    assert low.scratchpads == 0 and low.output == off.output
+    assert low.events.scratchpads == 0 and low.output == off.output
     engine.teacher_force(audit_bytes(30, torch.Generator().manual_seed(1)).view(1, -1), 0.0)
     assert engine.last_events[0].scratchpads == 0
     save_model(model, tmp_path / "m")
@@ -96,4 +96,4 @@ def test_trunk_kv_is_held_in_pages_of_committed_patches(name):
     assert held < n * per_patch, "one entry per committed patch (in whole pages), never one per byte"
     g = Engine(model, page=page).generate(bytes(x[0, :60].tolist()), max_bytes=40, eos_byte=None)[0]
     assert g.slides == 0
-    assert g.kv_bytes == math.ceil((g.commits + 1) / page) * page * per_patch
+    assert g.kv_bytes == math.ceil((g.events.commits + 1) / page) * page * per_patch

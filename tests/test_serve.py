@@ -39,7 +39,7 @@ def test_sixteen_concurrent_requests_equal_batch_one(server, model):
         assert r.usage.prompt_tokens == len(prompts[i].encode())
         assert r.usage.completion_tokens == len(want[i].output)
         info = r.choices[0].model_extra["scratchpad"]
-        assert info["trunk_calls"] == want[i].commits + want[i].scratchpads and info["kv_bytes"] > 0
+        assert info["trunk_calls"] == want[i].events.commits + want[i].events.scratchpads and info["kv_bytes"] > 0
         assert info["scratch_every"] == every and info["entropy_threshold"] == (tau if math.isfinite(tau) else "inf")
         return r.choices[0].text, r.choices[0].finish_reason
 

@@ -38,7 +38,7 @@ def test_chat_with_the_openai_client_streaming_and_not(server, model):
     assert c.message.role == "assistant" and c.message.content == text(want.output) and c.finish_reason == "length"
     assert r.object == "chat.completion" and r.usage.prompt_tokens == len(prompt.encode())
     info = c.model_extra["scratchpad"]
-    assert info["trunk_calls"] == want.commits + want.scratchpads and info["entropy_threshold"] == 1.5
+    assert info["trunk_calls"] == want.events.commits + want.events.scratchpads and info["entropy_threshold"] == 1.5
     chunks = list(server.client.chat.completions.create(stream=True, stream_options={"include_usage": True}, **kw))
     assert chunks[0].choices[0].delta.role == "assistant"
     assert "".join(ch.choices[0].delta.content or "" for ch in chunks[:-1]) == c.message.content

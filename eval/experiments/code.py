@@ -102,9 +102,9 @@ def complete(model, items: list[dict], threshold: float, max_line_bytes: int, ba
                                temperature=0.0, stop=[b"\n"], eos_byte=None)
         for g in gens:
             outs.append(g.output)
-            bytes_seen += g.bytes
-            scratch += g.scratchpads
-            commits += g.commits
+            bytes_seen += g.events.bytes
+            scratch += g.events.scratchpads
+            commits += g.events.commits
     per_line, exact, sim = [], 0, 0.0
     for it, o in zip(items, outs):
         want = it["target"].strip()
