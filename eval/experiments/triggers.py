@@ -1,52 +1,28 @@
-"""`scratchpad eval triggers`: the Scratchpad Patching paper's trigger ablation at matched rate.
-
-    scratchpad eval triggers --model runs/default --data /work/data/text --rates 0.05,0.1,0.2,0.4 --out reports/triggers
-
-Which bytes get a scratchpad: the aux head's entropy (H > tau, the model's own rule) against
-data-blind alternatives given through `scratchpad_mask`, each matched to the entropy trigger's
-count in every window:
-  * stride      - the same number of scratchpads at evenly spaced bytes (among bytes that do not
-                  close a patch, where a scratchpad may fire);
-  * whitespace  - after whitespace/punctuation bytes (SpaceByte's rule: the next byte starts a word),
-                  evenly thinned to the same count (all of them when there are fewer; the realised
-                  rate is reported);
-  * random      - the same number at uniformly random bytes (a control);
-  * stale       - the same number at the bytes where the model's own prediction from the latest
-                  committed patch (its tau = inf output) has the highest entropy: a trigger that
-                  knows the stale trunk context the aux head lacks. At inference it costs a second
-                  decoder pass at each scratchpad (counted in its FLOPs).
-The taus come from `--rates` (target scratchpad rates, tau by entropy quantile) or `--thresholds`.
-A second table compares schedules at their own rates: the entropy trigger at tau = 1.5 and 3 against
-the stride trigger of the engine (`--scratch-every k`: every k-th byte of a patch) for each k of
-`--every`, with each BPB's paired difference from no scratchpads.
-Stride, whitespace and random triggers do not need the aux head at inference, so their FLOPs leave
-it out (unless the patcher itself is entropy-based). The report also counts, at each tau, how many bytes
-each entropy (aux head, stale prediction) puts above it: the trunk calls a trigger would spend at
-that tau. Writes triggers.md, triggers.json, triggers.png.
-"""
+"""The triggers experiment: the Scratchpad Patching paper's trigger ablation at matched rate. Which
+bytes get a scratchpad: the aux head's entropy (H > τ, the model's rule) against data-blind rules
+(stride, whitespace, random) and the stale prediction's entropy, each matched to the entropy
+trigger's count in every window; plus the entropy and stride (every k-th byte) schedules at their
+own rates, and how many bytes each entropy puts above each τ. See triggers_cli.py for the details
+the report states."""
 from __future__ import annotations
 
 import math
-import sys
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from eval.cli_args import common_args, parse_counts, parse_rates, parse_thresholds
-from eval.loading import load_eval_model, model_info
-from eval.report import fmt, out_folder, plot_xy, table, write_report
+from eval.loading import model_info
+from eval.report import fmt
 from eval.scoring import Score, accounting, entropy_quantile_thresholds, paired_difference, score
-from eval.windows import WINDOWING, batches, default_window, eval_bytes
+from eval.windows import WINDOWING, batches
 from scratchpad.accounting import costs
-from scratchpad.errors import UserError, run_cli
-from scratchpad.flags import Parser, describe, int_flag
+from scratchpad.errors import UserError
 from scratchpad.layers import entropy_nats
 from scratchpad.patchers import spacelike
 
 TRIGGERS = ("entropy", "stride", "whitespace", "random", "stale")
-DEFAULT_RATES = "0.05,0.1,0.2,0.4"
 FIXED_TAUS = (1.5, 3.0)  # the taus the README and `bench generate` quote, always counted
-DEFAULT_EVERY = "2,3,4,6,8"
 
 
 def evenly(cands: torch.Tensor, k: int) -> torch.Tensor:
@@ -125,37 +101,40 @@ def trigger_accounting(cfg, kind: str, ev: Score) -> dict:
     return acc
 
 
-def main(argv=None) -> int:
-    ap = Parser(prog="scratchpad eval triggers", description=describe(__doc__))
-    common_args(ap, max_bytes=1 << 16)
-    g = ap.add_mutually_exclusive_group()
-    g.add_argument("--rates", help=f"target scratchpad rates; tau by entropy quantile (default {DEFAULT_RATES})")
-    g.add_argument("--thresholds", help="entropy thresholds in nats instead of rates")
-    ap.add_argument("--seed", type=int_flag("--seed", 0), default=0, help="seed of the random trigger")
-    ap.add_argument("--every", default=DEFAULT_EVERY, metavar="K,K",
-                    help=f"strides k of the schedule table: a scratchpad at every k-th byte of a patch (default {DEFAULT_EVERY})")
-    a = ap.parse_args(sys.argv[1:] if argv is None else argv)
-    every = parse_counts(a.every, "--every")
-    if a.thresholds:
-        taus, targets = parse_thresholds(a.thresholds), None
-        if any(math.isinf(t) for t in taus):
-            raise UserError("--thresholds: inf means no scratchpads (always reported as the plain row); give finite taus")
-    else:
-        targets = parse_rates(a.rates or DEFAULT_RATES)
-        if 0 in targets:
-            raise UserError("--rates: 0 means no scratchpads (always reported as the plain row); give rates > 0")
-    out = out_folder(a.out)
-    model, label = load_eval_model(a.model, a.threads)
-    if not model.cfg.scratchpad:
-        raise UserError(f"{label}: this model has no scratchpads (config scratchpad=false); the trigger ablation needs a scratchpad model")
-    W = default_window(model.cfg, a.window)
-    arr, data = eval_bytes(a.data, a.split, a.max_bytes, W)
-    if targets is not None:
-        taus = entropy_quantile_thresholds(model, arr, W, targets, a.batch_size)
-    print(f"trigger ablation of {model.cfg.name} over {len(arr):,} bytes, taus {', '.join(fmt(t) for t in taus)}", flush=True)
-    plain, acc, above, schedules = run_triggers(model, arr, W, taus, a.batch_size, a.seed, tuple(every))
+@dataclass
+class TriggersResult:
+    """The plain row (no scratchpads), a row per (τ, trigger), the best trigger per τ, the schedules
+    at their own rates and the share of bytes each entropy puts above each τ."""
 
+    model: dict
+    data: dict
+    window: int
+    taus: list[float]
+    targets: list[float] | None
+    plain: dict
+    rows: list[dict]
+    best: dict
+    schedules: list[dict]
+    entropy_above: list[dict]
+
+    def json(self) -> dict:
+        return dict(command="triggers", model=self.model, data=self.data, window=self.window,
+                    method=WINDOWING.format(W=self.window), mode="rates" if self.targets else "thresholds",
+                    plain=self.plain, rows=self.rows, best_trigger_per_threshold=self.best,
+                    entropy_wins=sum(v == "entropy" for v in self.best.values()), settings=len(self.taus),
+                    entropy_above=self.entropy_above, schedules=self.schedules)
+
+
+def run(model, label: str, arr, data: dict, W: int, taus: list[float] | None = None, targets: list[float] | None = None,
+        batch_size: int = 8, seed: int = 0, every: tuple[int, ...] = (), log=lambda line: None) -> TriggersResult:
+    """The ablation over arr (uint8 [n]) at taus, or at the τ per target rate in targets."""
     cfg = model.cfg
+    if not cfg.scratchpad:
+        raise UserError(f"{label}: this model has no scratchpads (config scratchpad=false); the trigger ablation needs a scratchpad model")
+    if targets is not None:
+        taus = entropy_quantile_thresholds(model, arr, W, targets, batch_size)
+    log(f"trigger ablation of {cfg.name} over {len(arr):,} bytes, taus {', '.join(fmt(t) for t in taus)}")
+    plain, acc, above, schedules = run_triggers(model, arr, W, taus, batch_size, seed, tuple(every))
     p = dict(trigger="none", threshold=math.inf, target_rate=0.0, bpb=plain.bpb, **accounting(cfg, plain))
     rows = []
     for i, tau in enumerate(taus):
@@ -164,74 +143,20 @@ def main(argv=None) -> int:
             rows.append(dict(setting=i, trigger=kind, threshold=tau, target_rate=targets[i] if targets else None, bpb=ev.bpb,
                              aux_steps=ev.events.aux, **trigger_accounting(cfg, kind, ev)))
     for r in rows:
-        print(f"tau {fmt(r['threshold']):>7} {r['trigger']:<10}: bpb {r['bpb']:.4f}, scratchpads {100 * r['scratchpad_rate']:5.1f}%, "
-              f"{fmt(r['flops_per_byte'])} FLOPs/byte")
-    # per tau: which trigger has the lowest BPB
+        log(f"tau {fmt(r['threshold']):>7} {r['trigger']:<10}: bpb {r['bpb']:.4f}, scratchpads "
+            f"{100 * r['scratchpad_rate']:5.1f}%, {fmt(r['flops_per_byte'])} FLOPs/byte")
     best = {}
     for i, tau in enumerate(taus):
         group = [r for r in rows if r["setting"] == i]
         key = f"{fmt(tau)}" + (f" (rate {fmt(targets[i])})" if targets else "")
         best[key] = min(group, key=lambda r: r["bpb"])["trigger"]
-    result = dict(command="triggers", model=model_info(model, label), data=data, window=W, method=WINDOWING.format(W=W),
-                  mode="rates" if targets else "thresholds", plain=p, rows=rows, best_trigger_per_threshold=best,
-                  entropy_wins=sum(v == "entropy" for v in best.values()), settings=len(taus),
-                  entropy_above=[dict(threshold=tau, aux_rate=n["aux"] / max(plain.events.bytes, 1),
-                                      stale_rate=n["stale"] / max(plain.events.bytes, 1)) for tau, n in above.items()])
-    result["schedules"] = sched = []
+    sched = []
     for (kind, setting), ev in schedules.items():
         d_se = paired_difference(ev.window_bpb, plain.window_bpb)[1]  # per-window pairs: the noise of the difference
         sched.append(dict(trigger=kind, setting=setting, bpb=ev.bpb, diff_vs_none=ev.bpb - plain.bpb, diff_vs_none_se=d_se,
                           **accounting(cfg, ev)))
-    series = []
-    for kind in TRIGGERS:
-        rs = [r for r in rows if r["trigger"] == kind]
-        series.append(dict(label=kind, x=[r["flops_per_byte"] for r in rs], y=[r["bpb"] for r in rs],
-                           annotate=[f"{100 * r['scratchpad_rate']:.0f}%" for r in rs]))
-    for kind, label in (("entropy", "entropy τ (own rate)"), ("every", "every k-th byte (own rate)")):
-        rs = [r for r in result["schedules"] if r["trigger"] == kind]
-        if rs:
-            series.append(dict(label=label, x=[r["flops_per_byte"] for r in rs], y=[r["bpb"] for r in rs],
-                               annotate=[f"{'τ=' if kind == 'entropy' else 'k='}{fmt(r['setting'], 3)}" for r in rs]))
-    note = plot_xy(out / "triggers.png", series, "FLOPs per byte", "bits per byte",
-                   f"Scratchpad triggers: BPB vs FLOPs per byte, {cfg.name}",
-                   points=[dict(label="no scratchpads (τ=∞)", x=p["flops_per_byte"], y=p["bpb"])])
-    head = ["τ", "target rate", "trigger", "scratchpad rate", "BPB", "Δ BPB vs none", "FLOPs / byte", "FLOPs × byte",
-            "trunk calls / byte"]
-    body = [[math.inf, 0.0, "none", p["scratchpad_rate"], p["bpb"], 0.0, p["flops_per_byte"], p["flops_ratio_vs_byte"],
-             p["trunk_calls_per_byte"]]]
-    body += [[r["threshold"], r["target_rate"], r["trigger"], r["scratchpad_rate"], r["bpb"], r["bpb"] - p["bpb"],
-              r["flops_per_byte"], r["flops_ratio_vs_byte"], r["trunk_calls_per_byte"]] for r in rows]
-    sections = [
-        f"Model: `{label}` ({cfg.name}, patcher {cfg.patcher}, P={cfg.patch_size}). Data: `{data['path']}`, "
-        f"{data['bytes_used']:,} bytes. Method: {WINDOWING.format(W=W)}.",
-        "Triggers: **entropy** = H > τ (the model's rule); **stride** = the same count per window at evenly spaced bytes "
-        "that do not close a patch; **whitespace** = after whitespace/punctuation bytes (SpaceByte's rule), thinned evenly "
-        "to the same count (fewer when a window has fewer such bytes); **random** = the same count at random bytes; "
-        "**stale** = the same count at the bytes where the model's own τ = ∞ prediction (from the latest committed "
-        "patch) has the highest entropy, which costs a second decoder pass at each scratchpad (counted). "
-        "Stride/whitespace/random/stale need no aux head at inference, so their FLOPs omit it"
-        + (" (this model's entropy patcher needs it anyway)." if cfg.patcher.startswith("entropy") else "."),
-        table(head, body),
-        "Lowest BPB per τ: " + ", ".join(f"τ={k}: {v}" for k, v in best.items())
-        + f" (entropy best at {result['entropy_wins']} of {len(taus)}).",
-        "Fraction of all bytes (not closing a patch) whose entropy exceeds τ: the scratchpads, hence the trunk calls "
-        "beyond the commits, that an entropy trigger fires at τ. **aux** is the model's rule; **stale** thresholds "
-        "the τ = ∞ prediction's entropy instead.",
-        table(["τ", "aux H > τ", "stale H > τ"], [[e["threshold"], e["aux_rate"], e["stale_rate"]] for e in result["entropy_above"]]),
-        "## Schedules at their own rates\n\nThe entropy trigger at fixed τ against the stride trigger the engine runs "
-        "(`--scratch-every k`: a scratchpad at every k-th byte of a patch, τ = ∞), each at the rate it fires. "
-        "Δ BPB is the difference from no scratchpads on the same windows; ± is the standard error of the per-window "
-        "paired differences.",
-        table(["trigger", "τ or k", "scratchpad rate", "BPB", "Δ BPB vs none", "± SE", "FLOPs / byte", "FLOPs × byte",
-               "trunk calls / byte"],
-              [["entropy τ" if r["trigger"] == "entropy" else "every k-th byte", r["setting"], r["scratchpad_rate"],
-                r["bpb"], r["diff_vs_none"], r["diff_vs_none_se"], r["flops_per_byte"], r["flops_ratio_vs_byte"],
-                r["trunk_calls_per_byte"]] for r in sched]),
-    ]
-    write_report(out, "triggers", "Scratchpad trigger ablation", sections, result, png_note=note, png=True)
-    print(f"-> {out / 'triggers.md'}" + (f" ({note})" if note else ""))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    n = max(plain.events.bytes, 1)
+    return TriggersResult(model=model_info(model, label), data=data, window=W, taus=taus, targets=targets, plain=p,
+                          rows=rows, best=best, schedules=sched,
+                          entropy_above=[dict(threshold=tau, aux_rate=c["aux"] / n, stale_rate=c["stale"] / n)
+                                         for tau, c in above.items()])

@@ -4,8 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from eval.experiments.triggers import TRIGGERS, evenly, matched_masks
+from eval.experiments.triggers_cli import main
 from eval.report import have_matplotlib
-from eval.experiments.triggers import TRIGGERS, evenly, main, matched_masks
 from scratchpad import load_model
 from scratchpad.accounting import costs
 
