@@ -27,7 +27,7 @@ COMMANDS = [
     (("eval", "scale"), "eval.experiments.scale", "the trend with trunk size: SP vs byte, plain P16 and BPE at equal training FLOPs"),
     (("eval", "variants"), "eval.experiments.variants", "reproduce the residual byte patching study's table"),
     (("eval", "triggers"), "eval.experiments.triggers_cli", "scratchpad trigger ablation at matched rate"),
-    (("eval", "code"), "eval.experiments.code", "code BPB and next-line completion"),
+    (("eval", "code"), "eval.experiments.code_cli", "code BPB and next-line completion"),
     (("eval", "harness"), "eval.experiments.harness_cli", "lm-evaluation-harness tasks per tau: accuracy, scratchpad rate, FLOPs/byte ([harness] extra)"),
     (("eval", "tokenizer"), "eval.experiments.tokenizer_baseline", "train the BPE-tokenizer baseline (same trunk over tokens)"),
     (("bench", "generate"), "eval.bench.generate", "decode speed: SP vs byte-level baseline"),

@@ -1,7 +1,8 @@
 """eval code: held-out Python function-body lines, greedy next-line completion, BPB on code."""
 from __future__ import annotations
 
-from eval.experiments.code import main, pick_lines, python_documents
+from eval.experiments.code import pick_lines, python_documents
+from eval.experiments.code_cli import main
 
 DOC = b'''import os
 

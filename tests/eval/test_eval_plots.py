@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from eval.experiments import bpb_cli, code, sweep_cli, tokenizer_baseline
+from eval.experiments import bpb_cli, code_cli, sweep_cli, tokenizer_baseline
 from eval.report import bar_figure, short_path, xy_figure
 from eval.scoring import paired_difference, standard_error
 
@@ -71,7 +71,7 @@ def test_bpb_and_code_write_pngs(assets, tmp_path, cli, read_report):
     assert r["bpb_se"] > 0 and len(r["window_bpb"]) == r["windows"]
     assert np.average(r["window_bpb"], weights=[64] * (r["windows"] - 1) + [r["bytes"] - 64 * (r["windows"] - 1)]) \
         == pytest.approx(r["bpb"], rel=1e-5)
-    rc, out, err = cli(code.main, ["--model", m, "--data", assets["code"], "--lines", 2, "--max-line-bytes", 40,
+    rc, out, err = cli(code_cli.main, ["--model", m, "--data", assets["code"], "--lines", 2, "--max-line-bytes", 40,
                                    "--window", 64, "--out", tmp_path / "c"])
     assert rc == 0, err
     assert (tmp_path / "c" / "code.png").stat().st_size > 0 and read_report(tmp_path / "c" / "code.json")["png"] == "code.png"
