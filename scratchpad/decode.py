@@ -110,13 +110,14 @@ def allocate_state(model, slots: int, device=None, dtype=None, page: int = 16, p
 @torch.no_grad()
 def load_state(model, state: DecodeState, slot: int, prompt: torch.Tensor, trigger: Trigger):
     """Reset `slot` and load it from the parallel forward over prompt [n] (n >= 1) at `trigger`
-    (the slot keeps it): every cache as decode would have left it after the prompt, the slot's
+    (the slot keeps the trigger the model runs, Trigger.for_model): every cache as decode would have left it after the prompt, the slot's
     events, and state.logits[slot] = the next-byte logits. The slot is active from here on (until
     its reset)."""
     if model.training:
         raise ValueError("decoding needs the model in eval mode (call model.eval() first): training mode "
                          "drops scratchpads at random")
     cfg, st = model.cfg, state
+    trigger = trigger.for_model(cfg)
     st.reset(slot)
     n = prompt.numel()
     out = model(prompt.view(1, n).to(st.ctx.device), trigger=trigger, keep_trace=True)

@@ -70,14 +70,14 @@ def tau_json(tau: float):
 @dataclass(frozen=True)
 class Trigger:
     tau: float = math.inf  # entropy threshold (nats); inf = no entropy trigger
-    every: int = 0         # also a scratchpad at every k-th byte of a patch; 0 = none
+    every: int = 0         # also a scratchpad at every k-th byte of a patch; 0 (or None) = none
 
     def __post_init__(self):
         tau = parse_tau(self.tau)
         if not (0 <= tau <= TAU_MAX or tau == math.inf):
             raise TriggerError("tau", f"must be a number in [0, {TAU_MAX:g}] or inf, got {self.tau!r}")
         try:
-            every = operator.index(self.every) if not isinstance(self.every, bool) else -1
+            every = 0 if self.every is None else -1 if isinstance(self.every, bool) else operator.index(self.every)
         except TypeError:
             every = -1
         if every < 0:
