@@ -9,6 +9,7 @@ from eval.windows import DEFAULT_WINDOW_CAP
 from infer.options import parse_threshold
 from scratchpad.errors import UserError
 from scratchpad.flags import add_threads_flag, int_flag, parse_int_flag
+from scratchpad.trigger import TriggerError, check_rate
 
 
 def parse_list(text: str, flag: str, one) -> list:
@@ -33,13 +34,11 @@ def parse_thresholds(text: str, flag: str = "--thresholds") -> list[float]:
 
 
 def parse_rate(text, flag: str = "--rates") -> float:
+    """A target scratchpad rate (a fraction of all bytes), checked by scratchpad.trigger.check_rate."""
     try:
-        v = float(text)
-    except ValueError:
-        raise UserError(f"{flag}: {text!r} is not a number (rates are fractions of bytes in [0, 1])") from None
-    if not 0 <= v <= 1:
-        raise UserError(f"{flag}: {text!r} must be a fraction in [0, 1]")
-    return v
+        return check_rate(text)
+    except TriggerError as e:
+        raise UserError(f"{flag} {e.reason}") from None
 
 
 def parse_rates(text: str, flag: str = "--rates") -> list[float]:
