@@ -24,7 +24,7 @@ from eval.causality import audit_model
 from eval.engine_check import engine_kv, engine_sample
 from eval.experiments.bpb import run_bpb
 from eval.experiments.lag import lag_figures
-from eval.experiments.variants import read_log, train_variant
+from eval.experiments.training import TrainPlan, logged_flops, read_log, train_variant
 from eval.report import fmt, jsonable
 from scratchpad import ModelConfig, load_model
 from scratchpad.accounting import parameter_counts, training_flops
@@ -45,12 +45,6 @@ def model_config(preset: str, scale: str) -> ModelConfig:
 
 
 BUDGETS = ("flops", "bytes", "time")
-
-
-def logged_flops(log: list[dict]) -> float:
-    """Training FLOPs of a run: the sum of its step events' `model_flops` (the trainer counts them
-    with scratchpad.accounting.training_flops from each step's commits and scratchpads)."""
-    return float(sum(e.get("model_flops", 0.0) for e in log if e.get("event") == "step"))
 
 
 def step_flops_floor(cfg: ModelConfig, batch: int, seq_len: int) -> float:
@@ -193,28 +187,13 @@ def budget_text(a) -> str:
 
 
 @dataclass
-class Plan:
-    """What every model of one comparison shares: the corpus, batches, schedule, seed, budget
-    (exactly one of steps, time_budget, flops_budget is set) and the held-out scoring."""
+class Plan(TrainPlan):
+    """A TrainPlan plus the comparison's evaluation window, model scale and what is equal across
+    models (budget: flops, bytes or time)."""
 
-    data: str
-    batch_size: int = 8
-    seq_len: int = 512
-    lr: float = 2e-3
-    warmup: int = 100
-    seed: int = 0
     window: int = 1024
-    eval_batch: int = 8
-    audit_positions: int = 6
-    threads: int | None = None
-    device: str | None = None
     scale: str = "cpu"
     budget: str = "flops"
-    steps: int | None = None
-    time_budget: float | None = None
-    flops_budget: float | None = None
-    eval_every: int = 0
-    eval_windows: int = 16
 
 
 @dataclass

@@ -35,7 +35,7 @@ from pathlib import Path
 from eval.cli_args import add_training_and_scoring_flags, parse_list, parse_size, parse_thresholds
 from eval.experiments.reproduce import evaluate_model, training_budget
 from eval.experiments.scale_report import write_pilot, write_scale
-from eval.experiments.variants import train_variant
+from eval.experiments.training import train_variant
 from eval.report import out_folder
 from eval.windows import eval_bytes
 from scratchpad import ModelConfig

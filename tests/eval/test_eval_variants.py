@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from eval.experiments.variants import DEFAULT_PRESETS, PUBLISHED, main
+from eval.experiments.variants import DEFAULT_PRESETS, PUBLISHED
+from eval.experiments.variants_cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = ["--steps", 2, "--seq-len", 64, "--batch-size", 2, "--warmup", 1, "--eval-every", 0, "--eval-windows", 2,
