@@ -3,5 +3,7 @@ from scratchpad.checkpoint import load_model, save_model
 from scratchpad.config import ModelConfig
 from scratchpad.errors import UserError
 from scratchpad.model import ModelOutput, ScratchpadLM, build_model
+from scratchpad.trigger import Trigger
 
-__all__ = ["load_model", "save_model", "ModelConfig", "ModelOutput", "ScratchpadLM", "UserError", "build_model"]
+__all__ = ["load_model", "save_model", "ModelConfig", "ModelOutput", "ScratchpadLM", "Trigger", "UserError",
+           "build_model"]

@@ -17,6 +17,7 @@ import torch
 
 from scratchpad.accounting import Events, row_events
 from scratchpad.kv_pages import PagedCache, PageTable
+from scratchpad.patchers import PatcherState
 from scratchpad.trigger import Trigger
 
 # rows of DecodeState.counts: Events.COUNTS (bytes, commits, scratchpads, keys, aux)
@@ -30,7 +31,7 @@ class DecodeState:
     decoder: list
     trunk: list                # per-layer SSMState / PagedCache (patch-granular pages)
     pages: PageTable
-    patcher: object            # PatcherState
+    patcher: PatcherState
     pool_ring: torch.Tensor    # [B, W, F] pooling features, W = longest_patch: byte t at slot t % W
     coord_ring: torch.Tensor   # [B, W] soft patcher coordinates of those bytes
     ctx: torch.Tensor          # [B, d_model] latest usable trunk output (start vector at first)
