@@ -24,7 +24,7 @@ COMMANDS = [
     (("eval", "sweep"), "eval.experiments.sweep_cli", "entropy-threshold sweep: BPB vs FLOPs and KV per byte"),
     (("eval", "lag"), "eval.experiments.lag_cli", "patch-lag profile, trunk's share, aux head's own BPB"),
     (("eval", "reproduce"), "eval.experiments.reproduce_cli", "SP vs byte baseline and plain patching at equal training data"),
-    (("eval", "scale"), "eval.experiments.scale", "the trend with trunk size: SP vs byte, plain P16 and BPE at equal training FLOPs"),
+    (("eval", "scale"), "eval.experiments.scale_cli", "the trend with trunk size: SP vs byte, plain P16 and BPE at equal training FLOPs"),
     (("eval", "variants"), "eval.experiments.variants_cli", "reproduce the residual byte patching study's table"),
     (("eval", "triggers"), "eval.experiments.triggers_cli", "scratchpad trigger ablation at matched rate"),
     (("eval", "code"), "eval.experiments.code_cli", "code BPB and next-line completion"),

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from eval.experiments.scale import main
+from eval.experiments.scale_cli import main
 from eval.experiments.scale_report import fit_trend, trend_sentence
 
 W = 64
