@@ -111,9 +111,9 @@ def allocate_state(model, slots: int, device=None, dtype=None, page: int = 16, p
 @torch.no_grad()
 def load_state(model, state: DecodeState, slot: int, prompt: torch.Tensor, trigger: Trigger):
     """Reset `slot` and load it from the parallel forward over prompt [n] (n >= 1) at `trigger`
-    (the slot keeps the trigger the model runs, Trigger.for_model): every cache as decode would have left it after the prompt, the slot's
-    events, and state.logits[slot] = the next-byte logits. The slot is active from here on (until
-    its reset)."""
+    (the slot keeps the trigger the model runs: Trigger.for_model): every cache as decode would
+    have left it after the prompt, the slot's events, and state.logits[slot] = the next-byte
+    logits. The slot is active from here on (until its reset)."""
     if model.training:
         raise ValueError("decoding needs the model in eval mode (call model.eval() first): training mode "
                          "drops scratchpads at random")
@@ -129,15 +129,7 @@ def load_state(model, state: DecodeState, slot: int, prompt: torch.Tensor, trigg
     commits = int(out.ends.sum())
     st.pages.ensure(slot, commits)  # pages for the committed patches and the next one
     model.trunk.load(st.trunk, tr["trunk"], commits, slot)
-    ends = out.ends[0].nonzero()
-    ps = st.patcher
-    ps.length[slot] = n - 1 - (int(ends[-1]) if len(ends) else -1)
-    ps.last_entropy[slot] = out.entropy[0, -1]
-    ps.last_byte[slot] = prompt[-1]
-    ps.last_hidden[slot] = tr["h"][0, -1]
-    if bnd.z is not None:
-        ps.coord[slot] = bnd.z[0, -1]
-        ps.forced[slot] = bnd.forced[0].sum()
+    model.patcher.load(st.patcher, prompt, tr["h"], out.entropy, bnd, slot)
     W = cfg.longest_patch
     k = min(W, n)
     ring = torch.arange(n - k, n, device=st.ctx.device) % W

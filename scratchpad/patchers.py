@@ -133,6 +133,18 @@ class Patcher(nn.Module):
             coord=z.double(), forced=z.long(),
         )
 
+    def load(self, st: PatcherState, x, h, entropy, bnd: Boundaries, row: int):
+        """Prefill hand-off for one row from a batch-1 forward over x [n] (h [1, n, d], entropy
+        [1, n], its Boundaries): the state `step` would have reached after x."""
+        ends = bnd.ends[0].nonzero()
+        st.length[row] = x.numel() - 1 - (int(ends[-1]) if len(ends) else -1)
+        st.last_entropy[row] = entropy[0, -1]
+        st.last_byte[row] = x[-1]
+        st.last_hidden[row] = h[0, -1]
+        if bnd.z is not None:  # soft
+            st.coord[row] = bnd.z[0, -1]
+            st.forced[row] = bnd.forced[0].sum()
+
     def step(self, x, h, entropy, st: PatcherState):
         """One byte for every row: x [B] bytes, h [B, d], entropy [B]. Returns (ends [B] bool,
         coord [B] | None, prob [B] | None) and advances the state in place (no host sync)."""
