@@ -68,7 +68,7 @@ def test_bpb_ignores_threshold_for_a_model_without_scratchpads(assets, tmp_path,
 
 @pytest.mark.parametrize("bad,needles", [
     (["--threshold", "abc"], ["--threshold", "abc"]),
-    (["--threshold", "-1"], ["--threshold", ">= 0"]),
+    (["--threshold", "-1"], ["--threshold", "[0, 100]"]),
     (["--threshold", "nan"], ["--threshold"]),
     (["--window", "100000"], ["--window", "max_seq_len"]),
     (["--window", "0"], ["--window"]),

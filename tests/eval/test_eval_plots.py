@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from eval.experiments import bpb_cli, code_cli, sweep_cli, tokenizer_baseline
+from eval.experiments import bpb_cli, code_cli, sweep_cli, tokenizer_baseline, tokenizer_baseline_cli
 from eval.report import bar_figure, short_path, xy_figure
 from eval.scoring import paired_difference, standard_error
 
@@ -95,7 +95,7 @@ def test_sweep_shows_spread_and_a_relative_title(assets, tmp_path, cli, read_rep
 
 
 def test_tokenizer_baseline_writes_png_and_saves_atomically(assets, tmp_path, cli, read_report):
-    rc, _, err = cli(tokenizer_baseline.main, ["--data", assets["corpus"], "--out", tmp_path, "--preset", "tiny-byte",
+    rc, _, err = cli(tokenizer_baseline_cli.main, ["--data", assets["corpus"], "--out", tmp_path, "--preset", "tiny-byte",
                                                "--steps", 3, "--vocab-size", 320, "--sample-bytes", 1000,
                                                "--train-bytes", 2000, "--seq-len", 64, "--batch-size", 2, "--eval-bytes", 600])
     assert rc == 0, err

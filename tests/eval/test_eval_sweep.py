@@ -77,7 +77,7 @@ def test_engine_counts_agree_with_parallel_accounting(assets, name):
         assert c["engine_flops_per_byte"] == c["parallel_flops_per_byte"]
 
 
-@pytest.mark.parametrize("bad,needle", [("0,abc", "abc"), ("-1", ">= 0"), ("nan", "nan"), ("0,,1", "list"), ("1,1", "repeats")])
+@pytest.mark.parametrize("bad,needle", [("0,abc", "abc"), ("-1", "[0, 100]"), ("nan", "nan"), ("0,,1", "list"), ("1,1", "repeats")])
 def test_sweep_bad_threshold_lists(assets, tmp_path, cli, user_error, bad, needle):
     code, _, err = cli(main, ["--model", assets["models"]["tiny-sp-fixed-p4"], "--data", assets["corpus"], "--thresholds", bad,
                               "--out", tmp_path])

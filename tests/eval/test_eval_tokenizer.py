@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from eval.experiments.sweep_cli import main as sweep_main
-from eval.experiments.tokenizer_baseline import TokenBaseline, Tokenizer, main
+from eval.experiments.tokenizer_baseline import TokenBaseline, Tokenizer
+from eval.experiments.tokenizer_baseline_cli import main
 from eval.experiments.variants import token_causality
 from scratchpad.errors import UserError
 
