@@ -10,24 +10,16 @@ harness's own output for every tau, with the adapter's accounting beside it) int
 """
 from __future__ import annotations
 
-import difflib
-import functools
-import json
-import logging
 import shlex
 import sys
-import time
-from pathlib import Path
 
 from eval.cli_args import parse_thresholds
-from eval.experiments.harness_report import metric_cells, per_doc, write
+from eval.experiments.harness import check_include_path, import_harness, run
+from eval.experiments.harness_report import write
 from eval.loading import load_eval_model
-from eval.report import fmt, out_folder
-from infer.options import tau_json
+from eval.report import out_folder
 from scratchpad.errors import UserError, run_cli
 from scratchpad.flags import THRESHOLD_FLAGS, Parser, add_scratch_every_flag, add_threads_flag, describe, int_flag
-
-INSTALL = "pip install 'scratchpad-patching[harness]'"
 
 
 def parse_limit(text) -> float | int:
@@ -39,56 +31,6 @@ def parse_limit(text) -> float | int:
     if not (0 < v < float("inf")) or (v >= 1 and v != int(v)):
         raise UserError(f"--limit {text!r}: give a whole number of documents (>= 1) or a fraction in (0, 1)")
     return int(v) if v >= 1 else v
-
-
-def import_harness():
-    """(lm_eval, the adapter module), or one line saying how to install the extra."""
-    try:
-        import lm_eval
-
-        import eval.harness as adapter
-    except ModuleNotFoundError as e:
-        if e.name and e.name.split(".")[0] in ("lm_eval", "datasets"):
-            raise UserError(f"scratchpad eval harness needs lm-eval ({e.name} is not installed): {INSTALL}") from None
-        raise
-    logging.getLogger("lm_eval").setLevel(logging.ERROR)  # the harness's progress chatter; errors still show
-    return lm_eval, adapter
-
-
-def check_include_path(include_path: str | None):
-    if include_path is not None and not Path(include_path).is_dir():
-        p = Path(include_path)
-        raise UserError(f"--include-path {p}: {'not a folder' if p.exists() else 'no such folder'} "
-                        "(a folder of lm-eval task YAML files)")
-
-
-@functools.lru_cache(maxsize=4)
-def all_tasks(include_path: str | None):
-    """The harness's TaskManager over its own tasks and include_path (indexing ~15k task files takes
-    seconds: once per process)."""
-    from lm_eval.tasks import TaskManager
-
-    return TaskManager(include_path=include_path)
-
-
-def task_manager(tasks: list[str], include_path: str | None):
-    """A TaskManager that knows every name in `tasks`: the include path's alone when it holds them
-    all (fast), else lm-eval's full index; an unknown name is one error line."""
-    from lm_eval.tasks import TaskManager
-
-    if include_path is not None:
-        local = TaskManager(include_path=include_path, include_defaults=False)
-        if all(t in local.all_tasks for t in tasks):
-            return local
-    tm = all_tasks(include_path)
-    known = set(tm.all_tasks)
-    for t in tasks:
-        if t not in known:
-            close = difflib.get_close_matches(t, known, n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            where = f" nor in --include-path {include_path}" if include_path else " (local tasks need --include-path DIR)"
-            raise UserError(f"--tasks: unknown task {t!r}: not among lm-eval's {len(known)} tasks{where}{hint}")
-    return tm
 
 
 def main(argv=None) -> int:
@@ -116,29 +58,11 @@ def main(argv=None) -> int:
     taus = parse_thresholds(a.threshold, "--threshold")
     check_include_path(a.include_path)
     out = out_folder(a.out)
-    lm_eval, adapter = import_harness()
-    device = adapter.model_device(a.device)
+    device = import_harness()[1].model_device(a.device)
     model, label = load_eval_model(a.model, a.threads)
     model = model.to(device)
-    tm = task_manager(tasks, a.include_path)
-
-    runs = []
-    for tau in taus:
-        lm = adapter.ScratchpadHarnessLM(pretrained=model, entropy_threshold=tau, scratch_every=a.scratch_every,
-                                         batch_size=a.batch_size, max_length=a.max_length)
-        t0 = time.perf_counter()
-        res = lm_eval.simple_evaluate(model=lm, tasks=tasks, limit=a.limit, num_fewshot=a.num_fewshot, task_manager=tm,
-                                      log_samples=True)
-        docs = per_doc(res.pop("samples"))
-        harness = json.loads(json.dumps(res, default=lm_eval.utils.handle_non_serializable))  # as lm-eval writes it
-        runs.append(dict(threshold=tau_json(tau), seconds=round(time.perf_counter() - t0, 2), scratchpad=lm.stats(),
-                         harness=harness, docs=docs))
-        s = runs[-1]["scratchpad"]
-        cells = metric_cells(res["results"], tasks)
-        print(f"tau {fmt(tau)}: " + ", ".join(f"{k} {v}" for k, v in cells.items())
-              + f"; scratchpads at {100 * s['scratchpad_rate']:.1f}% of bytes, {fmt(s['flops_per_byte'])} FLOPs/byte "
-              f"({s['flops_ratio_vs_byte']:.3f}x the byte baseline)", file=sys.stderr)
-
+    runs = run(model, tasks, taus, a.include_path, a.limit, a.num_fewshot, a.scratch_every, a.batch_size, a.max_length,
+               log=lambda line: print(line, file=sys.stderr))
     write(out, runs, tasks, dict(command="scratchpad eval harness " + shlex.join(argv), model=label, tasks=tasks,
                                  include_path=a.include_path, limit=a.limit, num_fewshot=a.num_fewshot,
                                  scratch_every=a.scratch_every), model.cfg)
