@@ -1,4 +1,5 @@
-"""The reports of `scratchpad eval scale` (eval/experiments/scale.py runs it, scale_cli.py is the command): scale.md/json and pilot.md/json.
+"""The reports of `scratchpad eval scale` (scale.py runs it, scale_cli.py is the command): scale.md/json
+and pilot.md/json.
 
 Every number comes from the runs' own records (the trainer's logs, the evaluation rows): nothing is
 typed in. The gap at one scale is P16 SP minus the byte baseline on the same held-out windows, with
