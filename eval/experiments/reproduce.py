@@ -81,7 +81,7 @@ def kv_sample(arr, window: int):
     return engine_sample(arr, window, n, rows=2)
 
 
-def evaluate_model(key: str, run: Path, sets: list[dict], taus: list[float], a, log=print) -> dict:
+def evaluate_model(key: str, run: Path, sets: list[dict], taus: list[float], a, log=lambda line: None) -> dict:
     """Every number of one trained model: per eval set, rows per τ with lag profiles and the figures,
     and the trunk KV the engine holds after decoding a sample (eval/engine_check.py: engine_kv).
     Kept in run/eval.json and reused while the checkpoint and the evaluation settings are the same."""

@@ -231,7 +231,7 @@ def _train_token_lm(model: TokenLM, ids: np.ndarray, seq_len: int, batch_size: i
 def train_baseline(data, preset: str | ModelConfig, vocab_size: int = 4096, sample_bytes: int = 8 << 20,
                    train_bytes: int = 32 << 20, time_budget: float | None = None, steps: int | None = None,
                    seq_len_bytes: int | None = None, batch_size: int = 8, lr: float = 2e-3, warmup: int = 100,
-                   seed: int = 0, log=print, flops_budget: float | None = None) -> TokenBaseline:
+                   seed: int = 0, log=lambda line: None, flops_budget: float | None = None) -> TokenBaseline:
     """Train the tokenizer on a sample of DATA/train.bin and the token LM for the budget (steps, time
     or training FLOPs); `preset` names the config whose trunk it uses, or is that config."""
     if not time_budget and not steps and not flops_budget:
@@ -273,9 +273,10 @@ def loss_curve(losses: list[float], points: int = 200) -> list[list]:
 
 def run(data, preset: str, val: np.ndarray, vocab_size: int = 4096, sample_bytes: int = 8 << 20,
         train_bytes: int = 32 << 20, time_budget: float | None = None, steps: int | None = None,
-        seq_len_bytes: int | None = None, batch_size: int = 8) -> TokenBaseline:
+        seq_len_bytes: int | None = None, batch_size: int = 8, log=lambda line: None) -> TokenBaseline:
     """Train the baseline (train_baseline) and score it on val (uint8 [n]): the scores go into
     meta["eval"]."""
-    tb = train_baseline(data, preset, vocab_size, sample_bytes, train_bytes, time_budget, steps, seq_len_bytes, batch_size)
+    tb = train_baseline(data, preset, vocab_size, sample_bytes, train_bytes, time_budget, steps, seq_len_bytes, batch_size,
+                        log=log)
     tb.meta["eval"] = tb.evaluate(val, batch_size)
     return tb

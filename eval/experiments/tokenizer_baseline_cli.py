@@ -88,7 +88,8 @@ def main(argv=None) -> int:
     set_threads(a.threads)
     out = out_folder(a.out)
     val = read_bytes(data_file(a.data, "val"), a.eval_bytes)
-    tb = run(a.data, a.preset, val, a.vocab_size, a.sample_bytes, a.train_bytes, budget, a.steps, a.seq_len, a.batch_size)
+    tb = run(a.data, a.preset, val, a.vocab_size, a.sample_bytes, a.train_bytes, budget, a.steps, a.seq_len, a.batch_size,
+             log=lambda line: print(line, flush=True))
     tb.save(out / CLI_SUBFOLDER)
     render(tb, out, a.data, a.preset, len(val))
     res = tb.meta["eval"]
