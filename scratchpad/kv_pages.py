@@ -78,7 +78,7 @@ class PageTable:
 class PagedCache:
     """One trunk attention layer: k, v pools [H, pages, page, dh] (head-major, so the pages of all
     slots gather into one contiguous [H, B, positions, dh] block); length [B] is shared (the slot's
-    committed patches, advanced by the engine after each commit)."""
+    committed patches: the decode state's commit count, which the step advances after a commit)."""
 
     def __init__(self, table: PageTable, heads: int, dh: int, length: torch.Tensor, device, dtype):
         self.pages, self.length = table, length

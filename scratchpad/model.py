@@ -40,7 +40,7 @@ class ModelOutput:
     loss: torch.Tensor | None = None     # byte CE + aux_loss_weight * aux CE (+ router loss)
     byte_loss: torch.Tensor | None = None
     aux_loss: torch.Tensor | None = None
-    trace: dict = field(default_factory=dict)  # per-layer traces for the engine's prefill
+    trace: dict = field(default_factory=dict)  # per-layer traces for the prefill (decode.load_state)
 
     @property
     def commits(self) -> torch.Tensor:
@@ -126,7 +126,7 @@ class ScratchpadLM(nn.Module):
         elif isinstance(m, nn.Embedding):
             nn.init.normal_(m.weight, std=1.0)
 
-    # pieces shared with the engine ---------------------------------------------------------
+    # pieces shared with the decode step ----------------------------------------------------
     def aux_logits(self, aux_h):
         return self.aux_head(self.aux_norm(aux_h))
 

@@ -157,7 +157,7 @@ class CausalAttention(nn.Module):
         return self.merge(attend(q, K, V, mask, k, v))
 
     def allocate(self, batch: int, capacity: int, device, dtype) -> AttentionCache:
-        """A ring of min(capacity, span) slots per row (byte-level layers; the engine gives the
+        """A ring of min(capacity, span) slots per row (byte-level layers; allocate_state gives the
         trunk's attention layers paged caches instead, see scratchpad/kv_pages.py)."""
         cap = min(capacity, self.span) if self.span else capacity
         z = torch.zeros(batch, self.h, cap, self.dh, device=device, dtype=dtype)
@@ -168,7 +168,7 @@ class CausalAttention(nn.Module):
         """One position for every row at its cache length: x [B, d] -> y [B, d]. The query attends
         to the row's cached keys and to its own key; the new key/value is stored where `write`
         [B] bool (None: every row) and the cache decides whether that advances the row's length
-        (a ring advances itself; a paged trunk cache is advanced by the engine after the commit).
+        (a ring advances itself; a paged trunk cache advances with the decode state's commit count).
         No host sync: every shape is fixed by the cache."""
         if reset is not None:
             raise ValueError("attention mixers do not support state resets")
