@@ -26,7 +26,7 @@ from scratchpad.layers import RMSNorm, entropy_nats
 from scratchpad.patchers import Boundaries, Patcher
 from scratchpad.pooling import Pooling, gather_spans
 from scratchpad.step import ByteStep
-from scratchpad.trigger import Trigger
+from scratchpad.trigger import Trigger, fires
 from scratchpad.vocab import VOCAB_SIZE
 
 
@@ -152,19 +152,17 @@ class ScratchpadLM(nn.Module):
             if scratchpad_mask.shape != ends.shape:
                 raise ValueError(f"scratchpad_mask shape {tuple(scratchpad_mask.shape)} != bytes {tuple(ends.shape)}")
             return scratchpad_mask.bool() & ~ends
-        fire = torch.zeros_like(ends)
         if not self.cfg.scratchpad:  # a model trained without scratchpads never fires one
-            return fire
-        if threshold is not None:
-            check_trigger("tau", threshold)
-            tau = torch.as_tensor(threshold, dtype=entropy.dtype, device=entropy.device)
-            fire = fire | (entropy > (tau.view(-1, 1) if tau.dim() else tau))
-        if every is not None:
-            check_trigger("every", every)
-            k = torch.as_tensor(every, dtype=torch.long, device=ends.device)
-            k = k.view(-1, 1) if k.dim() else k
-            fire = fire | ((k > 0) & (open_lengths(ends) % k.clamp(min=1) == 0))
-        return fire & ~ends
+            return torch.zeros_like(ends)
+        check_trigger("tau", threshold)
+        check_trigger("every", every)
+        tau = torch.as_tensor(math.inf if threshold is None else threshold, dtype=entropy.dtype, device=entropy.device)
+        k = torch.as_tensor(0 if every is None else every, dtype=torch.long, device=ends.device)
+        if tau.dim():  # per row: [B] -> [B, 1] against [B, T]
+            tau = tau.view(-1, 1)
+        if k.dim():
+            k = k.view(-1, 1)
+        return fires(entropy, open_lengths(ends), tau, k) & ~ends
 
     def sample_thresholds(self, batch: int, generator=None, device=None) -> torch.Tensor:
         """Training thresholds per row: uniform in the configured range, sometimes inf (plain patching)."""

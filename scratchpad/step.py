@@ -22,6 +22,7 @@ import torch
 
 from scratchpad.decode import ROW, DecodeState
 from scratchpad.layers import entropy_nats
+from scratchpad.trigger import fires
 
 
 class Front(NamedTuple):
@@ -67,8 +68,7 @@ class ByteStep:
         ring_pos = st.counts[ROW["bytes"]] % self.cfg.longest_patch
         st.pool_ring[rows, ring_pos] = m.pooling.features(h)
         self.keep_coord(st, rows, ring_pos, coord)
-        every = (st.every > 0) & (open_len % st.every.clamp(min=1) == 0)
-        scratch = ((entropy > st.tau) | every) & ~ends & st.active
+        scratch = fires(entropy, open_len, st.tau, st.every) & ~ends & st.active
         return Front(h, aux_h, ends, scratch, ends | scratch, prob, open_len, ring_pos)
 
     def trunk(self, state: DecodeState, f: Front):

@@ -8,7 +8,8 @@ Every door (the CLIs, the server, the Python API, the parallel forward) builds a
 the checks run once, in its constructor; a bad value raises TriggerError, which names the field
 so that each door can say it in its own words (a flag, a JSON field). The checks that depend on
 a model (a stride within its longest patch; no scratchpads for a model trained without them)
-are `for_model`. The engine keeps a trigger per slot (tau, every rows of its decode state).
+are `for_model`. `fires` is the one rule of where it fires, in the parallel forward and in the
+decode step (which keeps a trigger per slot: the tau, every rows of its decode state).
 """
 from __future__ import annotations
 
@@ -65,6 +66,14 @@ def check_rate(rate) -> float:
 def tau_json(tau: float):
     """tau as JSON carries it: the number, or "inf" (JSON has no infinity)."""
     return tau if math.isfinite(tau) else "inf"
+
+
+def fires(entropy, open_len, tau, every):
+    """Where a trigger fires (the caller leaves out patch ends, where the commit serves): the aux
+    entropy above tau, or the open patch's length (this byte included) a multiple of every > 0.
+    The one rule of the parallel forward (entropy, open_len [B, T]; tau, every [B, 1]) and of the
+    decode step (all [B], per slot)."""
+    return (entropy > tau) | ((every > 0) & (open_len % every.clamp(min=1) == 0))
 
 
 @dataclass(frozen=True)
