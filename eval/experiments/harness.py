@@ -9,6 +9,7 @@ import functools
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from eval.experiments.harness_report import metric_cells, per_doc
@@ -70,11 +71,19 @@ def task_manager(tasks: list[str], include_path: str | None):
     return tm
 
 
+@dataclass
+class HarnessResult:
+    """One lm-eval run of the tasks per τ: threshold, seconds, the adapter's accounting (scratchpad),
+    the harness's JSON output (harness) and per-document outcomes (docs)."""
+
+    tasks: list[str]
+    runs: list[dict]
+
+
 def run(model, tasks: list[str], taus: list[float], include_path: str | None = None, limit=None,
         num_fewshot: int | None = None, scratch_every: int = 0, batch_size: int = 8, max_length: int | None = None,
-        log=lambda line: None) -> list[dict]:
-    """One lm-eval run of tasks per τ in taus -> per run: threshold, seconds, the adapter's
-    accounting (scratchpad), the harness's JSON output (harness) and per-document outcomes (docs)."""
+        log=lambda line: None) -> HarnessResult:
+    """Run the lm-eval tasks on model once per τ in taus."""
     lm_eval, adapter = import_harness()
     tm = task_manager(tasks, include_path)
     runs = []
@@ -93,4 +102,4 @@ def run(model, tasks: list[str], taus: list[float], include_path: str | None = N
         log(f"tau {fmt(tau)}: " + ", ".join(f"{k} {v}" for k, v in cells.items())
             + f"; scratchpads at {100 * s['scratchpad_rate']:.1f}% of bytes, {fmt(s['flops_per_byte'])} FLOPs/byte "
             f"({s['flops_ratio_vs_byte']:.3f}x the byte baseline)")
-    return runs
+    return HarnessResult(tasks=tasks, runs=runs)

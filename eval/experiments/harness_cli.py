@@ -61,12 +61,12 @@ def main(argv=None) -> int:
     device = import_harness()[1].model_device(a.device)
     model, label = load_eval_model(a.model, a.threads)
     model = model.to(device)
-    runs = run(model, tasks, taus, a.include_path, a.limit, a.num_fewshot, a.scratch_every, a.batch_size, a.max_length,
-               log=lambda line: print(line, file=sys.stderr))
-    write(out, runs, tasks, dict(command="scratchpad eval harness " + shlex.join(argv), model=label, tasks=tasks,
+    res = run(model, tasks, taus, a.include_path, a.limit, a.num_fewshot, a.scratch_every, a.batch_size, a.max_length,
+              log=lambda line: print(line, file=sys.stderr))
+    write(out, res.runs, tasks, dict(command="scratchpad eval harness " + shlex.join(argv), model=label, tasks=tasks,
                                  include_path=a.include_path, limit=a.limit, num_fewshot=a.num_fewshot,
                                  scratch_every=a.scratch_every), model.cfg)
-    print(f"{len(runs)} run(s) of {', '.join(tasks)} -> {out / 'harness.md'}")
+    print(f"{len(res.runs)} run(s) of {', '.join(tasks)} -> {out / 'harness.md'}")
     return 0
 
 

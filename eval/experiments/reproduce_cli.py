@@ -32,16 +32,8 @@ from pathlib import Path
 
 from eval.cli_args import add_training_and_scoring_flags, parse_size, parse_thresholds
 from eval.experiments.lag_cli import lag_plots
-from eval.experiments.reproduce import (
-    MODELS,
-    SCALES,
-    Plan,
-    ReproduceResult,
-    budget_text,
-    model_config,
-    run,
-    training_budget,
-)
+from eval.experiments.reproduce import (MODELS, SCALES, Plan, ReproduceResult, budget_text, model_config, run,
+                                        training_budget)
 from eval.report import fmt, out_folder, plot_xy, table, write_report
 from eval.windows import WINDOWING, default_window, eval_bytes
 from scratchpad.errors import UserError, run_cli

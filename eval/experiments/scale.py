@@ -101,11 +101,19 @@ class ScalePlan(Plan):
     pilot: bool = False
 
 
+@dataclass
+class ScaleResult:
+    """One result per model, in training order: its key, scale d, local design, budget, training
+    (steps, FLOPs, learning curve), evaluation rows per held-out set and causality audit."""
+
+    results: list[dict]
+
+
 def run(plan: ScalePlan, grid: dict, byte_configs: dict, sets: list[dict], taus: list[float], runs: Path, byte_steps: int,
-        on_result=lambda results: None, log=lambda line: None) -> list[dict]:
+        on_result=lambda results: None, log=lambda line: None) -> ScaleResult:
     """Train and evaluate every model of grid {(d, local): {key: config}}, each cell to the budget its
     byte baseline (byte_configs[(d, local)]) spends in byte_steps steps; on_result(results so far)
-    after every model (the report is rewritten as the runs go). -> one result per model."""
+    after every model (the report is rewritten as the runs go)."""
     results = []
     for (d, local), configs in grid.items():
         budget = training_budget(plan.budget, byte_steps, byte_configs[(d, local)], configs, plan)
@@ -116,4 +124,4 @@ def run(plan: ScalePlan, grid: dict, byte_configs: dict, sets: list[dict], taus:
             res.update(scale=d, local=f"{local[0]}x{local[1]}", budget=budget)
             results.append(res)
             on_result(results)
-    return results
+    return ScaleResult(results)
