@@ -1,5 +1,5 @@
-"""The byte-level BPE tokenizer of the tokenizer baseline (eval/experiments/tokenizer_baseline.py): sentencepiece
-over bytes mapped 1:1 to U+0000..U+00FF, identity normalisation, newline as a user-defined piece, byte
+"""The byte-level BPE tokenizer of the tokenizer baseline (tokenizer_baseline.py): sentencepiece over
+bytes mapped 1:1 to U+0000..U+00FF, identity normalisation, newline as a user-defined piece, byte
 fallback; lossless on any bytes."""
 from __future__ import annotations
 

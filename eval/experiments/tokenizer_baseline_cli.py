@@ -1,7 +1,7 @@
-"""`scratchpad eval tokenizer`: the tokenizer baseline, a sentencepiece BPE tokenizer trained on a sample of the training corpus and
-the same trunk (the scratchpad package's `Stack` of a preset's trunk mixers and width) trained over
-its tokens; BPB is counted per byte (total token NLL / bytes), so it sits on the same axis as the
-byte-level models.
+"""`scratchpad eval tokenizer`: train the tokenizer baseline, a sentencepiece BPE tokenizer trained on
+a sample of the training corpus and the same trunk (the scratchpad package's `Stack` of a preset's
+trunk mixers and width) trained over its tokens; BPB is counted per byte (total token NLL / bytes),
+so it sits on the same axis as the byte-level models.
 
     scratchpad eval tokenizer --data /work/data/text --out runs/tok --preset byte --time-budget 20m
 
