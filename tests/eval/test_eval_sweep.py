@@ -7,6 +7,7 @@ import math
 import pytest
 
 from eval.engine_check import engine_check, engine_sample
+from eval.experiments import sweep
 from eval.experiments.sweep_cli import main
 from eval.report import have_matplotlib
 from eval.windows import eval_bytes
@@ -94,3 +95,18 @@ def test_sweep_bad_rates(assets, tmp_path, cli, user_error, bad):
 def test_sweep_refuses_model_without_scratchpads(assets, tmp_path, cli, user_error):
     code, _, err = cli(main, ["--model", assets["models"]["tiny-byte"], "--data", assets["corpus"], "--out", tmp_path])
     user_error(code, err, "no scratchpads")
+
+
+def test_sweep_runs_from_python_quietly_and_matches_the_command(assets, tmp_path, cli, read_report, capsys):
+    """eval.experiments.sweep.run is the experiment without the command: it parses nothing, writes
+    nothing and prints nothing unless given a log, and its JSON is what the command writes."""
+    model = load_model(assets["models"]["tiny-sp-fixed-p4"]).float().eval()
+    arr, data = eval_bytes(assets["corpus"], "val", 4 * W + 1, W)
+    res = sweep.run(model, "tiny", arr, data, W, taus=[math.inf, 1.0], engine_bytes=16)
+    assert capsys.readouterr() == ("", "") and not any(tmp_path.iterdir())
+    assert [r["threshold"] for r in res.rows] == [math.inf, 1.0] and res.engine_check["all_agree"]
+    code, _, err = cli(main, ["--model", assets["models"]["tiny-sp-fixed-p4"], "--data", assets["corpus"], "--window", W,
+                              "--thresholds", "inf,1", "--engine-bytes", 16, "--max-bytes", 4 * W + 1, "--out", tmp_path])
+    assert code == 0, err
+    written = read_report(tmp_path / "sweep.json")["rows"]
+    assert [r["bpb"] for r in written] == pytest.approx([r["bpb"] for r in res.rows], rel=1e-12)
