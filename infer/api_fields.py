@@ -97,6 +97,14 @@ def sampling(body: dict, max_tokens_keys: tuple, max_tokens_limit: int) -> dict:
 API_PARAMS = {"tau": "entropy_threshold", "every": "scratch_every", "rate": "scratchpad_budget"}
 
 
+def checked(check, *args):
+    """check(*args), a bad trigger value (TriggerError) becoming a 400 that names the JSON field."""
+    try:
+        return check(*args)
+    except TriggerError as e:
+        raise ApiError(400, f"'{API_PARAMS[e.field]}' {e.reason}", API_PARAMS[e.field]) from None
+
+
 def triggers(body: dict, cfg) -> tuple[Trigger, float | None]:
     """(the trigger, a budget or None) from the extension fields: `entropy_threshold` a number or
     "inf" (default 1.5), or `scratchpad_budget` a fraction of the bytes (then tau stays inf until
@@ -111,11 +119,8 @@ def triggers(body: dict, cfg) -> tuple[Trigger, float | None]:
     if budget is not None:
         budget = number(body, "scratchpad_budget", None)
     every = number(body, "scratch_every", 0, integer=True)
-    try:
-        if budget is not None:
-            check_rate(budget)
-        trigger = Trigger(tau, every)
-        trigger.for_model(cfg)
-    except TriggerError as e:
-        raise ApiError(400, f"'{API_PARAMS[e.field]}' {e.reason}", API_PARAMS[e.field]) from None
+    if budget is not None:
+        checked(check_rate, budget)
+    trigger = checked(Trigger, tau, every)
+    checked(trigger.for_model, cfg)
     return trigger, budget

@@ -24,12 +24,18 @@ def parse_threshold(text, flag: str = "--entropy-threshold") -> float:
         raise cli_error(e, {"tau": flag}) from None
 
 
+def check_calibration(prompt: bytes, rate) -> float:
+    """A rate that a prompt can calibrate: in [0, 1], and a prompt of 2 bytes or more unless 0."""
+    if check_rate(rate) and len(prompt) < 2:
+        raise TriggerError("rate", "calibrates on the prompt; give a prompt of at least 2 bytes")
+    return rate
+
+
 def prompt_trigger(model, prompt: bytes, rate, every: int = 0) -> Trigger:
     """The trigger at which about a fraction `rate` of the prompt's bytes (all of them, the model's
     last max_seq_len) would fire (Trigger.from_rate, scratchpad.rate defines the rate), plus the
     stride `every`."""
-    if check_rate(rate) and len(prompt) < 2:
-        raise TriggerError("rate", "calibrates on the prompt; give a prompt of at least 2 bytes")
+    check_calibration(prompt, rate)
     x = torch.tensor(list(prompt[-model.cfg.max_seq_len:]), dtype=torch.long)
     return Trigger.from_rate(model, [x.unsqueeze(0)], rate, every)
 

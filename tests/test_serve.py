@@ -81,6 +81,8 @@ def test_a_disconnect_frees_the_slot(model):
     (json.dumps({"model": NAME, "prompt": "x", "scratch_every": -1}).encode(), 400, "scratch_every"),
     (json.dumps({"model": NAME, "prompt": "x", "scratch_every": 2.5}).encode(), 400, "scratch_every"),
     (json.dumps({"model": NAME, "prompt": "x", "scratch_every": "4"}).encode(), 400, "scratch_every"),
+    (json.dumps({"model": NAME, "prompt": "xy", "scratchpad_budget": 1.5}).encode(), 400, "scratchpad_budget"),
+    (json.dumps({"model": NAME, "prompt": "x", "scratchpad_budget": 0.3}).encode(), 400, "scratchpad_budget"),
     (json.dumps({"model": NAME, "prompt": "x" * 600}).encode(), 400, "prompt"),
     (json.dumps({"model": NAME, "prompt": 5}).encode(), 400, "prompt"),
     (json.dumps({"model": NAME, "prompt": "x", "temperature": -1}).encode(), 400, "temperature"),
