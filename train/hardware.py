@@ -8,6 +8,8 @@ known for the GPUs in PEAK_TFLOPS (dense, no sparsity); elsewhere MFU is left ou
 """
 from __future__ import annotations
 
+import os
+
 import torch
 
 # dense peak TFLOP/s by (device-name substring, dtype): NVIDIA data sheets, SXM parts
@@ -45,3 +47,11 @@ def peak_flops(device: torch.device, dtype: str) -> float | None:
         if part in name and dt == dtype:
             return tflops * 1e12
     return None
+
+
+def machine_load() -> dict:
+    """The cores this process may run on and the machine's 1/5/15-minute load averages, for the
+    training log: a wall-clock comparison is only as fair as the load it ran under."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    load = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    return dict(cores=cores, cpu_count=os.cpu_count(), loadavg=load)

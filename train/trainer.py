@@ -54,7 +54,7 @@ from train.loss import LossModule, unused_parameters, validation_bpb
 from train.data import ByteCorpus, batch_generator, seed_model_rng
 from train.dist import Dist
 from scratchpad.precision import check_dtype, compile_module, compile_problem
-from train.hardware import peak_flops, peak_memory_bytes, reset_peak_memory
+from train.hardware import machine_load, peak_flops, peak_memory_bytes, reset_peak_memory
 from train.loop import NonFinite, StepLoop
 from train.optim import make_optimizer, schedule_warning
 from train.state import (BEST, LAST, LOG_FILE, STATE_FILE, params_hash, read_saved_args, read_saved_world,
@@ -267,14 +267,15 @@ class Trainer:
             if dist.main and prev_world not in (None, dist.world):
                 self.print(f"note: the checkpoint was written by {prev_world} process(es), this run has {dist.world}; "
                            f"the data order differs from an uninterrupted run")
-            self.log("resume", step=step, time=datetime.now(timezone.utc).isoformat(timespec="seconds"), world_size=dist.world)
+            self.log("resume", step=step, time=datetime.now(timezone.utc).isoformat(timespec="seconds"), world_size=dist.world,
+                     **machine_load())
         else:
             self.log("start", time=datetime.now(timezone.utc).isoformat(timespec="seconds"), args=a.to_dict(),
                      config=model.cfg.to_dict(), params=n_params, world_size=dist.world, device=str(dev),
                      device_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
                      peak_flops=peak, threads=torch.get_num_threads(), train_bytes=len(corpus.train),
                      val_bytes=len(corpus.val), val_windows=len(self.val_offsets), unused_parameters=unused,
-                     manifest=corpus.manifest if isinstance(corpus.manifest, dict) else None)
+                     manifest=corpus.manifest if isinstance(corpus.manifest, dict) else None, **machine_load())
         if dist.main:
             what = f"{a.steps} steps" if a.steps else ""
             if a.time_budget:
@@ -364,7 +365,7 @@ class Trainer:
             self._save(step)
         final_hashes = dist.gather(params_hash(model)) if dist.enabled else None
         self.log("end", step=step, reason=stop_reason, elapsed=round(self.elapsed, 3), bytes=self.bytes_seen,
-                 flops=self.flops_spent,
+                 flops=self.flops_spent, **machine_load(),
                  best_step=self.best_step, **{f"best_{self.metric_name}": None if math.isinf(self.best_val) else self.best_val},
                  **{k: v for k, v in (self.last_eval or {}).items() if k != "step"},
                  **({"replica_hashes": final_hashes} if final_hashes else {}))

@@ -66,7 +66,8 @@ def summarise_run(preset: str, run: Path, val, a) -> dict:
                trainer_metric=next((k[len("best_"):] for k in end if k.startswith("best_val")), None),
                trainer_best_val_bpb=next((v for k, v in end.items() if k.startswith("best_val")), None),
                scratchpad=cfg.scratchpad, patcher=cfg.patcher, patch_size=cfg.patch_size, pooling=cfg.pooling,
-               decoder=cfg.decoder)
+               decoder=cfg.decoder, started=start.get("time"), cores=start.get("cores"),
+               load_start=(start.get("loadavg") or [None])[0], load_end=(end.get("loadavg") or [None])[0])
     with torch.no_grad():
         ev = evaluate(model, val, W, math.inf, a.eval_batch)
         row.update(val_bpb=ev.bpb, val_bytes=ev.events.bytes, **_acc(cfg, ev, ""))

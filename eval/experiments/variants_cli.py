@@ -16,6 +16,7 @@ Writes variants.md, variants.json, variants.png into --out.
 from __future__ import annotations
 
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -37,14 +38,28 @@ def plot_variants(out: Path, rows: list[dict], budget: str) -> str | None:
                    logx=True)
 
 
+def cores(rows: list[dict]) -> str:
+    """The cores the variants trained on, as logged ("not logged" for runs from before the trainer logged them)."""
+    seen = sorted({tuple(r["cores"]) for r in rows if r.get("cores")})
+    return ", ".join(str(list(c)) for c in seen) or "(not logged)"
+
+
+def load_span(row: dict) -> str:
+    """The 1-minute load average when the variant started and ended training (logged by the trainer)."""
+    if row.get("load_start") is None:
+        return "not logged"
+    return f"{row['load_start']:.1f} → {row['load_end']:.1f}" if row.get("load_end") is not None else f"{row['load_start']:.1f}"
+
+
 def render(res: VariantsResult, out: Path) -> None:
     """variants.md, variants.json and variants.png into out."""
     a, rows, result = res.plan, res.rows, res.json()
     head = ["variant", "params", "steps", "ms/step", "× A", "best val BPB (trainer)", "val BPB (τ=∞)", f"val BPB (τ={SP_TAU})",
-            "FLOPs × byte", "KV × byte", "causality", "study (published)"]
+            "FLOPs × byte", "KV × byte", "causality", "trained from (UTC)", "load start → end", "study (published)"]
     body = [[r["preset"], r["params"], r["steps"], r["ms_per_step"], r.get("ms_per_step_vs_A"), r.get("trainer_best_val_bpb"),
              r["val_bpb"], r.get("val_bpb_sp"), r.get("flops_ratio_vs_byte_sp", r.get("flops_ratio_vs_byte")),
-             r.get("kv_ratio_vs_byte"), r["causality"], (r.get("published") or {}).get("text", "-")] for r in rows]
+             r.get("kv_ratio_vs_byte"), r["causality"], (r.get("started") or "-")[11:16] or "-", load_span(r),
+             (r.get("published") or {}).get("text", "-")] for r in rows]
     a_row = next((r for r in rows if base_name(r["preset"]) == "study-A-fixed-mean"), None)
     e_row = next((r for r in rows if base_name(r["preset"]) == "study-E-full-bytes"), None)
     claims = []
@@ -61,7 +76,10 @@ def render(res: VariantsResult, out: Path) -> None:
         f"{a.seq_len or 'min(1024, max_seq_len)'}), device {result['device']}. Our val BPB: the first {res.eval_bytes:,} bytes of "
         "val.bin in non-overlapping windows of the training length, each scored fully from an empty context. "
         "'best val BPB (trainer)' is the trainer's own metric on its validation windows (τ=1.5 for scratchpad presets). "
-        "FLOPs/KV × byte: inference accounting against the byte-level baseline of equal trunk (at τ=1.5 for scratchpad presets).",
+        "FLOPs/KV × byte: inference accounting against the byte-level baseline of equal trunk (at τ=1.5 for scratchpad presets). "
+        f"Machine: the trainer's process ran on cores {cores(rows)} of {os.cpu_count()}; 'load' is the machine's 1-minute load "
+        "average when each variant started and ended training, from its training log: at equal wall clock, a variant "
+        "that trained beside heavier load got fewer steps.",
         table(head, body),
         "\n\n".join(claims),
         "The study ran on a GPU for 20 minutes per variant; numbers from a short CPU run are a quick look, not a "

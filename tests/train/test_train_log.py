@@ -36,6 +36,10 @@ def test_log_separates_the_loss_parts_and_names_the_eval_tau(corpus, tmp_path, c
     assert "val bpb at tau=inf" in stdout and "at tau=1.5" in stdout
     start = events(out, "start")[0]
     assert start["args"]["dtype"] == "fp32" and start["args"]["compile"] is False
+    end = events(out, "end")[0]
+    for e in (start, end):  # the load a run trained under, for wall-clock comparisons
+        assert e["cores"] == sorted(os.sched_getaffinity(0)) and e["cpu_count"] == os.cpu_count()
+        assert len(e["loadavg"]) == 3 and all(v >= 0 for v in e["loadavg"])
 
 
 def test_no_warmup_warning_when_warmup_fits(corpus, tmp_path, capsys):
