@@ -2,7 +2,6 @@
 (run as a real subprocess), output piped into `head` ends quietly, help is complete."""
 import subprocess
 import sys
-import time
 
 import pytest
 

@@ -138,8 +138,8 @@ def main(argv=None) -> int:
                f"server and streaming clients in one process on 127.0.0.1, {args.threads} torch thread(s), greedy, "
                f"tau = {tau:g}" + (f", a scratchpad at every k-th byte of a patch (k = {args.scratch_every})"
                                    if args.scratch_every else "") + ". TTFB = request sent "
-               f"to first streamed byte (includes queueing and prefill); inter-byte = gap between streamed "
-               f"events per byte.")
+               "to first streamed byte (includes queueing and prefill); inter-byte = gap between streamed "
+               "events per byte.")
         body = table(["clients", "requests", "bytes/s (aggregate)", "TTFB p50 ms", "TTFB p99 ms",
                       "inter-byte p50 ms", "inter-byte p99 ms", "errors"],
                      [[r["clients"], r["requests"], r["aggregate_bytes_per_second"], r["ttfb_ms_p50"], r["ttfb_ms_p99"],
