@@ -1,5 +1,6 @@
-"""Generation engine: runner (prefill, static decode step), scheduler (continuous batching over
-fixed slots), sequences, device-side sampling, paged trunk KV, the `generate` and `serve` CLIs."""
+"""Generation engine: runner (how the model's per-byte step runs: eager, compiled, CUDA graphs),
+scheduler (continuous batching over fixed slots), sequences, device-side sampling, the `generate`
+and `serve` CLIs. The decode math and state are the model's (scratchpad/decode.py, step.py)."""
 from infer.engine import Engine
 from infer.sequence import Generation, Request
 

@@ -1,11 +1,12 @@
-"""The generation engine: the public face of runner (model steps), scheduler (continuous
-batching over fixed slots) and sequences (requests).
+"""The generation engine: the public face of runner (how the model's step runs), scheduler
+(continuous batching over fixed slots) and sequences (requests).
 
     engine = Engine(model)                      # model in eval mode; the engine never changes it
     engine.generate("Once upon a time", max_bytes=64, threshold=1.5)
-    engine.generate([b"abc", "def"], temperature=0.8, seed=1)
+    engine.generate([b"abc", "def"], temperature=0.8, seed=1, scratch_every=4)
 
-A model trained without scratchpads (cfg.scratchpad False) never runs them: tau has no effect.
+threshold and scratch_every enter as one Trigger (scratchpad/trigger.py), checked once. A model
+trained without scratchpads (cfg.scratchpad False) never runs them: the trigger has no effect.
 """
 from __future__ import annotations
 
