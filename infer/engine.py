@@ -103,7 +103,7 @@ class Engine:
         for b, n in enumerate(starts):
             if n == 0:
                 st.reset(b)
-                st.set_trigger(b, trigger)
+                st.trigger.set(b, trigger)
                 st.active[b] = True
         for t in range(min(starts), T):
             for b, n in enumerate(starts):

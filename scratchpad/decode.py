@@ -7,7 +7,8 @@
 A slot holds one sequence at a time; the step runs every slot (a free slot steps on garbage
 nobody reads). Every cache type owns its tensors and its per-slot reset: SSMState and
 AttentionCache (mixers), PagedCache and the shared PageTable (kv_pages: the trunk's attention
-layers, one entry per committed patch), PatcherState.
+layers, one entry per committed patch), PatcherState; and each slot's trigger is a row of
+TriggerRows (scratchpad/trigger.py).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import torch
 from scratchpad.accounting import Events, row_events
 from scratchpad.kv_pages import PagedCache, PageTable
 from scratchpad.patchers import PatcherState
-from scratchpad.trigger import Trigger
+from scratchpad.trigger import Trigger, TriggerRows
 
 # rows of DecodeState.counts: Events.COUNTS (bytes, commits, scratchpads, keys, aux)
 ROW = {name: i for i, name in enumerate(Events.COUNTS)}
@@ -37,8 +38,7 @@ class DecodeState:
     ctx: torch.Tensor          # [B, d_model] latest usable trunk output (start vector at first)
     start: torch.Tensor        # [d_model] the start vector a reset slot's ctx begins from
     counts: torch.Tensor       # [5, B] long: each slot's Events since its last load (rows: ROW)
-    tau: torch.Tensor          # [B] entropy threshold per slot (inf: no entropy trigger)
-    every: torch.Tensor        # [B] long: a scratchpad at every k-th byte of a patch (0: none)
+    trigger: TriggerRows       # each slot's trigger (tau, every [B]; off: no scratchpads)
     active: torch.Tensor       # [B] bool, the slot holds a sequence
     logits: torch.Tensor       # [B, 256] next-byte logits of each slot
 
@@ -57,7 +57,7 @@ class DecodeState:
 
     def tensors(self) -> list[torch.Tensor]:
         """Every tensor the step reads or writes, except the paged KV pools (see PagedCache.tensors)."""
-        own = [self.pool_ring, self.coord_ring, self.ctx, self.counts, self.tau, self.every, self.active, self.logits]
+        own = [self.pool_ring, self.coord_ring, self.ctx, self.counts, self.active, self.logits, *self.trigger.tensors()]
         return own + [t for c in self.caches() for t in c.tensors()]
 
     def reset(self, slot: int):
@@ -66,11 +66,8 @@ class DecodeState:
             cache.reset(slot)
         self.pool_ring[slot], self.coord_ring[slot], self.counts[:, slot], self.logits[slot] = 0, 0, 0, 0
         self.ctx[slot] = self.start
-        self.set_trigger(slot, Trigger())
+        self.trigger.reset(slot)
         self.active[slot] = False
-
-    def set_trigger(self, slot: int, trigger: Trigger):
-        self.tau[slot], self.every[slot] = trigger.tau, trigger.every
 
     def events(self, slot: int) -> Events:
         """What the slot ran since its last load (or reset)."""
@@ -101,8 +98,7 @@ def allocate_state(model, slots: int, device=None, dtype=None, page: int = 16, p
         ctx=start.expand(slots, -1).clone(),
         start=start,
         counts=counts,
-        tau=torch.full((slots,), float("inf"), device=device, dtype=dtype),
-        every=torch.zeros(slots, dtype=torch.long, device=device),
+        trigger=TriggerRows.allocate(slots, device, dtype),
         active=torch.zeros(slots, dtype=torch.bool, device=device),
         logits=torch.zeros(slots, 256, device=device, dtype=dtype),
     )
@@ -141,6 +137,6 @@ def load_state(model, state: DecodeState, slot: int, prompt: torch.Tensor, trigg
     ev = Events(bytes=n, commits=commits, scratchpads=int(scratchpads), keys=int(keys),
                 aux=n if cfg.aux_runs(trigger.entropy) else 0)
     st.counts[:, slot] = torch.tensor(list(ev.counts().values()), device=st.ctx.device)
-    st.set_trigger(slot, trigger)
+    st.trigger.set(slot, trigger)
     st.logits[slot] = out.logits[0, -1]
     st.active[slot] = True

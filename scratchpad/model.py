@@ -26,7 +26,7 @@ from scratchpad.layers import RMSNorm, entropy_nats
 from scratchpad.patchers import Boundaries, Patcher
 from scratchpad.pooling import Pooling, gather_spans
 from scratchpad.step import ByteStep
-from scratchpad.trigger import Trigger, fires
+from scratchpad.trigger import Trigger, TriggerRows
 from scratchpad.vocab import VOCAB_SIZE
 
 
@@ -76,17 +76,6 @@ def open_lengths(ends: torch.Tensor) -> torch.Tensor:
     after_end = torch.cat([torch.zeros_like(ends[:, :1]), ends[:, :-1]], 1)
     start = torch.where(after_end, t, torch.zeros_like(t)).cummax(1).values
     return t - start + 1
-
-
-def check_trigger(field: str, value):
-    """Check a per-call trigger setting (field "tau" or "every"; a number, a list of them, or a
-    per-row tensor) through Trigger, in eager mode (a compiled forward is not broken up for it)."""
-    if torch.compiler.is_compiling():
-        return
-    if torch.is_tensor(value):
-        value = value.reshape(-1).tolist()
-    for v in value if isinstance(value, (list, tuple)) else [value]:
-        Trigger(**{field: v})
 
 
 def take(x, idx):
@@ -154,15 +143,7 @@ class ScratchpadLM(nn.Module):
             return scratchpad_mask.bool() & ~ends
         if not self.cfg.scratchpad:  # a model trained without scratchpads never fires one
             return torch.zeros_like(ends)
-        check_trigger("tau", threshold)
-        check_trigger("every", every)
-        tau = torch.as_tensor(math.inf if threshold is None else threshold, dtype=entropy.dtype, device=entropy.device)
-        k = torch.as_tensor(0 if every is None else every, dtype=torch.long, device=ends.device)
-        if tau.dim():  # per row: [B] -> [B, 1] against [B, T]
-            tau = tau.view(-1, 1)
-        if k.dim():
-            k = k.view(-1, 1)
-        return fires(entropy, open_lengths(ends), tau, k) & ~ends
+        return TriggerRows.of(threshold, every, entropy).fires(entropy, open_lengths(ends)) & ~ends
 
     def sample_thresholds(self, batch: int, generator=None, device=None) -> torch.Tensor:
         """Training thresholds per row: uniform in the configured range, sometimes inf (plain patching)."""
@@ -259,7 +240,7 @@ class ScratchpadLM(nn.Module):
         """One byte x [B] for every slot -> logits [B, 256] (scratchpad/step.py). run_aux: whether
         the aux stack runs (None: where this model needs it for the active slots' triggers)."""
         if run_aux is None:
-            run_aux = self.cfg.aux_runs(bool((state.tau.isfinite() & state.active).any()))
+            run_aux = self.cfg.aux_runs(bool((state.trigger.entropy & state.active).any()))
         return ByteStep(self)(x, state, run_aux)
 
     def pool_spans(self, h, start, end, patch_index, coord):

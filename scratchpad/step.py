@@ -2,8 +2,8 @@
 for every slot at once, equal to the parallel forward at the same positions.
 
     front  encoder step -> aux entropy (when run_aux) -> patcher -> pooling-feature ring;
-           which slots commit (the byte closes a patch) or scratch (H > the slot's tau, or the
-           slot's every-k-th byte of a patch)
+           which slots commit (the byte closes a patch) or scratch (the slot's trigger fires:
+           state.trigger, scratchpad/trigger.py)
     trunk  one trunk pass for all slots: the write mask lets SSM states and KV advance where a
            slot commits; elsewhere the pass is transient; ctx takes the output where needed
     back   decoder step -> head -> state.logits; the slots' event counters
@@ -22,7 +22,6 @@ import torch
 
 from scratchpad.decode import ROW, DecodeState
 from scratchpad.layers import entropy_nats
-from scratchpad.trigger import fires
 
 
 class Front(NamedTuple):
@@ -60,7 +59,7 @@ class ByteStep:
         m, st = self.model, state
         h = m.encoder.decode(m.embed(x), st.encoder)
         aux_h = m.aux.decode(h, st.aux) if run_aux else None
-        entropy = entropy_nats(m.aux_logits(aux_h)) if run_aux else torch.zeros_like(st.tau)
+        entropy = entropy_nats(m.aux_logits(aux_h)) if run_aux else torch.zeros_like(st.trigger.tau)
         open_len = st.patcher.length + 1
         ends, coord, prob = m.patcher.step(x, h, entropy, st.patcher)
         ends = ends & st.active
@@ -68,7 +67,7 @@ class ByteStep:
         ring_pos = st.counts[ROW["bytes"]] % self.cfg.longest_patch
         st.pool_ring[rows, ring_pos] = m.pooling.features(h)
         self.keep_coord(st, rows, ring_pos, coord)
-        scratch = fires(entropy, open_len, st.tau, st.every) & ~ends & st.active
+        scratch = st.trigger.fires(entropy, open_len) & ~ends & st.active
         return Front(h, aux_h, ends, scratch, ends | scratch, prob, open_len, ring_pos)
 
     def trunk(self, state: DecodeState, f: Front):

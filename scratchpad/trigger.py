@@ -8,8 +8,12 @@ Every door (the CLIs, the server, the Python API, the parallel forward) builds a
 the checks run once, in its constructor; a bad value raises TriggerError, which names the field
 so that each door can say it in its own words (a flag, a JSON field). The checks that depend on
 a model (a stride within its longest patch; no scratchpads for a model trained without them)
-are `for_model`. `fires` is the one rule of where it fires, in the parallel forward and in the
-decode step (which keeps a trigger per slot: the tau, every rows of its decode state).
+are `for_model`. TriggerRows holds a trigger per row as tensors: the decode state's slots
+(`set`, `reset`, `tensors` for the static step's buffers) and the parallel forward's rows
+(`of`); its `fires` is the one rule of where a trigger fires, in both.
+
+A new trigger kind touches this file (a Trigger field and its check, a TriggerRows row, its term
+in `fires`) and the doors that set it (a CLI flag, a JSON field); nothing in between.
 """
 from __future__ import annotations
 
@@ -17,6 +21,8 @@ import math
 import operator
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+import torch
 
 from scratchpad.errors import UserError
 from scratchpad.rate import rate_thresholds
@@ -68,14 +74,6 @@ def tau_json(tau: float):
     return tau if math.isfinite(tau) else "inf"
 
 
-def fires(entropy, open_len, tau, every):
-    """Where a trigger fires (the caller leaves out patch ends, where the commit serves): the aux
-    entropy above tau, or the open patch's length (this byte included) a multiple of every > 0.
-    The one rule of the parallel forward (entropy, open_len [B, T]; tau, every [B, 1]) and of the
-    decode step (all [B], per slot)."""
-    return (entropy > tau) | ((every > 0) & (open_len % every.clamp(min=1) == 0))
-
-
 @dataclass(frozen=True)
 class Trigger:
     tau: float = math.inf  # entropy threshold (nats); inf = no entropy trigger
@@ -119,3 +117,59 @@ class Trigger:
         long byte tensors) fire (scratchpad.rate defines the rate), plus the stride `every`."""
         rate = check_rate(rate)
         return cls(math.inf if rate == 0 else rate_thresholds(model, inputs, [rate])[0], every)
+
+
+@dataclass
+class TriggerRows:
+    """A trigger per row: per slot in the decode state (tau, every [B]), or per row of the
+    parallel forward against [B, T] (scalars, or [B, 1])."""
+    tau: torch.Tensor    # entropy threshold (nats; inf: no entropy trigger)
+    every: torch.Tensor  # long: a scratchpad at every k-th byte of a patch (0: none)
+
+    @classmethod
+    def allocate(cls, slots: int, device, dtype) -> TriggerRows:
+        """`slots` rows, every one off."""
+        return cls(torch.full((slots,), math.inf, device=device, dtype=dtype),
+                   torch.zeros(slots, dtype=torch.long, device=device))
+
+    @classmethod
+    def of(cls, threshold, every, entropy: torch.Tensor) -> TriggerRows:
+        """The forward's per-call values, each checked through Trigger (threshold: a number, inf,
+        None or [B]; every: k, None or [B]) -> rows against entropy [B, T]."""
+        _check("tau", threshold)
+        _check("every", every)
+        tau = torch.as_tensor(math.inf if threshold is None else threshold, dtype=entropy.dtype, device=entropy.device)
+        k = torch.as_tensor(0 if every is None else every, dtype=torch.long, device=entropy.device)
+        return cls(tau.view(-1, 1) if tau.dim() else tau, k.view(-1, 1) if k.dim() else k)
+
+    def set(self, slot: int, trigger: Trigger):
+        self.tau[slot], self.every[slot] = trigger.tau, trigger.every
+
+    def reset(self, slot: int):
+        self.set(slot, Trigger())
+
+    def tensors(self) -> list[torch.Tensor]:
+        """The rows' tensors (a captured step reads them in place)."""
+        return [self.tau, self.every]
+
+    @property
+    def entropy(self) -> torch.Tensor:
+        """[B] bool: the rows whose entropy trigger runs (a finite tau)."""
+        return self.tau.isfinite()
+
+    def fires(self, entropy: torch.Tensor, open_len: torch.Tensor) -> torch.Tensor:
+        """Where the trigger fires (the caller leaves out patch ends, where the commit serves): the
+        aux entropy above tau, or the open patch's length (this byte included) a multiple of
+        every > 0. entropy, open_len: [B] in decode, [B, T] in the forward -> bool, same shape."""
+        return (entropy > self.tau) | ((self.every > 0) & (open_len % self.every.clamp(min=1) == 0))
+
+
+def _check(field: str, value):
+    """Check a per-call setting (a number, a list of them or a per-row tensor) through Trigger, in
+    eager mode (a compiled forward is not broken up for it)."""
+    if torch.compiler.is_compiling():
+        return
+    if torch.is_tensor(value):
+        value = value.reshape(-1).tolist()
+    for v in value if isinstance(value, (list, tuple)) else [value]:
+        Trigger(**{field: v})

@@ -34,7 +34,7 @@ def poisoned_step(runner):
 
     def faulty(x):
         st = runner.state
-        if bool(((st.tau == POISON_TAU) & st.active).any()):
+        if bool(((st.trigger.tau == POISON_TAU) & st.active).any()):
             raise RuntimeError("injected fault in the batched step")
         return step(x)
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from scratchpad import ModelConfig, UserError, build_model
-from scratchpad.trigger import TAU_MAX, Trigger, TriggerError, check_rate
+from scratchpad.model import open_lengths
+from scratchpad.trigger import TAU_MAX, Trigger, TriggerError, TriggerRows, check_rate
 
 
 @pytest.mark.parametrize("tau, want", [(None, math.inf), ("inf", math.inf), (" Off ", math.inf), ("none", math.inf),
@@ -73,3 +74,37 @@ def test_trigger_is_one_immutable_value():
     assert t == Trigger("1.5", 4) and t.entropy and not Trigger(every=4).entropy
     assert t.json() == {"entropy_threshold": 1.5, "scratch_every": 4}
     assert Trigger().json() == {"entropy_threshold": "inf", "scratch_every": 0}
+
+
+def test_trigger_rows_fire_per_slot_as_the_forward_does_and_reset_turns_a_slot_off():
+    """Three slots with their own trigger, stepped byte by byte, fire where the parallel forward's
+    mask at the same per-row values does, and that is the rule written out by hand."""
+    F_, T_ = False, True
+    entropy = torch.tensor([[0.5, 1.5, 0.2, 2.5, 1.0, 1.2],   # 1.0 = tau: not above it
+                            [0.5, 1.5, 0.2, 2.5, 1.0, 1.2],
+                            [0.0, 0.0, 3.0, 0.0, 0.0, 0.0]])
+    ends = torch.tensor([[F_, F_, F_, T_, F_, F_]] * 2 + [[F_] * 6])
+    triggers = [Trigger(1.0), Trigger(every=3), Trigger(2.0, 4)]
+    want = torch.tensor([[F_, T_, F_, F_, F_, T_],    # H > 1, never at the end (byte 3)
+                         [F_, F_, T_, F_, F_, F_],    # 3rd byte of a patch (byte 3 ends one)
+                         [F_, F_, T_, T_, F_, F_]])   # H > 2 at byte 2, 4th byte of the patch at 3
+    model = build_model(ModelConfig.preset("tiny-sp-fixed-p4"))
+    tau = torch.tensor([t.tau for t in triggers])
+    every = torch.tensor([t.every for t in triggers])
+    assert torch.equal(model.scratch_mask(entropy, ends, tau, None, every), want)
+
+    rows = TriggerRows.allocate(3, "cpu", torch.float32)
+    for slot, trigger in enumerate(triggers):
+        rows.set(slot, trigger)
+    open_len = open_lengths(ends)
+
+    def stepped():  # the decode step's call, one byte for every slot at a time -> [3, 6]
+        return torch.stack([rows.fires(entropy[:, t], open_len[:, t]) & ~ends[:, t] for t in range(6)], 1)
+
+    assert torch.equal(stepped(), want) and rows.entropy.tolist() == [True, False, True]
+    rows.reset(1)
+    rows.reset(2)
+    fresh = TriggerRows.allocate(3, "cpu", torch.float32)
+    assert all(torch.equal(a[1:], b[1:]) for a, b in zip(rows.tensors(), fresh.tensors()))
+    assert torch.equal(stepped(), want * torch.tensor([[True], [False], [False]]))
+    assert rows.entropy.tolist() == [True, False, False]
