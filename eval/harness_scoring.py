@@ -17,10 +17,9 @@ import torch
 
 from eval.windows import DEFAULT_WINDOW_CAP
 from infer.engine import Engine
-from infer.options import tau_json
 from scratchpad.accounting import Events, per_byte, row_events
 from scratchpad.errors import UserError
-from scratchpad.trigger import Trigger
+from scratchpad.trigger import Trigger, tau_json
 from scratchpad.vocab import DOCUMENT_SEPARATOR
 
 BEGIN = bytes([DOCUMENT_SEPARATOR])

@@ -30,11 +30,11 @@ from eval.headless import DevTools, find_browser, page_url
 from eval.loading import load_eval_model
 from eval.report import jsonable
 from eval.show_data import RUN_TAUS, cost_numbers, lag_profile, run_summary, view_text
-from infer.options import parse_threshold, tau_json
+from infer.options import parse_threshold
 from infer.playground import BYTE_GLYPHS_JS
 from scratchpad.errors import UserError, run_cli
 from scratchpad.flags import THRESHOLD_FLAGS, Parser, add_scratch_every_flag, add_threads_flag, describe
-from scratchpad.trigger import DEFAULT_TAU as DEFAULT_THRESHOLD
+from scratchpad.trigger import DEFAULT_TAU, tau_json
 
 MAX_BYTES = 1 << 16          # the largest text a page holds (about 2 MB of HTML)
 BINARY_FRACTION = 0.10       # more non-text bytes than this: refused unless --binary
@@ -46,7 +46,7 @@ def parse_args(argv):
     ap.add_argument("text", nargs="?", help="the text to show ('-' = read stdin); or use --file")
     ap.add_argument("--file", metavar="F", help="read the text from a file ('-' = stdin)")
     ap.add_argument("--model", help="model folder or training --out folder (default: the packaged default model)")
-    ap.add_argument(*THRESHOLD_FLAGS, dest="threshold", metavar="TAU", default=str(DEFAULT_THRESHOLD),
+    ap.add_argument(*THRESHOLD_FLAGS, dest="threshold", metavar="TAU", default=str(DEFAULT_TAU),
                     help="the page's entropy threshold in nats ('inf' = none); the slider starts here")
     add_scratch_every_flag(ap)
     ap.add_argument("--out", required=True, help="the HTML page to write")

@@ -24,8 +24,8 @@ import torch.nn.functional as F
 
 from eval.lag_stats import bytes_since
 from eval.scoring import LN2, Score, accounting, score
-from infer.options import tau_json
 from scratchpad.accounting import byte_baseline, costs
+from scratchpad.trigger import tau_json
 
 RUN_TAUS = (math.inf, 3.0, 1.5, 0.0)   # τ whose bits every page carries (plus the chosen one)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from scratchpad.errors import UserError
-from scratchpad.trigger import Trigger, TriggerError, check_rate, tau_json  # noqa: F401  (tau_json: eval imports it here)
+from scratchpad.trigger import Trigger, TriggerError, check_rate
 
 CLI_FLAGS = {"tau": "--threshold", "every": "--scratch-every", "rate": "--rate"}  # a TriggerError's field -> flag
 

@@ -19,13 +19,14 @@ import torch
 from eval.cli_args import parse_counts
 from infer import Engine
 from infer.generate import DECODE_THREADS, add_eager_fallback_flag, decode_device
-from infer.options import parse_threshold, tau_json
+from infer.options import parse_threshold
 from infer.stats import decode_stats, step_stats
 from scratchpad import ModelConfig, build_model, load_model
 from scratchpad.accounting import byte_baseline
 from scratchpad.errors import UserError, run_cli
 from scratchpad.flags import (THRESHOLD_FLAGS, Parser, add_scratch_every_flag, add_threads_flag, describe, int_flag,
                               set_threads)
+from scratchpad.trigger import tau_json
 
 PROMPT = b"The history of the English language begins with the arrival of three Germanic tribes. "
 

@@ -22,10 +22,11 @@ import numpy as np
 from eval.cli_args import parse_counts
 from eval.report import out_folder, table, write_report
 from infer.generate import DECODE_THREADS
-from infer.options import parse_threshold, tau_json
+from infer.options import parse_threshold
 from scratchpad.errors import UserError, run_cli
 from scratchpad.flags import (THRESHOLD_FLAGS, Parser, add_scratch_every_flag, add_threads_flag, describe, int_flag,
                               parse_duration, set_threads)
+from scratchpad.trigger import tau_json
 
 PROMPTS = ["The history of the English language begins with ", "def fibonacci(n):\n    ", "Once upon a time, ",
            "In 1969 the first humans ", "import numpy as np\n"]

@@ -143,9 +143,9 @@ def soak_main(args, model, clients: list[int], tau: float) -> int:
     from eval.report import out_folder, table, write_report
     from infer import Engine
     from infer.openai_api import FINISH
-    from infer.options import tau_json
     from infer.serve import ServerThread, build_app
     from infer.server_app import MAX_BODY_BYTES
+    from scratchpad.trigger import tau_json
 
     n, name, every = max(clients), model.cfg.name, args.scratch_every
     engine = Engine(model)

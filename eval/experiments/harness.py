@@ -14,8 +14,8 @@ from pathlib import Path
 
 from eval.experiments.harness_report import metric_cells, per_doc
 from eval.report import fmt
-from infer.options import tau_json
 from scratchpad.errors import UserError
+from scratchpad.trigger import tau_json
 
 INSTALL = "pip install 'scratchpad-patching[harness]'"
 
