@@ -134,16 +134,16 @@ class ScratchpadLM(nn.Module):
     def head_logits(self, d):
         return self.head(self.dec_norm(d))
 
-    def scratch_mask(self, entropy, ends, threshold, scratchpad_mask, every=None):
-        """Where transient trunk steps run, never at an end: an explicit mask, or H > tau (per row)
-        or every `every`-th byte of a patch (per row; 0 = off)."""
+    def scratch_mask(self, entropy, ends, rows: TriggerRows, scratchpad_mask=None):
+        """Where transient trunk steps run, never at an end (entropy, ends [B, T] -> bool [B, T]):
+        an explicit mask, or where the rows' trigger fires (rows: scalars or [B, 1])."""
         if scratchpad_mask is not None:
             if scratchpad_mask.shape != ends.shape:
                 raise ValueError(f"scratchpad_mask shape {tuple(scratchpad_mask.shape)} != bytes {tuple(ends.shape)}")
             return scratchpad_mask.bool() & ~ends
         if not self.cfg.scratchpad:  # a model trained without scratchpads never fires one
             return torch.zeros_like(ends)
-        return TriggerRows.of(threshold, every, entropy).fires(entropy, open_lengths(ends)) & ~ends
+        return rows.fires(entropy, open_lengths(ends)) & ~ends
 
     def sample_thresholds(self, batch: int, generator=None, device=None) -> torch.Tensor:
         """Training thresholds per row: uniform in the configured range, sometimes inf (plain patching)."""
@@ -165,7 +165,6 @@ class ScratchpadLM(nn.Module):
         if trigger is not None:
             if threshold is not None or scratch_every is not None:
                 raise ValueError("give a trigger or threshold / scratch_every, not both")
-            threshold, scratch_every = trigger.tau, trigger.every
         B, T = x.shape
         if T > self.cfg.max_seq_len:
             raise ValueError(f"sequence of {T} bytes exceeds max_seq_len {self.cfg.max_seq_len}")
@@ -175,7 +174,9 @@ class ScratchpadLM(nn.Module):
         entropy = entropy_nats(aux_logits.detach())
         bnd: Boundaries = self.patcher(x, h, entropy)
         ends = bnd.ends
-        scratch = self.scratch_mask(entropy, ends, threshold, scratchpad_mask, scratch_every)
+        rows = (TriggerRows.of(threshold, scratch_every, entropy) if trigger is None
+                else TriggerRows.one(trigger, entropy))
+        scratch = self.scratch_mask(entropy, ends, rows, scratchpad_mask)
         if self.training and scratchpad_mask is None and self.cfg.train_scratch_keep < 1:
             # Train on a random subset of the triggered bytes: the same per-byte function at a
             # fraction of the trunk cost (the choice is data-independent, so it cannot leak).

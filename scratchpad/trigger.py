@@ -10,7 +10,7 @@ so that each door can say it in its own words (a flag, a JSON field). The checks
 a model (a stride within its longest patch; no scratchpads for a model trained without them)
 are `for_model`. TriggerRows holds a trigger per row as tensors: the decode state's slots
 (`set`, `reset`, `tensors` for the static step's buffers) and the parallel forward's rows
-(`of`); its `fires` is the one rule of where a trigger fires, in both.
+(`of`, `one`); its `fires` is the one rule of where a trigger fires, in both.
 
 A new trigger kind touches this file (a Trigger field and its check, a TriggerRows row, its term
 in `fires`) and the doors that set it (a CLI flag, a JSON field); nothing in between.
@@ -141,6 +141,12 @@ class TriggerRows:
         tau = torch.as_tensor(math.inf if threshold is None else threshold, dtype=entropy.dtype, device=entropy.device)
         k = torch.as_tensor(0 if every is None else every, dtype=torch.long, device=entropy.device)
         return cls(tau.view(-1, 1) if tau.dim() else tau, k.view(-1, 1) if k.dim() else k)
+
+    @classmethod
+    def one(cls, trigger: Trigger, like: torch.Tensor) -> TriggerRows:
+        """One trigger for every row (scalars of like's dtype and device)."""
+        return cls(torch.tensor(trigger.tau, dtype=like.dtype, device=like.device),
+                   torch.tensor(trigger.every, device=like.device))
 
     def set(self, slot: int, trigger: Trigger):
         self.tau[slot], self.every[slot] = trigger.tau, trigger.every

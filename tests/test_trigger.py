@@ -91,7 +91,7 @@ def test_trigger_rows_fire_per_slot_as_the_forward_does_and_reset_turns_a_slot_o
     model = build_model(ModelConfig.preset("tiny-sp-fixed-p4"))
     tau = torch.tensor([t.tau for t in triggers])
     every = torch.tensor([t.every for t in triggers])
-    assert torch.equal(model.scratch_mask(entropy, ends, tau, None, every), want)
+    assert torch.equal(model.scratch_mask(entropy, ends, TriggerRows.of(tau, every, entropy)), want)
 
     rows = TriggerRows.allocate(3, "cpu", torch.float32)
     for slot, trigger in enumerate(triggers):
