@@ -11,8 +11,6 @@ are counted over the real positions only, so FLOPs per byte are those of the byt
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
 from eval.windows import DEFAULT_WINDOW_CAP
@@ -56,8 +54,7 @@ class HarnessScorer:
             raise ValueError("HarnessScorer needs a model in eval mode")
         cfg = model.cfg
         self.model, self.cfg = model, cfg
-        trigger = Trigger(threshold, scratch_every).for_model(cfg)
-        self.tau, self.every = trigger.tau, trigger.every
+        self.trigger = Trigger(threshold, scratch_every).for_model(cfg)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise UserError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         self.batch_size = batch_size
@@ -68,7 +65,8 @@ class HarnessScorer:
         self.events = RunEvents()
 
     def settings(self) -> dict:
-        return dict(threshold=tau_json(self.tau), scratch_every=self.every, window=self.window, batch_size=self.batch_size)
+        return dict(threshold=tau_json(self.trigger.tau), scratch_every=self.trigger.every, window=self.window,
+                    batch_size=self.batch_size)
 
     def stats(self) -> dict:
         """The run so far: settings, event counts, scratchpad rate, FLOPs and KV per byte vs the byte baseline."""
@@ -104,7 +102,7 @@ class HarnessScorer:
         for b, (inp, tgt, _) in enumerate(rows):
             x[b, : len(inp)] = torch.tensor(list(inp))
             y[b, : len(tgt)] = torch.tensor(list(tgt))
-        out = self.model(x.to(device), threshold=None if math.isinf(self.tau) else self.tau, scratch_every=self.every)
+        out = self.model(x.to(device), trigger=self.trigger)
         logp = torch.log_softmax(out.logits.float(), -1).cpu()
         self._count(out, lengths)
         results = []
@@ -119,7 +117,7 @@ class HarnessScorer:
         valid = torch.arange(out.ends.shape[1]) < lengths[:, None]
         commits, scratch, keys = row_events(out.ends.cpu() & valid, out.scratch.cpu() & valid)
         n = int(lengths.sum())
-        aux = n if self.cfg.aux_runs(math.isfinite(self.tau)) else 0
+        aux = n if self.cfg.aux_runs(self.trigger.entropy) else 0
         ev = Events(bytes=n, commits=int(commits.sum()), scratchpads=int(scratch.sum()), keys=int(keys.sum()), aux=aux)
         self.events.add("loglikelihood", ev, int((lengths * (lengths + 1) // 2).sum()))
 
@@ -130,8 +128,8 @@ class HarnessScorer:
         window - max_bytes bytes (at least one) so that prompt and output fit the window."""
         keep = max(self.window - max_bytes, 1)
         prompts = [p[-keep:] for p in prompts]
-        gens = self.engine.generate(prompts, max_bytes=max_bytes, threshold=self.tau, temperature=0.0, stop=stop,
-                                    eos_byte=DOCUMENT_SEPARATOR, max_batch=self.batch_size, scratch_every=self.every)
+        gens = self.engine.generate(prompts, max_bytes=max_bytes, temperature=0.0, stop=stop,
+                                    eos_byte=DOCUMENT_SEPARATOR, max_batch=self.batch_size, trigger=self.trigger)
         for g in gens:
             self.events.add("generate_until", g.events, g.events.bytes * (g.events.bytes + 1) // 2)
         return [cut_at_stop(g.output, stop) for g in gens]

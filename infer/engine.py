@@ -57,16 +57,20 @@ class Engine:
     # whole requests ----------------------------------------------------------------------------
     def generate(self, prompts, max_bytes: int = 256, threshold=DEFAULT_TAU, temperature: float = DEFAULT_TEMPERATURE, top_k: int = 0,
                  top_p: float = 1.0, seed: int | None = None, stop=None, eos_byte: int | None = DOCUMENT_SEPARATOR,
-                 on_bytes=None, max_batch: int | None = None, scratch_every: int = 0) -> list[Generation]:
+                 on_bytes=None, max_batch: int | None = None, scratch_every: int = 0,
+                 trigger: Trigger | None = None) -> list[Generation]:
         """Generate up to max_bytes per prompt (bytes, str or a list of them). A scratchpad runs
         where the aux entropy exceeds `threshold` and, when scratch_every = k > 0, at every k-th
-        byte of a patch. Row i samples with seed + i. `on_bytes(row, bytes)` streams each new byte.
+        byte of a patch; or instead of both, at one `trigger`. Row i samples with seed + i. `on_bytes(row, bytes)` streams each new byte.
         A prompt longer than the context keeps its last bytes; generation past the context slides
         (see Generation.slides)."""
         prompts = as_prompts(prompts)
         if not prompts:
             return []
-        trigger = Trigger(threshold, scratch_every)
+        if trigger is None:
+            trigger = Trigger(threshold, scratch_every)
+        elif (threshold, scratch_every) != (DEFAULT_TAU, 0):
+            raise ValueError("give a trigger or threshold / scratch_every, not both")
         stop = [s.encode() if isinstance(s, str) else bytes(s) for s in (stop or [])]
         reqs = [Request(p, max_bytes, trigger, temperature, top_k, top_p, None if seed is None else seed + i,
                         stop, eos_byte) for i, p in enumerate(prompts)]

@@ -190,9 +190,9 @@ def main(argv=None) -> int:
     stream = Stream(args.raw) if len(prompts) == 1 and not args.json else None
     engine = Engine(model, compile=args.compile and device.type == "cpu", eager_fallback=args.eager_fallback)
     start = time.perf_counter()
-    gens = engine.generate(prompts, max_bytes=args.max_bytes, threshold=trigger.tau, temperature=args.temperature,
-                           top_k=args.top_k, top_p=args.top_p, seed=args.seed, stop=[s.encode() for s in args.stop],
-                           eos_byte=None if args.no_eos else 0, on_bytes=stream, scratch_every=trigger.every)
+    gens = engine.generate(prompts, max_bytes=args.max_bytes, temperature=args.temperature, top_k=args.top_k,
+                           top_p=args.top_p, seed=args.seed, stop=[s.encode() for s in args.stop],
+                           eos_byte=None if args.no_eos else 0, on_bytes=stream, trigger=trigger)
     seconds = time.perf_counter() - start
     slides = sum(g.slides for g in gens)
     if slides:

@@ -11,6 +11,7 @@ from infer.runner import span_bucket
 from scratchpad import ModelConfig, build_model
 from scratchpad.kv_pages import PagedCache
 from scratchpad.mixers import SSMState
+from scratchpad.trigger import Trigger
 
 
 def model_for(name, dtype=torch.float64):
@@ -131,6 +132,17 @@ def test_sampling_is_reproducible_and_stops():
     stop = a[0].output[5:7]
     c = engine.generate([b"abc"], seed=3, stop=[stop], **kw)[0]
     assert c.stop_reason == "stop_string" and c.output.endswith(stop) and len(c.output) <= 7 + 2
+
+
+def test_generate_takes_one_trigger_in_place_of_threshold_and_scratch_every():
+    engine = Engine(model_for("tiny-sp-fixed-p4", torch.float32))
+    kw = dict(max_bytes=24, temperature=0.0, eos_byte=None)
+    by_kwargs = engine.generate([b"abc"], threshold=None, scratch_every=3, **kw)[0]
+    by_trigger = engine.generate([b"abc"], trigger=Trigger(every=3), **kw)[0]
+    assert (by_trigger.output, by_trigger.events) == (by_kwargs.output, by_kwargs.events)
+    assert by_trigger.events.scratchpads > 0 == engine.generate([b"abc"], threshold=None, **kw)[0].events.scratchpads
+    with pytest.raises(ValueError, match="not both"):
+        engine.generate([b"abc"], trigger=Trigger(0.5), scratch_every=3, **kw)
 
 
 def test_prompt_longer_than_context_keeps_its_tail_and_slides():
