@@ -61,9 +61,9 @@ class Engine:
                  trigger: Trigger | None = None) -> list[Generation]:
         """Generate up to max_bytes per prompt (bytes, str or a list of them). A scratchpad runs
         where the aux entropy exceeds `threshold` and, when scratch_every = k > 0, at every k-th
-        byte of a patch; or instead of both, at one `trigger`. Row i samples with seed + i. `on_bytes(row, bytes)` streams each new byte.
-        A prompt longer than the context keeps its last bytes; generation past the context slides
-        (see Generation.slides)."""
+        byte of a patch; or instead of both, at one `trigger`. Row i samples with seed + i.
+        `on_bytes(row, bytes)` streams each new byte. A prompt longer than the context keeps its
+        last bytes; generation past the context slides (see Generation.slides)."""
         prompts = as_prompts(prompts)
         if not prompts:
             return []
