@@ -170,10 +170,9 @@ def main(argv=None) -> int:
     device = decode_device(args.device, args.dtype, args.compile)
     model = load_model(args.model, device=device).to(torch_dtype(args.dtype))
     try:
+        trigger = Trigger(tau, args.scratch_every)
         if args.rate is not None and model.cfg.scratchpad:
-            trigger = prompt_trigger(model, prompts[0], args.rate, args.scratch_every)
-        else:
-            trigger = Trigger(tau, args.scratch_every)
+            trigger = prompt_trigger(model, prompts[0], args.rate, trigger)
         trigger = trigger.for_model(model.cfg)
     except TriggerError as e:
         raise cli_error(e) from None

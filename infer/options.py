@@ -31,13 +31,13 @@ def check_calibration(prompt: bytes, rate) -> float:
     return rate
 
 
-def prompt_trigger(model, prompt: bytes, rate, every: int = 0) -> Trigger:
-    """The trigger at which about a fraction `rate` of the prompt's bytes (all of them, the model's
-    last max_seq_len) would fire (Trigger.from_rate, scratchpad.rate defines the rate), plus the
-    stride `every`."""
+def prompt_trigger(model, prompt: bytes, rate, base: Trigger | None = None) -> Trigger:
+    """`base` (default: off) with the entropy threshold at which about a fraction `rate` of the
+    prompt's bytes (all of them, the model's last max_seq_len) would fire (Trigger.from_rate,
+    scratchpad.rate defines the rate)."""
     check_calibration(prompt, rate)
     x = torch.tensor(list(prompt[-model.cfg.max_seq_len:]), dtype=torch.long)
-    return Trigger.from_rate(model, [x.unsqueeze(0)], rate, every)
+    return Trigger.from_rate(model, [x.unsqueeze(0)], rate, base)
 
 
 def as_prompt(p) -> bytes:

@@ -41,7 +41,7 @@ class Endpoint:
 def calibrate(model, job: Job):
     """Each request's trigger from the scratchpad budget on its prompt (a forward: runs in a worker)."""
     for r in job.reqs:
-        r.trigger = prompt_trigger(model, r.prompt, job.budget, r.trigger.every)
+        r.trigger = prompt_trigger(model, r.prompt, job.budget, r.trigger)
 
 
 def build_app(model, model_name: str, max_batch: int = 8, max_queue: int = 64, max_tokens_limit: int = 65536,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -112,11 +112,12 @@ class Trigger:
         return {"entropy_threshold": tau_json(self.tau), "scratch_every": self.every}
 
     @classmethod
-    def from_rate(cls, model, inputs: Iterable, rate, every: int = 0) -> Trigger:
-        """The entropy trigger at which about a fraction `rate` of ALL the bytes of `inputs` (x [B, L]
-        long byte tensors) fire (scratchpad.rate defines the rate), plus the stride `every`."""
+    def from_rate(cls, model, inputs: Iterable, rate, base: Trigger | None = None) -> Trigger:
+        """`base` (default: off) with the entropy threshold at which about a fraction `rate` of ALL
+        the bytes of `inputs` (x [B, L] long byte tensors) fire (scratchpad.rate defines the rate)."""
         rate = check_rate(rate)
-        return cls(math.inf if rate == 0 else rate_thresholds(model, inputs, [rate])[0], every)
+        tau = math.inf if rate == 0 else rate_thresholds(model, inputs, [rate])[0]
+        return replace(base or cls(), tau=tau)
 
 
 @dataclass

@@ -31,10 +31,11 @@ def test_generates_and_reports_stats(tiny_model, capsys):
 
 def test_json_batch_and_budget(tiny_model, capsys):
     code, out, _ = run(capsys, "some prompt text", "--model", tiny_model, "--max-bytes", "6", "--batch", "3",
-                       "--json", "--no-eos", "--seed", "0", "--rate", "0.25")
+                       "--json", "--no-eos", "--seed", "0", "--rate", "0.25", "--scratch-every", "3")
     assert code == 0
     data = json.loads(out)
     assert len(data["outputs"]) == 3 and data["stats"]["generated_bytes"] == 18
+    assert data["stats"]["scratch_every"] == 3 and data["stats"]["threshold"] != "inf"  # the rate set tau only
     assert 0 <= data["stats"]["scratchpad_rate"] <= 1
 
 

@@ -123,3 +123,10 @@ def test_more_requests_than_slots_and_queue_get_429(model):
         stream.close()
     finally:
         s.close()
+
+
+def test_a_budget_sets_tau_and_keeps_the_rest_of_the_requests_trigger(server):
+    r = server.client.completions.create(model=NAME, prompt="the cat sat on the mat, the dog", max_tokens=4,
+                                         temperature=0, extra_body={"scratchpad_budget": 0.3, "scratch_every": 3})
+    info = r.choices[0].model_extra["scratchpad"]
+    assert info["scratch_every"] == 3 and info["entropy_threshold"] != "inf"

@@ -57,10 +57,10 @@ def test_for_model_bounds_the_stride_and_turns_off_without_scratchpads():
     assert not plain.scratchpad and Trigger(0.0, 99).for_model(plain) == Trigger()
 
 
-def test_from_rate_checks_the_rate_and_keeps_the_stride():
+def test_from_rate_checks_the_rate_and_keeps_the_rest_of_its_base():
     model = build_model(ModelConfig.preset("tiny-sp-fixed-p4"))
     x = torch.randint(0, 256, (1, 64), generator=torch.Generator().manual_seed(0))
-    assert Trigger.from_rate(model, [x], 0.0, every=3) == Trigger(math.inf, 3)
+    assert Trigger.from_rate(model, [x], 0.0, Trigger(1.0, 3)) == Trigger(math.inf, 3)
     assert Trigger.from_rate(model, [x], 0.9).tau == 0.0  # P = 4: at most 3/4 of the bytes can scratch
     assert 0 < Trigger.from_rate(model, [x], 0.2).tau < math.inf
     with pytest.raises(TriggerError):
