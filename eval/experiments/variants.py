@@ -18,7 +18,7 @@ from eval.causality import audit_model
 from eval.experiments.tokenizer_baseline import TokenBaseline, train_baseline
 from eval.experiments.training import TrainPlan, read_log, train_variant
 from eval.report import fmt
-from eval.scoring import accounting, evaluate
+from eval.scoring import accounting, evaluate, paired_difference
 from scratchpad import load_model
 from scratchpad.checkpoint import resolve_model_folder
 
@@ -70,7 +70,8 @@ def summarise_run(preset: str, run: Path, val, a) -> dict:
                load_start=(start.get("loadavg") or [None])[0], load_end=(end.get("loadavg") or [None])[0])
     with torch.no_grad():
         ev = evaluate(model, val, W, math.inf, a.eval_batch)
-        row.update(val_bpb=ev.bpb, val_bytes=ev.events.bytes, **_acc(cfg, ev, ""))
+        row.update(val_bpb=ev.bpb, val_bpb_se=ev.bpb_se, val_window=W, val_window_bpb=ev.window_bpb, val_bytes=ev.events.bytes,
+                   **_acc(cfg, ev, ""))
         if cfg.scratchpad:
             ev = evaluate(model, val, W, SP_TAU, a.eval_batch)
             row.update(val_bpb_sp=ev.bpb, **_acc(cfg, ev, "_sp"))
@@ -151,6 +152,7 @@ class VariantsResult:
     plan: VariantsPlan
     eval_bytes: int
     rows: list[dict]
+    gaps: list[dict]
 
     @property
     def budget(self) -> str:
@@ -159,7 +161,7 @@ class VariantsResult:
     def json(self) -> dict:
         a = self.plan
         return dict(command="variants", data=str(a.data), time_budget_s=a.time_budget, steps=a.steps, seq_len=a.seq_len,
-                    batch_size=a.batch_size, eval_bytes=self.eval_bytes, sp_threshold=SP_TAU, rows=self.rows,
+                    batch_size=a.batch_size, eval_bytes=self.eval_bytes, sp_threshold=SP_TAU, rows=self.rows, gaps=self.gaps,
                     published=PUBLISHED, device=a.device or ("cuda" if torch.cuda.is_available() else "cpu"),
                     method="each variant trained by the trainer for the same budget of training-step time; val BPB over "
                            "the first eval_bytes of val.bin in non-overlapping windows of the training length, each "
@@ -191,4 +193,21 @@ def run(plan: VariantsPlan, presets: list[str], val, out: Path, log=lambda line:
     for r in rows:
         r["ms_per_step_vs_A"] = (r["ms_per_step"] / a_row["ms_per_step"]
                                  if a_row and r.get("ms_per_step") and a_row["ms_per_step"] else None)
-    return VariantsResult(plan=plan, eval_bytes=len(val), rows=rows)
+    return VariantsResult(plan=plan, eval_bytes=len(val), rows=rows, gaps=paired_gaps(rows))
+
+
+# The study's questions, as (variant, against): does A's win over full bytes (E) hold, how far is A
+# from the SP paper's byte baseline, and SP at P = 16 against that baseline.
+GAP_PAIRS = [("study-E-full-bytes", "study-A-fixed-mean"), ("byte", "study-A-fixed-mean"), ("sp-fixed-p16", "byte")]
+
+
+def paired_gaps(rows: list[dict]) -> list[dict]:
+    """BPB differences (τ = ∞) of GAP_PAIRS scored on the same windows, each with its paired SE."""
+    by_name = {base_name(r["preset"]): r for r in rows if r.get("val_window_bpb")}
+    gaps = []
+    for a, b in GAP_PAIRS:
+        ra, rb = by_name.get(a), by_name.get(b)
+        if ra and rb and ra["val_window"] == rb["val_window"]:
+            diff, se = paired_difference(ra["val_window_bpb"], rb["val_window_bpb"])
+            gaps.append(dict(variant=ra["preset"], against=rb["preset"], bpb_diff=diff, se=se))
+    return gaps

@@ -2,12 +2,13 @@
 trained weights, puts the study's numbers beside ours, adds the tokenizer baseline row."""
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 import pytest
 
-from eval.experiments.variants import DEFAULT_PRESETS, PUBLISHED
+from eval.experiments.variants import DEFAULT_PRESETS, PUBLISHED, paired_gaps
 from eval.experiments.variants_cli import main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,6 +36,9 @@ def test_variants_end_to_end(assets, tmp_path, cli, read_report):
     assert rows[0]["ms_per_step_vs_A"] == 1.0
     assert rows[1]["val_bpb_sp"] is not None and rows[1]["kv_ratio_vs_byte_sp"] == pytest.approx(1 / 16, abs=0.01)
     assert rows[2]["lossless"] is True
+    for row in rows[:2]:  # the load each variant trained under, from its training log
+        assert row["cores"] == sorted(os.sched_getaffinity(0)) and row["load_start"] >= 0 and row["load_end"] >= 0
+        assert len(row["val_window_bpb"]) == -(-row["val_bytes"] // row["val_window"])  # the last window may be short
     md = (out / "variants.md").read_text()
     assert "1.132" in md and "PASS" in md
     assert (out / "runs" / "tiny-study-A-fixed-mean" / "last" / "model.safetensors").is_file()
@@ -43,6 +47,20 @@ def test_variants_end_to_end(assets, tmp_path, cli, read_report):
     code, stdout, err = cli(main, argv)
     assert code == 0, err
     assert all(row["reused"] for row in read_report(out / "variants.json")["rows"])
+
+
+def test_paired_gaps_answer_the_studys_questions_on_the_same_windows():
+    def row(preset, windows, window=1024):
+        return dict(preset=preset, val_window=window, val_window_bpb=windows)
+
+    rows = [row("tiny-study-A-fixed-mean", [2.0, 2.5, 3.0]), row("tiny-study-E-full-bytes", [2.1, 2.4, 3.3]),
+            row("tiny-byte", [2.5, 2.5, 3.5], window=512), row("tiny-sp-fixed-p16", [2.6, 2.6, 3.6], window=512)]
+    gaps = {(g["variant"], g["against"]): g for g in paired_gaps(rows)}
+    e_a = gaps[("tiny-study-E-full-bytes", "tiny-study-A-fixed-mean")]
+    assert e_a["bpb_diff"] == pytest.approx(0.1) and e_a["se"] == pytest.approx(0.2 / 3 ** 0.5)  # std of (0.1, -0.1, 0.3) is 0.2
+    assert gaps[("tiny-sp-fixed-p16", "tiny-byte")]["bpb_diff"] == pytest.approx(0.1)
+    assert gaps[("tiny-sp-fixed-p16", "tiny-byte")]["se"] == pytest.approx(0.0, abs=1e-12)
+    assert ("tiny-byte", "tiny-study-A-fixed-mean") not in gaps  # other windows: not paired
 
 
 def numbers(text: str) -> set[float]:
