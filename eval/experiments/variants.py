@@ -21,6 +21,7 @@ from eval.report import fmt
 from eval.scoring import accounting, evaluate, paired_difference
 from scratchpad import load_model
 from scratchpad.checkpoint import resolve_model_folder
+from scratchpad.trigger import tau_json
 
 DEFAULT_PRESETS = ["byte", "study-A-fixed-mean", "study-B-attn-pool", "study-C-soft-boundary", "study-D-entropy",
                    "study-E-full-bytes", "study-F-gru-local-dec", "sp-fixed-p16"]
@@ -74,7 +75,7 @@ def summarise_run(preset: str, run: Path, val, a) -> dict:
                    **_acc(cfg, ev, ""))
         if cfg.scratchpad:
             ev = evaluate(model, val, W, SP_TAU, a.eval_batch)
-            row.update(val_bpb_sp=ev.bpb, **_acc(cfg, ev, "_sp"))
+            row.update(val_bpb_sp=ev.bpb, val_window_bpb_sp=ev.window_bpb, **_acc(cfg, ev, "_sp"))
     audit = audit_model(model, preset, positions=a.audit_positions)  # converts the model to float64
     row.update(causality="PASS" if audit.passed else f"FAIL (first leaking position {audit.first_leak})",
                causality_passed=audit.passed, causality_checks=audit.checks, causality_max_diff=audit.max_diff)
@@ -196,18 +197,21 @@ def run(plan: VariantsPlan, presets: list[str], val, out: Path, log=lambda line:
     return VariantsResult(plan=plan, eval_bytes=len(val), rows=rows, gaps=paired_gaps(rows))
 
 
-# The study's questions, as (variant, against): does A's win over full bytes (E) hold, how far is A
-# from the SP paper's byte baseline, and SP at P = 16 against that baseline.
-GAP_PAIRS = [("study-E-full-bytes", "study-A-fixed-mean"), ("byte", "study-A-fixed-mean"), ("sp-fixed-p16", "byte")]
+# The study's questions, as (variant, its τ, against at τ = ∞): does A's win over full bytes (E)
+# hold, how far is A from the SP paper's byte baseline, and SP at P = 16 (τ = ∞ and SP_TAU)
+# against that baseline.
+GAP_PAIRS = [("study-E-full-bytes", math.inf, "study-A-fixed-mean"), ("byte", math.inf, "study-A-fixed-mean"),
+             ("sp-fixed-p16", math.inf, "byte"), ("sp-fixed-p16", SP_TAU, "byte")]
 
 
 def paired_gaps(rows: list[dict]) -> list[dict]:
-    """BPB differences (τ = ∞) of GAP_PAIRS scored on the same windows, each with its paired SE."""
+    """BPB differences of GAP_PAIRS scored on the same windows, each with its paired SE."""
     by_name = {base_name(r["preset"]): r for r in rows if r.get("val_window_bpb")}
     gaps = []
-    for a, b in GAP_PAIRS:
+    for a, tau, b in GAP_PAIRS:
         ra, rb = by_name.get(a), by_name.get(b)
-        if ra and rb and ra["val_window"] == rb["val_window"]:
-            diff, se = paired_difference(ra["val_window_bpb"], rb["val_window_bpb"])
-            gaps.append(dict(variant=ra["preset"], against=rb["preset"], bpb_diff=diff, se=se))
+        windows = ra and ra.get("val_window_bpb" if tau == math.inf else "val_window_bpb_sp")
+        if windows and rb and ra["val_window"] == rb["val_window"]:
+            diff, se = paired_difference(windows, rb["val_window_bpb"])
+            gaps.append(dict(variant=ra["preset"], tau=tau_json(tau), against=rb["preset"], bpb_diff=diff, se=se))
     return gaps

@@ -54,13 +54,15 @@ def test_paired_gaps_answer_the_studys_questions_on_the_same_windows():
         return dict(preset=preset, val_window=window, val_window_bpb=windows)
 
     rows = [row("tiny-study-A-fixed-mean", [2.0, 2.5, 3.0]), row("tiny-study-E-full-bytes", [2.1, 2.4, 3.3]),
-            row("tiny-byte", [2.5, 2.5, 3.5], window=512), row("tiny-sp-fixed-p16", [2.6, 2.6, 3.6], window=512)]
-    gaps = {(g["variant"], g["against"]): g for g in paired_gaps(rows)}
-    e_a = gaps[("tiny-study-E-full-bytes", "tiny-study-A-fixed-mean")]
+            row("tiny-byte", [2.5, 2.5, 3.5], window=512),
+            dict(row("tiny-sp-fixed-p16", [2.6, 2.6, 3.6], window=512), val_window_bpb_sp=[2.4, 2.5, 3.5])]
+    gaps = {(g["variant"], g["tau"], g["against"]): g for g in paired_gaps(rows)}
+    e_a = gaps[("tiny-study-E-full-bytes", "inf", "tiny-study-A-fixed-mean")]
     assert e_a["bpb_diff"] == pytest.approx(0.1) and e_a["se"] == pytest.approx(0.2 / 3 ** 0.5)  # std of (0.1, -0.1, 0.3) is 0.2
-    assert gaps[("tiny-sp-fixed-p16", "tiny-byte")]["bpb_diff"] == pytest.approx(0.1)
-    assert gaps[("tiny-sp-fixed-p16", "tiny-byte")]["se"] == pytest.approx(0.0, abs=1e-12)
-    assert ("tiny-byte", "tiny-study-A-fixed-mean") not in gaps  # other windows: not paired
+    assert gaps[("tiny-sp-fixed-p16", "inf", "tiny-byte")]["bpb_diff"] == pytest.approx(0.1)
+    assert gaps[("tiny-sp-fixed-p16", "inf", "tiny-byte")]["se"] == pytest.approx(0.0, abs=1e-12)
+    assert gaps[("tiny-sp-fixed-p16", 1.5, "tiny-byte")]["bpb_diff"] == pytest.approx(-0.1 / 3)  # its τ = 1.5 windows
+    assert ("tiny-byte", "inf", "tiny-study-A-fixed-mean") not in gaps  # other windows: not paired
 
 
 def numbers(text: str) -> set[float]:
