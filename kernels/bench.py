@@ -163,7 +163,7 @@ def bench_scan(shapes, dtype, device, timer, compile_torch, bandwidth, log):
 def step_impls(device):
     impls = {}
     if device.type == "cuda":
-        from kernels.step_triton import scratch_step_triton
+        from kernels.ops import scratch_step_triton
 
         impls["triton"] = scratch_step_triton
     impls["torch"] = scratch_step_torch

@@ -25,6 +25,7 @@ import torch
 from triton.runtime.interpreter import InterpretedFunction
 
 from kernels import scan_triton, step_triton
+from kernels._validate import check_scratch
 
 ON_INTERPRETER = isinstance(step_triton._scratch_fwd_kernel, InterpretedFunction)
 """True when triton was imported with TRITON_INTERPRET=1: the kernels then run on CPU tensors."""
@@ -118,3 +119,13 @@ def scratch_step(a: torch.Tensor, b: torch.Tensor, states: torch.Tensor) -> torc
     if torch.compiler.is_compiling() or needs_grad:
         return triton_scratch_step(a, b, states)
     return step_triton.scratch_forward(a, b, states)
+
+
+def scratch_step_triton(a, b, states):
+    """The Triton scratch step on its own (benches, tests): a, b, states of one shape -> a * states
+    + b in b's dtype; validated (no fp64, a device Triton runs on); writes nothing; differentiable."""
+    a, b, states = check_scratch(a, b, states)
+    if a.dtype == torch.float64:
+        raise ValueError("scratch_step (Triton) computes in fp32; use the torch path (SCRATCHPAD_KERNELS=torch) for fp64")
+    scan_triton.check_device(a)
+    return triton_scratch_step(a, b, states)

@@ -7,12 +7,10 @@ This module imports triton at the top; `kernels/__init__.py` imports it lazily.
 """
 from __future__ import annotations
 
-import torch
 import triton
 import triton.language as tl
 
-from kernels._validate import check_scratch
-from kernels.scan_triton import _empty, check_device, on_device
+from kernels.scan_triton import _empty, on_device
 
 
 @triton.jit
@@ -35,11 +33,6 @@ def _scratch_bwd_kernel(g_ptr, a_ptr, s_ptr, da_ptr, db_ptr, ds_ptr, n, BLOCK: t
     tl.store(da_ptr + offs, (g * s).to(da_ptr.dtype.element_ty), mask=m)
     tl.store(db_ptr + offs, g.to(db_ptr.dtype.element_ty), mask=m)
     tl.store(ds_ptr + offs, (g * a).to(ds_ptr.dtype.element_ty), mask=m)
-
-
-def _no_fp64(name: str, a: torch.Tensor) -> None:
-    if a.dtype == torch.float64:
-        raise ValueError(f"{name} (Triton) computes in fp32; use the torch path (SCRATCHPAD_KERNELS=torch) for fp64")
 
 
 _SCRATCH_BLOCK = 1024
@@ -66,14 +59,3 @@ def scratch_backward(g, a, states):
         with on_device(a):
             _scratch_bwd_kernel[(triton.cdiv(n, _SCRATCH_BLOCK),)](g, a, states, da, db, ds, n, BLOCK=_SCRATCH_BLOCK, num_warps=4)
     return da, db, ds
-
-
-def scratch_step_triton(a, b, states):
-    """a, b, states: one shape. Returns a * states + b in b's dtype; writes nothing; differentiable
-    (through the custom operator scratchpad::triton_scratch_step, see kernels.ops)."""
-    from kernels.ops import triton_scratch_step  # kernels.ops imports this module
-
-    a, b, states = check_scratch(a, b, states)
-    _no_fp64("scratch_step", a)
-    check_device(a)
-    return triton_scratch_step(a, b, states)

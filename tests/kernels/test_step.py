@@ -10,7 +10,7 @@ from kernels.step_torch import scratch_step_torch
 
 def scratch_resolve(fn):
     if fn == "triton":
-        from kernels.step_triton import scratch_step_triton
+        from kernels.ops import scratch_step_triton
 
         return scratch_step_triton
     return fn
@@ -44,7 +44,7 @@ def test_scratch_step_writes_nothing_and_grads(fn, device, dtype, state_dtype, s
 
 @needs_triton
 def test_scratch_step_triton_matches_naive_non_contiguous(poison):
-    from kernels.step_triton import scratch_step_triton
+    from kernels.ops import scratch_step_triton
 
     base = torch.randn(3, 9, 4, device=DEVICE)
     a = torch.rand(3, 4, 9, device=DEVICE).transpose(1, 2)
@@ -69,7 +69,7 @@ def test_scratch_step_errors():
 @gpu
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 def test_gpu_scratch_step_real_sizes(dtype, poison):
-    from kernels.step_triton import scratch_step_triton
+    from kernels.ops import scratch_step_triton
 
     s = torch.randn(4, 16, 2048, device="cuda", dtype=dtype)
     a3, b3 = torch.rand_like(s), torch.randn_like(s)
