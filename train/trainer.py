@@ -30,7 +30,7 @@ one trajectory. With --time-budget the cosine schedule follows elapsed training 
 reproducible across runs (resume still continues the budget where it stopped).
 
 The parts: train/args.py (arguments, resume rules, the run's config), train/loss.py (loss module, validation BPB), train/dist.py (process group), train/optim.py
-(AdamW, schedule), train/state.py (run folder, train state), train/loop.py (the optimizer step),
+(AdamW, schedule), train/state.py (run folder, train state), train/loop.py (the optimizer step), train/progress.py (log events, console lines),
 scratchpad/precision.py (dtype, compile), train/hardware.py (timing, MFU); this file wires them into a run.
 """
 from __future__ import annotations
@@ -54,7 +54,8 @@ from train.loss import LossModule, unused_parameters, validation_bpb
 from train.data import ByteCorpus, batch_generator, seed_model_rng
 from train.dist import Dist
 from scratchpad.precision import check_dtype, compile_module, compile_problem
-from train.hardware import machine_load, peak_flops, peak_memory_bytes, reset_peak_memory
+from train.hardware import machine_load, reset_peak_memory
+from train.progress import Progress
 from train.loop import NonFinite, StepLoop
 from train.optim import make_optimizer, schedule_warning
 from train.state import (BEST, LAST, LOG_FILE, STATE_FILE, params_hash, read_saved_args, read_saved_world,
@@ -73,6 +74,7 @@ class Trainer:
         self.print = (lambda s: print(s, file=out_stream or sys.stdout, flush=True))
         self.log_f = None
         self.stop_signal = 0
+        self.dist = Dist(args.device)  # started by run(); _setup reads its device and rank
 
     # setup ------------------------------------------------------------------------------------
     def _setup(self):
@@ -191,7 +193,6 @@ class Trainer:
     # main loop --------------------------------------------------------------------------------
     def run(self) -> int:
         a = self.args
-        self.dist = Dist(a.device)
         self.dist.start()
         old_handlers, old_threads = {}, torch.get_num_threads()
         try:
@@ -232,6 +233,8 @@ class Trainer:
         self.log_f = open(path, "a")
 
     def _train(self, corpus, model, state) -> int:
+        """The run: restore or start the counters, wrap the model, step until a budget or a signal
+        stops it, then evaluate and save the last step."""
         a, dist, dev = self.args, self.dist, self.dist.device
         self.out, self.corpus = Path(a.out), corpus
         self.model = model = model.to(dev).train()
@@ -240,15 +243,7 @@ class Trainer:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         self.opt = make_optimizer(model, a.lr, a.weight_decay, dev)
-        step, self.elapsed, self.bytes_seen, self.flops_spent = 0, 0.0, 0, 0.0
-        self.best_val, self.best_step, self.last_eval, self.saved_step = math.inf, -1, None, 0
-        log_offset = None
-        self.saved_elapsed = 0.0
-        if state is not None:
-            c = restore_train_state(state, self.opt, model, self.out / LAST / STATE_FILE, a.seed, dev)
-            step, self.elapsed, self.bytes_seen, self.flops_spent = c["step"], c["elapsed"], c["bytes_seen"], c["flops"]
-            self.best_val, self.best_step, log_offset = c["best_val"], c["best_step"], c["log_offset"]
-            self.saved_step, self.saved_elapsed = step, self.elapsed
+        step, log_offset = self._restore(state)
         self.val_offsets = corpus.val_offsets(a.eval_windows)
 
         unused = unused_parameters(model, dev, a.seq_len) if dist.enabled else []
@@ -258,112 +253,70 @@ class Trainer:
             step_model, self.eval_model = compile_module(ddp), compile_module(model)
 
         self._open_log(log_offset)
-        n_params = sum(p.numel() for p in model.parameters())
-        global_batch = a.batch_size * a.grad_accum * dist.world
-        bytes_per_step = global_batch * a.seq_len
-        peak = peak_flops(dev, a.dtype)
-        if state is not None:
-            prev_world = read_saved_world(self.out)
-            if dist.main and prev_world not in (None, dist.world):
-                self.print(f"note: the checkpoint was written by {prev_world} process(es), this run has {dist.world}; "
-                           f"the data order differs from an uninterrupted run")
-            self.log("resume", step=step, time=datetime.now(timezone.utc).isoformat(timespec="seconds"), world_size=dist.world,
-                     **machine_load())
-        else:
-            self.log("start", time=datetime.now(timezone.utc).isoformat(timespec="seconds"), args=a.to_dict(),
-                     config=model.cfg.to_dict(), params=n_params, world_size=dist.world, device=str(dev),
-                     device_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-                     peak_flops=peak, threads=torch.get_num_threads(), train_bytes=len(corpus.train),
-                     val_bytes=len(corpus.val), val_windows=len(self.val_offsets), unused_parameters=unused,
-                     manifest=corpus.manifest if isinstance(corpus.manifest, dict) else None, **machine_load())
-        if dist.main:
-            what = f"{a.steps} steps" if a.steps else ""
-            if a.time_budget:
-                what += (" or " if what else "") + f"{a.time_budget:g}s of training"
-            if a.flops_budget:
-                what += (" or " if what else "") + f"{a.flops_budget:.3e} training FLOPs"
-            self.print(f"{'resuming' if state is not None else 'training'} {model.cfg.name}: {n_params / 1e6:.2f}M params, "
-                       f"{dist.world} process(es) on {dev}, {a.dtype}{', compiled' if a.compile else ''}, batch "
-                       f"{a.batch_size}x{a.grad_accum}x{dist.world} of {a.seq_len} bytes, {what}"
-                       + (f", from step {step}" if state is not None else ""))
-            for note in (schedule_warning(a), self.dtype_note):
-                if note:
-                    self.print(note)
-
-        def batch(step, micro):
-            x, y = corpus.batch(a.seed, step, micro, dist.rank, a.batch_size)
-            tau = model.sample_thresholds(a.batch_size, batch_generator(a.seed, step, micro, dist.rank))
-            seed_model_rng(a.seed, step, micro, dist.rank)
-            return x.to(dev, non_blocking=True), y.to(dev, non_blocking=True), tau.to(dev)
-
-        n_micro = a.grad_accum * dist.world
-
-        def step_flops(stats):  # stats: means over micro-batches of STATS
-            return n_micro * training_flops(model.cfg, a.batch_size, a.seq_len, stats[3], stats[2])
-
-        loop = StepLoop(step_model, [p for p in model.parameters() if p.requires_grad], self.opt, a, dist, dev,
-                        no_sync=getattr(ddp, "no_sync", None), stop_flag=lambda: self.stop_signal != 0,
-                        step_flops=step_flops, flops_spent=self.flops_spent)
-        window = dict(bytes=0, time=0.0, steps=0)
-        first = dict(step=step + 1)
+        self.bytes_per_step = a.batch_size * a.grad_accum * dist.world * a.seq_len
+        self.progress = Progress(self.log, self.print, a, dist, self.bytes_per_step, first_step=step + 1)
+        self.progress.announce(model, corpus, step, state is not None, read_saved_world(self.out) if state is not None else None,
+                               unused, len(self.val_offsets), (schedule_warning(a), self.dtype_note))
+        self.loop = StepLoop(step_model, [p for p in model.parameters() if p.requires_grad], self.opt, a, dist, dev,
+                             no_sync=getattr(ddp, "no_sync", None), stop_flag=lambda: self.stop_signal != 0,
+                             step_flops=self._step_flops, flops_spent=self.flops_spent)
         reset_peak_memory(dev)
-
-        def on_step(st):
-            self.elapsed = st.elapsed
-            self.bytes_seen += bytes_per_step
-            byte_l, aux_l, n_scratch, n_commits = st.stats
-            rate = bytes_per_step / max(st.step_s, 1e-9)
-            scratch_rate = n_scratch / (a.batch_size * a.seq_len)
-            self.flops_spent = loop.flops_spent
-            flops = st.flops
-            perf = dict(step_ms=round(1000 * st.step_s, 2), bytes_per_s=round(rate, 1), model_flops=flops,
-                        flops=self.flops_spent)
-            if peak:
-                perf["mfu"] = round(flops / st.step_s / peak / dist.world, 5)
-            mem = peak_memory_bytes(dev)
-            if mem is not None:
-                perf["peak_mem_bytes"] = mem
-            self.log("step", step=st.step, loss=st.loss, byte_loss=byte_l, aux_loss=aux_l, bpb=byte_l / math.log(2),
-                     lr=st.lr, grad_norm=st.grad_norm, scratch_rate=scratch_rate, bytes=self.bytes_seen,
-                     elapsed=round(self.elapsed, 3), **perf)
-            if st.step == first["step"] and a.compile and dist.main:
-                self.print(f"compile: the first step took {st.step_s:.1f}s (torch.compile warm-up, counted in the "
-                           f"training time)")
-                self.log("compile", step=st.step, first_step_s=round(st.step_s, 3))
-            window["bytes"] += bytes_per_step
-            window["time"] += st.step_s
-            window["steps"] += 1
-            if dist.main and (st.step % max(1, a.log_every) == 0 or (a.steps and st.step == a.steps)):
-                mfu = f" | MFU {100 * perf['mfu']:.1f}%" if "mfu" in perf else ""
-                self.print(f"step {st.step:>7}{f'/{a.steps}' if a.steps else ''} | loss (byte+aux) {st.loss:.4f} "
-                           f"| bpb {byte_l / math.log(2):.4f} | lr {st.lr:.2e} "
-                           f"| {window['bytes'] / max(window['time'], 1e-9) / 1e3:,.1f} kB/s "
-                           f"| {1000 * window['time'] / max(1, window['steps']):.0f} ms/step{mfu} "
-                           f"| scratchpads {100 * scratch_rate:.1f}% | {_hms(self.elapsed)}")
-                window.update(bytes=0, time=0.0, steps=0)
-            if a.eval_every > 0 and st.step % a.eval_every == 0:
-                self._eval_and_maybe_best(st.step)
-            due = a.save_every > 0 and st.step % a.save_every == 0
-            due = due or bool(a.save_every_s and self.elapsed - self.saved_elapsed >= a.save_every_s)
-            if due:
-                self._check_finite(st.step)
-                self._save(st.step)
-
         try:
-            step, stop_reason = loop.run(step, self.elapsed, batch, on_step)
+            step, stop_reason = self.loop.run(step, self.elapsed, self._batch, self._on_step)
         except NonFinite as e:
             self.log("stop", step=e.step, reason="nonfinite", what=e.what, value=str(e.value), lr=e.lr)
             kept = f"{self.out / LAST} (step {self.saved_step})" if self.saved_step > 0 else "none (no checkpoint was written yet)"
             raise UserError(f"step {e.step}: {e.what} is {e.value}; training stopped, the last good checkpoint is kept: "
                             f"{kept} (try a lower --lr or --clip)") from None
+        return self._finish(step, stop_reason)
 
-        # final evaluation and checkpoint
+    def _restore(self, state) -> tuple[int, int | None]:
+        """The run's counters, from the train state on resume (else zero) -> (step, log offset)."""
+        step, self.elapsed, self.bytes_seen, self.flops_spent = 0, 0.0, 0, 0.0
+        self.best_val, self.best_step, self.last_eval, self.saved_step, self.saved_elapsed = math.inf, -1, None, 0, 0.0
+        if state is None:
+            return step, None
+        c = restore_train_state(state, self.opt, self.model, self.out / LAST / STATE_FILE, self.args.seed, self.dist.device)
+        step, self.elapsed, self.bytes_seen, self.flops_spent = c["step"], c["elapsed"], c["bytes_seen"], c["flops"]
+        self.best_val, self.best_step = c["best_val"], c["best_step"]
+        self.saved_step, self.saved_elapsed = step, self.elapsed
+        return step, c["log_offset"]
+
+    def _batch(self, step: int, micro: int):
+        """Micro-batch `micro` of `step` on this rank: (x, y [batch, seq_len], training taus [batch])."""
+        a, dev = self.args, self.dist.device
+        x, y = self.corpus.batch(a.seed, step, micro, self.dist.rank, a.batch_size)
+        tau = self.model.sample_thresholds(a.batch_size, batch_generator(a.seed, step, micro, self.dist.rank))
+        seed_model_rng(a.seed, step, micro, self.dist.rank)
+        return x.to(dev, non_blocking=True), y.to(dev, non_blocking=True), tau.to(dev)
+
+    def _step_flops(self, stats) -> float:
+        """Training FLOPs of one optimizer step; stats: means over micro-batches of StepLoop's STATS."""
+        a = self.args
+        return a.grad_accum * self.dist.world * training_flops(self.model.cfg, a.batch_size, a.seq_len, stats[3], stats[2])
+
+    def _on_step(self, st):
+        """After each optimizer step: counters, the step's log and console line, evaluation, checkpoint."""
+        a = self.args
+        self.elapsed, self.flops_spent = st.elapsed, self.loop.flops_spent
+        self.bytes_seen += self.bytes_per_step
+        self.progress.step(st, self.bytes_seen, self.flops_spent)
+        if a.eval_every > 0 and st.step % a.eval_every == 0:
+            self._eval_and_maybe_best(st.step)
+        due = a.save_every > 0 and st.step % a.save_every == 0
+        if due or bool(a.save_every_s and self.elapsed - self.saved_elapsed >= a.save_every_s):
+            self._check_finite(st.step)
+            self._save(st.step)
+
+    def _finish(self, step: int, stop_reason: str) -> int:
+        """Evaluate and save the last step (unless just done), the end event, the closing line -> exit code."""
+        dist = self.dist
         if self.last_eval is None or self.last_eval.get("step") != step:
             self._eval_and_maybe_best(step)
         if self.saved_step != step:
             self._check_finite(step)
             self._save(step)
-        final_hashes = dist.gather(params_hash(model)) if dist.enabled else None
+        final_hashes = dist.gather(params_hash(self.model)) if dist.enabled else None
         self.log("end", step=step, reason=stop_reason, elapsed=round(self.elapsed, 3), bytes=self.bytes_seen,
                  flops=self.flops_spent, **machine_load(),
                  best_step=self.best_step, **{f"best_{self.metric_name}": None if math.isinf(self.best_val) else self.best_val},
@@ -386,11 +339,6 @@ class Trainer:
             self.log("stop", step=step, reason="nonfinite", what="parameters", names=bad[:5])
             raise UserError(f"step {step}: parameter {bad[0]} holds NaN or inf; training stopped, the last good "
                             f"checkpoint is kept: {self.out / LAST} (step {self.saved_step})")
-
-
-def _hms(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 def train(args: TrainArgs, given: set[str] | None = None) -> int:
