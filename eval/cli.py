@@ -30,7 +30,7 @@ COMMANDS = [
     (("eval", "code"), "eval.experiments.code_cli", "code BPB and next-line completion"),
     (("eval", "harness"), "eval.experiments.harness_cli", "lm-evaluation-harness tasks per tau: accuracy, scratchpad rate, FLOPs/byte ([harness] extra)"),
     (("eval", "tokenizer"), "eval.experiments.tokenizer_baseline_cli", "train the BPE-tokenizer baseline (same trunk over tokens)"),
-    (("bench", "generate"), "eval.bench.generate", "decode speed: SP vs byte-level baseline"),
+    (("bench", "generate"), "eval.bench.generate_cli", "decode speed: SP vs byte-level baseline"),
     (("bench", "serve"), "eval.bench.serve", "load test of scratchpad serve: bytes/s, time to first byte, latency; --soak: poison, disconnects, oversized bodies"),
     (("bench", "train"), "eval.bench.train", "training throughput of the presets"),
     (("bench", "kernels"), "eval.bench.kernels", "scan kernel benchmarks"),

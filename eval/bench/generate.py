@@ -1,34 +1,27 @@
-"""`scratchpad bench generate`: decode speed of an SP model vs the byte-level baseline of equal trunk.
+"""The decode-speed bench: an SP model against the byte-level baseline of equal trunk, as a `run`.
 
-Times `Engine.generate` (prefill excluded) at batch 1 and 16, prints a table, then one JSON line
-with `speedup_vs_byte` at batch 1. At each batch size the SP model's and the baseline's timed runs
-alternate (best of --repeats each), so the machine's drifts hit both alike. The SP model is
---model (default: the packaged default model, or the heavy-p16-aux2 preset with random weights
-when none is packaged -- random weights trigger scratchpads almost everywhere, so use a trained
-model for meaningful numbers).
+`run(sp, ...)` times `Engine.generate` (prefill excluded) at each batch size and returns a
+`GenerateBenchResult`; it parses nothing and prints nothing (`on_cell` sees each cell as it is
+timed). At each batch size the SP model's and the baseline's timed runs alternate (best of
+`repeats` each), so the machine's drifts hit both alike. The command is eval/bench/generate_cli.py.
 """
 from __future__ import annotations
 
-import json
 import math
-import sys
 import time
+from dataclasses import dataclass
 
 import torch
 
-from eval.cli_args import parse_counts
 from infer import Engine
-from infer.generate import DECODE_THREADS, add_eager_fallback_flag, decode_device
-from infer.options import parse_threshold
 from infer.stats import decode_stats, step_stats
 from scratchpad import ModelConfig, build_model, load_model
 from scratchpad.accounting import byte_baseline
-from scratchpad.errors import UserError, run_cli
-from scratchpad.flags import (THRESHOLD_FLAGS, Parser, add_scratch_every_flag, add_threads_flag, describe, int_flag,
-                              set_threads)
+from scratchpad.errors import UserError
 from scratchpad.trigger import tau_json
 
 PROMPT = b"The history of the English language begins with the arrival of three Germanic tribes. "
+FALLBACK_PRESET = "heavy-p16-aux2"  # the default model's preset
 
 
 class _Cell:
@@ -76,68 +69,65 @@ def time_decode(models: dict, batch: int, max_bytes: int, repeats: int, compile:
     return {name: cell.result() for name, cell in cells.items()}
 
 
-def main(argv=None) -> int:
-    ap = Parser(prog="scratchpad bench generate", description=describe(__doc__))
-    ap.add_argument("--model", help="SP model folder or training --out folder (default: the packaged default model)")
-    ap.add_argument(*THRESHOLD_FLAGS, dest="threshold", default="1.5", metavar="TAU",
-                    help="entropy threshold of the SP model in nats ('inf' = no scratchpads)")
-    add_scratch_every_flag(ap)
-    ap.add_argument("--max-bytes", type=int_flag("--max-bytes"), default=256, metavar="N", help="bytes generated per row")
-    ap.add_argument("--batch-sizes", default="1,16", metavar="B,B", help="comma-separated batch sizes")
-    ap.add_argument("--repeats", type=int_flag("--repeats"), default=5, metavar="N",
-                    help="timed runs per cell, best kept (this VM's speed drifts by tens of percent)")
-    add_threads_flag(ap, DECODE_THREADS, "the generate command's default")
-    ap.add_argument("--device", default="cpu", help="cpu or cuda (CUDA: the decode step replays as CUDA graphs)")
-    ap.add_argument("--compile", action="store_true",
-                    help="CPU: torch.compile the decode step (compilation, tens of seconds, happens in the "
-                         "untimed warm-up)")
-    add_eager_fallback_flag(ap)
-    args = ap.parse_args(argv)
-    tau = parse_threshold(args.threshold, "--threshold")
-    batches = parse_counts(args.batch_sizes, "--batch-sizes")
-    decode_device(args.device, compile=args.compile)
-    set_threads(args.threads)
+def sp_model(folder: str | None, device: str):
+    """(model, where it came from): the model in `folder`, else the packaged default model, else the
+    default model's preset with random weights (seeded; they trigger scratchpads almost everywhere)."""
     torch.manual_seed(0)
     try:
-        sp = load_model(args.model, device=args.device)
-        source = args.model or "packaged default model"
+        return load_model(folder, device=device), folder or "packaged default model"
     except UserError:
-        if args.model:
+        if folder:
             raise
-        sp = build_model(ModelConfig.preset("heavy-p16-aux2")).to(args.device).eval()
-        source = "heavy-p16-aux2 preset (the default model's), random weights (no default model packaged)"
-    base = build_model(byte_baseline(sp.cfg)).to(args.device).eval()
-    print(f"SP model: {source} (P={sp.cfg.patch_size}, patcher {sp.cfg.patcher}); baseline: {base.cfg.name}; "
-          f"tau={tau:.3g}{f', scratch every {args.scratch_every}' if args.scratch_every else ''}; "
-          f"{args.max_bytes} bytes per row; device {args.device}, {args.threads} thread(s)"
-          f"{', compiled step' if args.compile else ''}")
-    print(f"{'model':<12} {'batch':>5} {'bytes/s':>10} {'scratch':>8} {'trunk/byte':>10} {'MFLOP/byte':>10} {'KV ratio':>8}")
-    results = {}
-    for b in batches:
-        models = {"sp": (sp, tau, args.scratch_every), "byte": (base, math.inf, 0)}
-        timed = time_decode(models, b, args.max_bytes, args.repeats, args.compile, args.eager_fallback)
-        for name, r in timed.items():
-            results[(name, b)] = r
-            print(f"{name:<12} {b:>5} {r['decode_bytes_per_second']:>10.1f} {r['scratchpad_rate']:>8.3f} "
-                  f"{r['trunk_calls_per_byte']:>10.3f} {r['flops_per_byte'] / 1e6:>10.3f} {r['kv_ratio_vs_byte']:>8.3f}")
-    summary = {
-        "device": args.device, "threads": args.threads, "compiled": args.compile, "threshold": tau_json(tau),
-        "scratch_every": args.scratch_every,
-        "sp_model": source, "max_bytes": args.max_bytes,
-        "bytes_per_second": {f"{n}_b{b}": round(r["decode_bytes_per_second"], 2) for (n, b), r in results.items()},
-        "decode_step": {f"{n}_b{b}": r["decode_step"] for (n, b), r in results.items()},
-        "graph_fallback": {f"{n}_b{b}": r["graph_fallback"] for (n, b), r in results.items()},
-        "scratchpad_rate_b1": results[("sp", batches[0])]["scratchpad_rate"],
-        "flops_ratio_vs_byte": results[("sp", batches[0])]["flops_ratio_vs_byte"],
-        "speedup_vs_byte": results[("sp", batches[0])]["decode_bytes_per_second"]
-        / results[("byte", batches[0])]["decode_bytes_per_second"],
-    }
-    for b in batches[1:]:
-        summary[f"speedup_vs_byte_b{b}"] = (results[("sp", b)]["decode_bytes_per_second"]
-                                            / results[("byte", b)]["decode_bytes_per_second"])
-    print(json.dumps(summary))
-    return 0
+    model = build_model(ModelConfig.preset(FALLBACK_PRESET)).to(device).eval()
+    return model, f"{FALLBACK_PRESET} preset (the default model's), random weights (no default model packaged)"
 
 
-if __name__ == "__main__":
-    sys.exit(run_cli(main))
+@dataclass
+class GenerateBenchResult:
+    """cells[(name, batch)]: decode_stats + step_stats of the fastest run of "sp" or "byte" at that batch."""
+    source: str
+    tau: float
+    scratch_every: int
+    max_bytes: int
+    batch_sizes: list[int]
+    device: str
+    threads: int
+    compiled: bool
+    cells: dict[tuple[str, int], dict]
+
+    def speedup(self, batch: int) -> float:
+        return self.cells[("sp", batch)]["decode_bytes_per_second"] / self.cells[("byte", batch)]["decode_bytes_per_second"]
+
+    def json(self) -> dict:
+        """The command's JSON line: rates per cell, the SP model's speedup at each batch size."""
+        first = self.cells[("sp", self.batch_sizes[0])]
+        summary = {
+            "device": self.device, "threads": self.threads, "compiled": self.compiled, "threshold": tau_json(self.tau),
+            "scratch_every": self.scratch_every,
+            "sp_model": self.source, "max_bytes": self.max_bytes,
+            "bytes_per_second": {f"{n}_b{b}": round(r["decode_bytes_per_second"], 2) for (n, b), r in self.cells.items()},
+            "decode_step": {f"{n}_b{b}": r["decode_step"] for (n, b), r in self.cells.items()},
+            "graph_fallback": {f"{n}_b{b}": r["graph_fallback"] for (n, b), r in self.cells.items()},
+            "scratchpad_rate_b1": first["scratchpad_rate"],
+            "flops_ratio_vs_byte": first["flops_ratio_vs_byte"],
+            "speedup_vs_byte": self.speedup(self.batch_sizes[0]),
+        }
+        for b in self.batch_sizes[1:]:
+            summary[f"speedup_vs_byte_b{b}"] = self.speedup(b)
+        return summary
+
+
+def run(sp, source: str, tau: float, scratch_every: int = 0, max_bytes: int = 256, batch_sizes=(1, 16),
+        repeats: int = 5, device: str = "cpu", compile: bool = False, eager_fallback: bool = False,
+        on_cell=lambda name, batch, stats: None) -> GenerateBenchResult:
+    """Time `sp` (on `device`; at tau, every `scratch_every`th byte) and its byte-level baseline (no
+    scratchpads) at each batch size, at torch's current thread count; `source` says where `sp` came from."""
+    base = build_model(byte_baseline(sp.cfg)).to(device).eval()
+    cells = {}
+    for b in batch_sizes:
+        models = {"sp": (sp, tau, scratch_every), "byte": (base, math.inf, 0)}
+        for name, stats in time_decode(models, b, max_bytes, repeats, compile, eager_fallback).items():
+            cells[(name, b)] = stats
+            on_cell(name, b, stats)
+    return GenerateBenchResult(source, tau, scratch_every, max_bytes, list(batch_sizes), device,
+                               torch.get_num_threads(), compile, cells)

@@ -9,12 +9,13 @@ import pytest
 import torch
 
 from eval.bench import generate as bench_generate
+from eval.bench.generate_cli import main
 from scratchpad import ModelConfig, build_model
 from scratchpad.accounting import byte_baseline
 
 
 def test_rows_and_json_line_carry_both_models_and_the_speedup(capsys):
-    assert bench_generate.main(["--max-bytes", "6", "--batch-sizes", "1,2", "--repeats", "1"]) == 0
+    assert main(["--max-bytes", "6", "--batch-sizes", "1,2", "--repeats", "1"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     rows = [ln.split()[:2] for ln in lines[2:-1]]
     assert rows == [["sp", "1"], ["byte", "1"], ["sp", "2"], ["byte", "2"]]
@@ -26,6 +27,25 @@ def test_rows_and_json_line_carry_both_models_and_the_speedup(capsys):
         assert abs(summary[key] / ratio - 1) < 1e-3
     assert summary["threads"] == 1 and summary["compiled"] is False
     assert set(summary["decode_step"].values()) == {"eager"} and set(summary["graph_fallback"].values()) == {None}
+
+
+def test_run_works_from_python_quietly(capsys):
+    """eval.bench.generate.run is the bench without the command: it parses nothing and prints
+    nothing; each cell reaches on_cell as it is timed, and the JSON line comes from its result."""
+    torch.manual_seed(0)
+    sp = build_model(ModelConfig.preset("tiny-sp-fixed-p4")).eval()
+    seen = []
+    res = bench_generate.run(sp, "tiny", 0.0, max_bytes=5, batch_sizes=[2, 1], repeats=1,
+                             on_cell=lambda name, b, stats: seen.append((name, b)))
+    assert capsys.readouterr() == ("", "")
+    assert seen == list(res.cells) == [("sp", 2), ("byte", 2), ("sp", 1), ("byte", 1)]
+    assert all(r["generated_bytes"] == b * 5 for (_, b), r in res.cells.items())
+    assert res.cells[("sp", 2)]["scratchpad_rate"] > 0 and res.cells[("byte", 2)]["scratchpad_rate"] == 0
+    assert (res.device, res.threads, res.compiled) == ("cpu", torch.get_num_threads(), False)
+    summary = res.json()
+    assert summary["sp_model"] == "tiny" and summary["threshold"] == 0.0 and summary["max_bytes"] == 5
+    assert summary["speedup_vs_byte"] == res.speedup(2) and summary["speedup_vs_byte_b1"] == res.speedup(1)
+    assert summary["scratchpad_rate_b1"] == res.cells[("sp", 2)]["scratchpad_rate"]  # of the first batch size
 
 
 def test_rate_is_the_fastest_timed_run_with_its_prefill_taken_out(monkeypatch):
