@@ -114,7 +114,7 @@ def test_compiled_training_steps_match_eager():
 def test_bench_train_compile_row_carries_both_figures(capsys):
     import json
 
-    from eval.bench.train import main as bench_main
+    from eval.bench.train_cli import main as bench_main
 
     assert bench_main(["--presets", "tiny-sp-fixed-p4", "--no-plain", "--compile", "--seq-len", "64", "--warmup", "1",
                        "--steps", "3", "--threads", "1"]) == 0

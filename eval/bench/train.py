@@ -1,45 +1,29 @@
-"""`scratchpad bench train`: training throughput of the presets (bytes/s, ms/step, parameters).
+"""The training-throughput bench: bytes/s, ms/step and parameters of presets, as a `run`.
 
 Each preset runs the trainer's step (forward with per-row sampled training thresholds, backward,
-gradient clipping, AdamW) on the same batch shape: by default the study's shape, seq 1024 and
-batch 4. A few untimed warm-up steps come first; the table reports the median of the timed steps.
-The last line of output is one JSON object with every number. Scratchpad presets get a second
-row trained with tau = inf (no scratchpads): an untrained aux head has high entropy everywhere, so
-the sampled training thresholds fire scratchpads at most bytes and that row shows the patch-only
-cost. Step times of untrained models also reflect untrained patchers (the entropy patcher ends a
-patch at almost every byte until its aux head learns; see the B/patch column).
-
-    scratchpad bench train                       # byte, the six study-* presets, sp-fixed-p16
-    scratchpad bench train --quick               # seq 256, 1 warm-up + 3 timed steps
-    scratchpad bench train --presets byte,sp-fixed-p4 --batch-size 8 --steps 10
-    scratchpad bench train --presets sp-fixed-p16 --no-plain --compile --seq-len 256 --warmup 5 --steps 45
-
---compile trains every row twice from one initialisation, eager and torch.compile, alternating step
-by step on the same seeded batches (machine load hits both alike): the row gains
-the compiled bytes/s, the speedup, the first (compiling) step's seconds and the largest relative
-difference between the two runs' per-step losses (warm-up steps included). --dtype bf16 trains
-under bf16 autocast (the default on CUDA). Step times wait for the device; model FLOPs come from
+gradient clipping, AdamW) on the same batch shape; a few untimed warm-up steps come first and a row
+reports the median of the timed steps. Step times wait for the device; model FLOPs come from
 scratchpad.accounting (forward x 3), MFU is given where the GPU's peak is known (train/hardware.py).
+`run(...)` returns a `TrainBenchResult`; it parses nothing and prints nothing (`on_row` sees each
+row as it is measured). The command is eval/bench/train_cli.py.
 """
 from __future__ import annotations
 
 import gc
-import json
 import math
 import os
 import platform
 import statistics
-import sys
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import numpy as np
 import torch
 
-from scratchpad import ModelConfig, UserError, build_model
+from scratchpad import ModelConfig, build_model
 from scratchpad.accounting import training_flops as train_flops
-from scratchpad.flags import Parser, add_threads_flag
-from scratchpad.precision import DTYPES, autocast, check_dtype, compile_module, compile_problem
+from scratchpad.precision import autocast, compile_module
 from train.hardware import peak_flops, peak_memory_bytes, reset_peak_memory, synchronize
 from train.loss import LossModule
 from train.optim import make_optimizer
@@ -68,6 +52,7 @@ def synthetic_text(n: int, seed: int = 0) -> np.ndarray:
 
 
 def load_bytes(data_dir: str | None, n: int) -> np.ndarray:
+    """The first n bytes of data_dir/train.bin, or n bytes of synthetic text without a folder."""
     if not data_dir:
         return synthetic_text(n)
     from train.data import ByteFile
@@ -163,90 +148,54 @@ def compare(eager: dict, comp: dict) -> dict:
                 **({"compiled_mfu": comp["mfu"]} if "mfu" in comp else {}))
 
 
-def main(argv=None) -> int:
-    p = Parser(prog="scratchpad bench train", description="Training throughput of the presets.")
-    p.add_argument("--presets", default=",".join(DEFAULT_PRESETS), help="comma-separated preset names")
-    p.add_argument("--batch-size", type=int, default=4, help="sequences per step")
-    p.add_argument("--seq-len", type=int, default=None, help="default 1024 (256 with --quick)")
-    p.add_argument("--warmup", type=int, default=None, help="untimed steps per preset (default 2, 1 with --quick)")
-    p.add_argument("--steps", type=int, default=None, help="timed steps per preset (default 5, 3 with --quick)")
-    p.add_argument("--quick", action="store_true", help="shorter sequences and fewer steps")
-    p.add_argument("--no-plain", action="store_true", help="skip the extra tau=inf (no scratchpads) row of scratchpad presets")
-    p.add_argument("--data", default=None, help="corpus folder to read train.bin from (default: synthetic text)")
-    add_threads_flag(p)
-    p.add_argument("--device", choices=["cpu", "cuda"], default=None)
-    p.add_argument("--dtype", choices=list(DTYPES), default=None, help="default bf16 autocast on CUDA, fp32 on CPU")
-    p.add_argument("--compile", action="store_true", help="also run every row under torch.compile on the same steps: "
-                   "bytes/s of both, the speedup, and the largest relative difference of their per-step losses")
-    a = p.parse_args(sys.argv[1:] if argv is None else argv)
-    seq_len = a.seq_len or (256 if a.quick else 1024)
-    warmup = a.warmup if a.warmup is not None else (1 if a.quick else 2)
-    steps = a.steps if a.steps is not None else (3 if a.quick else 5)
-    for flag, v, lo in (("--batch-size", a.batch_size, 1), ("--seq-len", seq_len, 2), ("--warmup", warmup, 0),
-                        ("--steps", steps, 1)):
-        if v < lo:
-            raise UserError(f"{flag} {v}: must be >= {lo}")
-    names = [n.strip() for n in a.presets.split(",") if n.strip()]
-    for n in names:
-        ModelConfig.preset(n)  # unknown names fail before anything runs
-    kind = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available")
-    device = torch.device(kind)
-    a.dtype = a.dtype or ("bf16" if kind == "cuda" else "fp32")
-    note = check_dtype(a.dtype, device)
-    if note:
-        print(note, file=sys.stderr)
-    if a.compile and compile_problem(device):
-        raise UserError(f"--compile: {compile_problem(device)}; run without --compile")
-    old_threads = torch.get_num_threads()
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    try:
-        return _run(a, names, device, seq_len, warmup, steps)
-    finally:
-        torch.set_num_threads(old_threads)
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's ("x86_64 CPU" where the processor has no name)."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or platform.machine()} CPU"
 
 
-def _run(a, names, device, seq_len, warmup, steps) -> int:
+def row_label(row: dict) -> str:
+    """The preset, with " tau=inf" for a scratchpad preset's row trained without scratchpads."""
+    plain = ModelConfig.preset(row["preset"]).scratchpad and not row["scratchpads"]
+    return f"{row['preset']} tau=inf" if plain else row["preset"]
+
+
+@dataclass
+class TrainBenchResult:
+    """rows: one `bench_preset` row per (preset, scratchpads) in the order measured."""
+    device: torch.device
+    threads: int
+    batch: int
+    seq_len: int
+    warmup: int
+    steps: int
+    dtype: str
+    compile: bool
+    rows: list[dict] = field(default_factory=list)
+    finished: str = ""
+    load_avg_1m: float | None = None
+
+    def json(self) -> dict:
+        """The command's JSON line."""
+        return dict(bench="train", date=self.finished, device=str(self.device), device_name=device_name(self.device),
+                    threads=self.threads, batch=self.batch, seq_len=self.seq_len, warmup=self.warmup, steps=self.steps,
+                    dtype=self.dtype, compile=self.compile, torch=torch.__version__, load_avg_1m=self.load_avg_1m,
+                    results=self.rows)
+
+
+def run(names: list[str], data: np.ndarray, batch: int, seq_len: int, warmup: int, steps: int, device: torch.device,
+        dtype: str = "fp32", compile: bool = False, plain: bool = True, on_row=lambda row: None) -> TrainBenchResult:
+    """Every preset in names on data at torch's current thread count; plain=True adds a tau = inf row
+    (no scratchpads: what the trunk costs alone) for each scratchpad preset, after all the others."""
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
-    data = load_bytes(a.data, max(1 << 20, 4 * a.batch_size * (seq_len + 1)))
-
-    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or platform.machine()} CPU"
-    print(f"training throughput on {dev_name}, {torch.get_num_threads()} threads, batch {a.batch_size} x {seq_len} bytes, "
-          f"{warmup} warm-up + {steps} timed steps (median), AdamW + clipping"
-          + (", bf16 autocast" if a.dtype == "bf16" else ", fp32") + (", eager and torch.compile" if a.compile else ""),
-          flush=True)
-    hdr = f"{'preset':<26}{'params':>9}{'seq':>6}{'ms/step':>10}{'bytes/s':>11}{'vs byte':>9}{'B/patch':>9}{'scratch':>9}"
-    if a.compile:
-        hdr += f"{'compiled':>11}{'speedup':>9}{'loss diff':>11}{'compile s':>11}"
-    print(hdr)
-    print("-" * len(hdr), flush=True)
-    results = []
+    res = TrainBenchResult(device, torch.get_num_threads(), batch, seq_len, warmup, steps, dtype, compile)
     runs = [(n, True) for n in names]
-    if not a.no_plain:  # scratchpad presets also without scratchpads: what the trunk costs alone
+    if plain:
         runs += [(n, False) for n in names if ModelConfig.preset(n).scratchpad]
     for n, sp in runs:
-        r = bench_preset(n, data, a.batch_size, seq_len, warmup, steps, device, scratchpads=sp, dtype=a.dtype,
-                         compiled=a.compile)
-        results.append(r)
-        base = next((x for x in results if x["preset"] == "byte"), None)
-        rel = f"{r['bytes_per_s'] / base['bytes_per_s']:.2f}x" if base else "-"
-        label = n if sp or not ModelConfig.preset(n).scratchpad else f"{n} tau=inf"
-        print(f"{label:<26}{r['params'] / 1e6:>8.2f}M{r['seq_len']:>6}{r['ms_per_step']:>10.1f}{r['bytes_per_s']:>11,.0f}"
-              f"{rel:>9}{r['bytes_per_patch']:>9.2f}{100 * r['scratch_rate']:>8.1f}%"
-              + (f"{r['compiled_bytes_per_s']:>11,.0f}{r['compile_speedup']:>8.2f}x{r['loss_max_rel_diff']:>11.1e}"
-                 f"{r['compile_first_step_s']:>11.1f}" if a.compile else ""), flush=True)
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    print(json.dumps(dict(bench="train", date=datetime.now(timezone.utc).isoformat(timespec="seconds"), device=str(device),
-                          device_name=dev_name, threads=torch.get_num_threads(), batch=a.batch_size, seq_len=seq_len,
-                          warmup=warmup, steps=steps, dtype=a.dtype, compile=a.compile, torch=torch.__version__,
-                          load_avg_1m=load, results=results)))
-    return 0
-
-
-if __name__ == "__main__":
-    from scratchpad.errors import run_cli
-
-    sys.exit(run_cli(main))
+        res.rows.append(bench_preset(n, data, batch, seq_len, warmup, steps, device, scratchpads=sp, dtype=dtype,
+                                     compiled=compile))
+        on_row(res.rows[-1])
+    res.finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    res.load_avg_1m = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return res

@@ -320,7 +320,7 @@ def test_cli_subprocess_error_is_one_line(tmp_path):
 
 
 def test_bench_train_smoke(capsys):
-    from eval.bench.train import main as bench_main
+    from eval.bench.train_cli import main as bench_main
 
     assert bench_main(["--presets", "tiny-sp-fixed-p4,tiny-byte", "--quick", "--steps", "1", "--warmup", "0", "--seq-len", "64",
                        "--threads", "1"]) == 0
