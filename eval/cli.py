@@ -31,7 +31,7 @@ COMMANDS = [
     (("eval", "harness"), "eval.experiments.harness_cli", "lm-evaluation-harness tasks per tau: accuracy, scratchpad rate, FLOPs/byte ([harness] extra)"),
     (("eval", "tokenizer"), "eval.experiments.tokenizer_baseline_cli", "train the BPE-tokenizer baseline (same trunk over tokens)"),
     (("bench", "generate"), "eval.bench.generate_cli", "decode speed: SP vs byte-level baseline"),
-    (("bench", "serve"), "eval.bench.serve", "load test of scratchpad serve: bytes/s, time to first byte, latency; --soak: poison, disconnects, oversized bodies"),
+    (("bench", "serve"), "eval.bench.serve_cli", "load test of scratchpad serve: bytes/s, time to first byte, latency; --soak: poison, disconnects, oversized bodies"),
     (("bench", "train"), "eval.bench.train_cli", "training throughput of the presets"),
     (("bench", "kernels"), "eval.bench.kernels", "scan kernel benchmarks"),
     (("bench", "gpu"), "eval.bench.gpu", "the prepared GPU run (--rehearse: the same plan on CPU): gpu tests, graph decode == forward, decode, training, kernels, compile"),

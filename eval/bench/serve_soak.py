@@ -1,7 +1,8 @@
-"""The soak run of `scratchpad bench serve --soak`: for a bounded time (and at most MAX_REQUESTS
-requests), client threads send a fixed mix of normal, poison, disconnecting and oversized requests
-to a server on 127.0.0.1. A normal request must get exactly the bytes its prompt gets alone
+"""The soak run of `scratchpad bench serve --soak`, as a `run`: for a bounded time (and at most
+MAX_REQUESTS requests), client threads send a fixed mix of normal, poison, disconnecting and oversized
+requests to a server on 127.0.0.1. A normal request must get exactly the bytes its prompt gets alone
 (greedy); one that does not, or fails, is a victim hurt. The process RSS is sampled each second.
+`run(model, ...)` parses nothing and prints nothing; the command is eval/bench/serve_cli.py.
 """
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ import random
 import socket
 import threading
 import time
+from dataclasses import dataclass
 
 import numpy as np
+import torch
 
-PROMPTS = ["The history of the English language begins with ", "def fibonacci(n):\n    ", "Once upon a time, ",
-           "In 1969 the first humans ", "import numpy as np\n"]
+from eval.bench.serve import PROMPTS
+from scratchpad.trigger import tau_json
+
 # what once crashed the engine or was taken for something else; each must get a 400
 POISON = [{"entropy_threshold": 1e39}, {"scratch_every": 2**63}, {"prompt": "Hi\ud800"}, {"stream": "false"},
           {"logprobs": 6}, {"suffix": "end"}, {"seed": 2**70}, {"temperature": "0"}]
@@ -26,6 +30,7 @@ DISCONNECT_AFTER = 0.2  # seconds a disconnecting client waits before it closes 
 
 
 def rss_kb() -> int:
+    """This process's resident memory in kB (Linux)."""
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
 
@@ -104,7 +109,7 @@ class Soak:
             getattr(self, rng.choice(MIX))(rng)
 
 
-def run(soak: Soak, clients: int, seconds: float) -> tuple[float, list[tuple[float, int]]]:
+def drive(soak: Soak, clients: int, seconds: float) -> tuple[float, list[tuple[float, int]]]:
     """Run the clients for `seconds`; -> (wall seconds, [(t, RSS kB)] sampled every second)."""
     start = time.perf_counter()
     stop_at = start + seconds
@@ -119,6 +124,7 @@ def run(soak: Soak, clients: int, seconds: float) -> tuple[float, list[tuple[flo
 
 
 def summarize(records: list[dict], wall: float, rss: list[tuple[float, int]], warmup: float) -> dict:
+    """The soak row: counts per kind, victims hurt, the normal requests' bytes/s and latency, RSS after warm-up."""
     normal = [r for r in records if r["kind"] == "normal"]
     lat = [r["seconds"] for r in normal if not r["hurt"]]
     after = [kb for t, kb in rss if t >= warmup] or [rss[-1][1]]
@@ -138,55 +144,6 @@ def summarize(records: list[dict], wall: float, rss: list[tuple[float, int]], wa
                 rss_kb_max_after_warmup=max(after), rss_spread_after_warmup=(max(after) - min(after)) / min(after))
 
 
-def soak_main(args, model, clients: list[int], tau: float) -> int:
-    """`bench serve --soak`: the server in this process, max(clients) soak clients, the report."""
-    from eval.report import out_folder, table, write_report
-    from infer import Engine
-    from infer.openai_api import FINISH
-    from infer.serve import ServerThread, build_app
-    from infer.server_app import MAX_BODY_BYTES
-    from scratchpad.trigger import tau_json
-
-    n, name, every = max(clients), model.cfg.name, args.scratch_every
-    engine = Engine(model)
-    alone = {}
-    for p in PROMPTS:
-        g = engine.generate(p, max_bytes=args.max_tokens, threshold=tau, scratch_every=every)[0]
-        alone[p] = (g.output.decode("utf-8", errors="replace"), FINISH[g.stop_reason])
-    srv = ServerThread(build_app(model, name, args.max_batch, max_queue=64))
-    soak = Soak(srv.host, srv.port, name, args.max_tokens, MAX_BODY_BYTES, alone,
-                {"entropy_threshold": tau_json(tau), "scratch_every": every})
-    load = os.getloadavg()  # other work on this machine shares its cores: stated in the report
-    try:
-        wall, rss = run(soak, n, args.seconds)
-        time.sleep(1.5)  # the last disconnected requests are cancelled within a second
-        health = json.loads(http_get(srv.host, srv.port, "/health"))
-    finally:
-        srv.close()
-    warmup = args.seconds / 4
-    row = dict(clients=n, **summarize(soak.records, wall, rss, warmup), slots_in_use_after=health["active"],
-               in_flight_after=health["in_flight"], engine_errors=health["engine_errors"])
-    print(json.dumps(row))
-    data = dict(model=args.model or "packaged default model", config=name, max_batch=args.max_batch,
-                max_tokens=args.max_tokens, threshold=tau_json(tau), scratch_every=every, threads=args.threads,
-                seconds=args.seconds, warmup_seconds=warmup, mix=MIX, load_average_1_5_15_min=load, soak=row,
-                rss_kb=rss)
-    if args.out:
-        how = (f"`scratchpad bench serve --soak --clients {n} --seconds {args.seconds:g} --max-batch {args.max_batch} "
-               f"--max-tokens {args.max_tokens} --threshold {tau:g} --scratch-every {every}`: server and {n} client "
-               f"threads in one process on 127.0.0.1, {args.threads} torch thread(s). Each request is drawn from "
-               f"{len(MIX)}: 5 normal (greedy, {args.max_tokens} bytes, streaming or not, checked against the prompt "
-               f"served alone), 2 poison (one of {len(POISON)} bodies that must get 400), 2 disconnecting (60,000 "
-               f"bytes asked, socket closed after {DISCONNECT_AFTER:g} s), 1 oversized (a body over the "
-               f"{MAX_BODY_BYTES}-byte limit: 413). RSS of the whole process, sampled every second; warm-up = the "
-               f"first {warmup:g} s. Machine load average at the start (1/5/15 min): {load[0]:.1f}/{load[1]:.1f}/"
-               f"{load[2]:.1f} (other jobs share the cores). bytes/s and latency: the normal requests.")
-        body = table(["what", "value"], [[k, v] for k, v in row.items()])
-        series = table(["t (s)", "RSS (kB)"], [[round(t), kb] for t, kb in rss[::max(1, len(rss) // 12)]])
-        write_report(out_folder(args.out), "soak", f"scratchpad serve soak ({name})", [how, body, series], data)
-    return 0 if row["victims_hurt"] == 0 else 1
-
-
 def http_get(host: str, port: int, path: str) -> str:
     conn = http.client.HTTPConnection(host, port, timeout=10)
     try:
@@ -194,3 +151,59 @@ def http_get(host: str, port: int, path: str) -> str:
         return conn.getresponse().read().decode()
     finally:
         conn.close()
+
+
+@dataclass
+class SoakResult:
+    """row: the `summarize` row with the server's health after the run; rss: [(t, kB)] every second."""
+    source: str
+    config: str
+    max_batch: int
+    max_tokens: int
+    tau: float
+    scratch_every: int
+    threads: int
+    seconds: float
+    warmup: float
+    load: tuple[float, float, float]
+    row: dict
+    rss: list[tuple[float, int]]
+
+    def json(self) -> dict:
+        """soak.json."""
+        return dict(model=self.source, config=self.config, max_batch=self.max_batch, max_tokens=self.max_tokens,
+                    threshold=tau_json(self.tau), scratch_every=self.scratch_every, threads=self.threads,
+                    seconds=self.seconds, warmup_seconds=self.warmup, mix=MIX, load_average_1_5_15_min=self.load,
+                    soak=self.row, rss_kb=self.rss)
+
+
+def run(model, source: str, clients: int, seconds: float, max_batch: int = 16, max_tokens: int = 128,
+        tau: float = 1.5, scratch_every: int = 0) -> SoakResult:
+    """Serve `model` (from `source`) with max_batch slots to `clients` soak clients for `seconds`;
+    each normal request is checked against its prompt served alone at the same trigger."""
+    from infer import Engine
+    from infer.openai_api import FINISH
+    from infer.serve import ServerThread, build_app
+    from infer.server_app import MAX_BODY_BYTES
+
+    name = model.cfg.name
+    engine = Engine(model)
+    alone = {}
+    for p in PROMPTS:
+        g = engine.generate(p, max_bytes=max_tokens, threshold=tau, scratch_every=scratch_every)[0]
+        alone[p] = (g.output.decode("utf-8", errors="replace"), FINISH[g.stop_reason])
+    srv = ServerThread(build_app(model, name, max_batch, max_queue=64))
+    soak = Soak(srv.host, srv.port, name, max_tokens, MAX_BODY_BYTES, alone,
+                {"entropy_threshold": tau_json(tau), "scratch_every": scratch_every})
+    load = os.getloadavg()  # other work on this machine shares its cores: stated in the report
+    try:
+        wall, rss = drive(soak, clients, seconds)
+        time.sleep(1.5)  # the last disconnected requests are cancelled within a second
+        health = json.loads(http_get(srv.host, srv.port, "/health"))
+    finally:
+        srv.close()
+    warmup = seconds / 4
+    row = dict(clients=clients, **summarize(soak.records, wall, rss, warmup), slots_in_use_after=health["active"],
+               in_flight_after=health["in_flight"], engine_errors=health["engine_errors"])
+    return SoakResult(source, name, max_batch, max_tokens, tau, scratch_every, torch.get_num_threads(), seconds, warmup,
+                      load, row, rss)

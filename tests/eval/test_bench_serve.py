@@ -6,7 +6,8 @@ import pytest
 pytest.importorskip("fastapi", reason="needs the [serve] extra: pip install -e '.[serve]'")
 pytest.importorskip("uvicorn", reason="needs the [serve] extra: pip install -e '.[serve]'")
 
-from eval.bench.serve import main, summarize  # noqa: E402
+from eval.bench.serve import summarize  # noqa: E402
+from eval.bench.serve_cli import main  # noqa: E402
 
 
 def test_load_run_with_the_stride_trigger(assets, tmp_path, cli, read_report):
@@ -56,3 +57,22 @@ def test_soak_summary_counts_victims_and_memory_spread():
     assert s["victims_hurt"] == 1 and s["poison_refused"] == 1 and s["oversized_refused"] == 0
     assert s["latency_ms_p50"] == pytest.approx(100) and s["bytes_per_second"] == 4
     assert s["rss_spread_after_warmup"] == pytest.approx(0.05)
+
+
+def test_load_and_soak_run_from_python_quietly(assets, tmp_path, capsys):
+    """eval.bench.serve.run and serve_soak.run are the benches without the command: they parse
+    nothing, write nothing and print nothing; load rows reach on_row as they are measured."""
+    from eval.bench import serve, serve_soak
+    from scratchpad import load_model
+
+    model = load_model(assets["models"]["tiny-sp-fixed-p4"])
+    seen = []
+    res = serve.run(model, "tiny", [1, 2], 0.5, max_batch=2, max_tokens=4, tau=0.0, on_row=seen.append)
+    soak = serve_soak.run(model, "tiny", 2, 1.0, max_batch=2, max_tokens=4, tau=float("inf"), scratch_every=2)
+    assert capsys.readouterr() == ("", "")
+    assert seen == res.rows and [r["clients"] for r in res.rows] == [1, 2]
+    assert all(r["errors"] == 0 and r["requests"] >= 1 and r["bytes"] > 0 for r in res.rows)
+    assert res.json()["threshold"] == 0.0 and res.json()["config"] == model.cfg.name
+    assert soak.row["clients"] == 2 and soak.row["victims_hurt"] == 0 and soak.row["engine_errors"] == 0
+    assert soak.json()["threshold"] == "inf" and soak.json()["scratch_every"] == 2 and soak.warmup == 0.25
+    assert soak.rss and all(kb > 0 for _, kb in soak.rss)
