@@ -1,5 +1,6 @@
-"""Scan/step kernel benchmark, measured by `run` (its command line, `scratchpad bench kernels`,
-is eval/bench/kernels.py: kernels import nothing of the rest of the project).
+"""Scan/step kernel benchmark, measured by `run` and `run_sweep`, which print nothing and return
+every number (their command line, `scratchpad bench kernels`, is eval/bench/kernels.py: it renders
+the tables; kernels import nothing of the rest of the project).
 
 For every shape [B, T, D] it times the diagonal scan forward, and forward+backward, for each
 implementation that runs here:
@@ -16,23 +17,21 @@ write). Then the scratch step (scratch_step) latency at batch 1..64.
 The dtype is fp32 by default: the model's SSM layers launch fp32 scans (bf16 is a flag).
 
 `sweep` (--sweep, CUDA) times every candidate launch plan of the Triton scan, forward+backward,
-per shape, and prints the fastest as the TABLES entry of kernels/scan_plan.py for this device.
+per shape, and keeps the fastest: the TABLES entry of kernels/scan_plan.py for this device.
 
-Times: CUDA events on a GPU, time.perf_counter on CPU (where there is no Triton column). Prints a
-table, then one JSON line with every number.
+Times: CUDA events on a GPU, time.perf_counter on CPU (where there is no Triton column).
 """
 from __future__ import annotations
 
 import functools
-import math
 import platform
 import statistics
 import time
 
 import torch
 
-from kernels.scan_plan import Plan, Row, format_table
 from kernels.scan_chunked import diagonal_scan_chunked, diagonal_scan_hillis_steele
+from kernels.scan_plan import Plan, Row
 from kernels.step_torch import scratch_step_torch
 
 FULL_SHAPES = [(8, T, D) for T in (1024, 4096, 16384) for D in (512, 2048)]
@@ -185,27 +184,6 @@ def bench_steps(D, dtype, device, timer):
     return rows
 
 
-SCAN_HEADER = f"{'op':<13} {'impl':<15} {'B':>3} {'T':>6} {'D':>5} {'dtype':>8} {'ms':>10} {'GB/s':>8} {'of copy':>8}"
-
-
-def fmt_scan_row(r) -> str:
-    if r.get("ms") is None:
-        tail = f"{'failed':>10}  {r.get('error', '')[:60]}"
-    else:
-        tail = f"{r['ms']:>10.3f} {r['gbps']:>8.2f} {100 * r['frac_of_copy']:>7.1f}%"
-    return f"{r['op']:<13} {r['impl']:<15} {r['B']:>3} {r['T']:>6} {r['D']:>5} {r['dtype']:>8} {tail}"
-
-
-def fmt_steps(step_rows) -> str:
-    impls = sorted({r["impl"] for r in step_rows}, reverse=True)
-    lines = [f"scratch_step latency, D={step_rows[0]['D']}, {step_rows[0]['dtype']}",
-             f"{'N':>4} " + " ".join(f"{i + ' us':>12}" for i in impls)]
-    by = {(r["impl"], r["N"]): r["us"] for r in step_rows}
-    for N in STEP_BATCHES:
-        lines.append(f"{N:>4} " + " ".join(f"{by.get((i, N), math.nan):>12.1f}" for i in impls))
-    return "\n".join(lines)
-
-
 def sweep_candidates(T: int, D: int):
     """The plans a sweep times: BLOCK_D up to the widest useful for D, 1..4 warps (at most one per
     32 channels), one chunk or chunks of 64..2048 rows."""
@@ -217,7 +195,7 @@ def sweep_candidates(T: int, D: int):
                 yield from (Plan(c, bd, w) for c in chunks)
 
 
-def sweep(shapes, time_plan, log=print) -> list[Row]:
+def sweep(shapes, time_plan, log=lambda line: None) -> list[Row]:
     """For every shape, time_plan((B, T, D), plan) -> seconds for every candidate plan; the
     fastest plan per shape as a plan-table Row. A candidate that fails is logged and skipped."""
     rows = []
@@ -239,11 +217,11 @@ def sweep(shapes, time_plan, log=print) -> list[Row]:
 
 
 def run_sweep(shapes, dtype_name: str | None = None, device=None, reps: int = 10, warmup: int = 2, budget: float = 5.0,
-              print=print) -> dict:
-    """Time every candidate plan of the Triton scan (forward+backward) on this GPU; print the
-    per-shape winners with their bandwidth against the copy bandwidth, then the TABLES entry."""
-    import datetime
-
+              on_ready=lambda head: None, log=lambda line: None) -> dict:
+    """Time every candidate plan of the Triton scan (forward+backward) on this GPU; -> the per-shape
+    winners (`rows`, plan-table Row fields) with their bandwidth against the copy bandwidth.
+    on_ready(record so far) once the copy bandwidth is measured; log(line) for each shape's winner
+    and each failed candidate."""
     from kernels.scan_triton import diagonal_scan_triton
 
     device = torch.device(device or "cuda")
@@ -251,8 +229,9 @@ def run_sweep(shapes, dtype_name: str | None = None, device=None, reps: int = 10
     timer = Timer(device, warmup, reps, budget)
     bw = copy_bandwidth(device, 1 << 30, Timer(device, 2, 5, 60))
     props = torch.cuda.get_device_properties(device)
-    print(f"sweep on {props.name} ({props.multi_processor_count} SMs), {str(dtype).split('.')[-1]}, "
-          f"forward+backward; copy bandwidth {bw / 1e9:.2f} GB/s (read + write)")
+    rec = {"bench": "kernels-sweep", "device": props.name, "n_sm": props.multi_processor_count, "torch": torch.__version__,
+           "dtype": str(dtype).split(".")[-1], "copy_bandwidth_Bps": bw}
+    on_ready(dict(rec))
     current = {}
 
     def time_plan(shape, plan):
@@ -265,27 +244,20 @@ def run_sweep(shapes, dtype_name: str | None = None, device=None, reps: int = 10
         fn = functools.partial(diagonal_scan_triton, chunk_size=plan.chunk, block_d=plan.block_d, num_warps=plan.num_warps)
         return timer(functools.partial(_fwd_bwd, fn, current["leaves"], current["dh"]))
 
-    rows = sweep(shapes, time_plan, log=print)
     elt = torch.tensor([], dtype=dtype).element_size()
-    best = [dict(r._asdict(), gbps=8 * r.B * r.T * r.D * elt / r.ms / 1e6,
-                 frac_of_copy=8 * r.B * r.T * r.D * elt / (r.ms / 1e3) / bw) for r in rows]
-    for r in best:
-        print(f"{r['B']:>3} {r['T']:>6} {r['D']:>5}  chunk {r['chunk']:>5}  block_d {r['block_d']:>3}  warps {r['num_warps']}  "
-              f"{r['ms']:>9.3f} ms  {r['gbps']:>8.1f} GB/s  {100 * r['frac_of_copy']:>5.1f}% of copy")
-    source = (f"measured: scratchpad bench kernels --sweep, {str(dtype).split('.')[-1]} fwd+bwd medians, "
-              f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d}")
-    print("kernels/scan_plan.py TABLES entry for this device:")
-    print(format_table(props.name, props.multi_processor_count, source, rows))
-    return {"bench": "kernels-sweep", "device": props.name, "n_sm": props.multi_processor_count, "torch": torch.__version__,
-            "dtype": str(dtype).split(".")[-1], "copy_bandwidth_Bps": bw, "rows": best}
+    rec["rows"] = [dict(r._asdict(), gbps=8 * r.B * r.T * r.D * elt / r.ms / 1e6,
+                        frac_of_copy=8 * r.B * r.T * r.D * elt / (r.ms / 1e3) / bw) for r in sweep(shapes, time_plan, log=log)]
+    return rec
 
 
 def run(shapes, dtype_name: str | None = None, device=None, quick: bool = False, reps: int | None = None,
         warmup: int | None = None, budget: float | None = None, step_d: int | None = None, compile_torch: bool = True,
-        steps: bool = True, scan: bool = True, print=print) -> dict:
-    """Run the benchmark, print the table, and return every number (the JSON record). None picks
-    the defaults: fp32 (the model's scan dtype), reps 5 quick / 20 CUDA / 7 CPU, warmup 1 quick / 3,
-    budget 5 s quick / 30 s per cell, step D 512 quick / 2048."""
+        steps: bool = True, scan: bool = True, on_ready=lambda head: None, on_scan_row=lambda row: None) -> dict:
+    """Run the benchmark and return every number (the JSON record). None picks the defaults: fp32
+    (the model's scan dtype), reps 5 quick / 20 CUDA / 7 CPU, warmup 1 quick / 3, budget 5 s quick /
+    30 s per cell, step D 512 quick / 2048. on_ready(head) once the copy bandwidth is measured (head:
+    device, cuda, torch, copy_bandwidth_Bps, fla: whether fla-core imports); on_scan_row(row) as each
+    scan cell is timed."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     cuda = device.type == "cuda"
     dtype = DTYPES[dtype_name or "fp32"]
@@ -296,19 +268,10 @@ def run(shapes, dtype_name: str | None = None, device=None, quick: bool = False,
 
     bw = copy_bandwidth(device, (1 << 30) if cuda else (256 << 20 if not quick else 64 << 20), Timer(device, 2, 5 if cuda else 3, 60))
     dev_name = torch.cuda.get_device_name(device) if cuda else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-    print(f"device: {dev_name}; copy bandwidth {bw / 1e9:.2f} GB/s (read + write); torch {torch.__version__}")
-    if not cuda:
-        print("no CUDA: no Triton column; times are time.perf_counter medians")
-    if cuda and _fla() is None:
-        print("fla-core not importable: no fla-hgrn column")
-
-    scan_rows = []
-    if scan:
-        print(SCAN_HEADER)
-        scan_rows = bench_scan(shapes, dtype, device, timer, compile_torch, bw, lambda r: print(fmt_scan_row(r), flush=True))
+    on_ready({"device": dev_name, "cuda": cuda, "torch": torch.__version__, "copy_bandwidth_Bps": bw,
+              "fla": _fla() is not None})
+    scan_rows = bench_scan(shapes, dtype, device, timer, compile_torch, bw, on_scan_row) if scan else []
     step_rows = bench_steps(step_d, dtype, device, timer) if steps else []
-    if step_rows:
-        print(fmt_steps(step_rows))
     return {
         "bench": "kernels", "device": dev_name, "cuda": cuda, "torch": torch.__version__,
         "copy_bandwidth_Bps": bw, "dtype": str(dtype).split(".")[-1], "quick": bool(quick),

@@ -1,4 +1,4 @@
-"""`scratchpad bench kernels`: scan and step kernel benchmarks (kernels/bench.py measures).
+"""`scratchpad bench kernels`: scan and step kernel benchmarks (kernels/bench.py measures; this renders).
 
     scratchpad bench kernels --quick          # CPU-sized shapes, few repetitions
     scratchpad bench kernels --shapes 8x4096x2048 --dtype bf16
@@ -9,12 +9,15 @@ then one JSON line with every number (see kernels/BENCHMARKS.md).
 """
 from __future__ import annotations
 
+import datetime
 import json
+import math
 import sys
 
 import torch
 
-from kernels.bench import DTYPES, FULL_SHAPES, QUICK_SHAPES, SWEEP_SHAPES, run, run_sweep
+from kernels.bench import DTYPES, FULL_SHAPES, QUICK_SHAPES, STEP_BATCHES, SWEEP_SHAPES, run, run_sweep
+from kernels.scan_plan import Row, format_table
 from scratchpad.errors import UserError, run_cli
 from scratchpad.flags import Parser, add_threads_flag, describe, int_flag, set_threads
 
@@ -42,6 +45,52 @@ def positive_float(flag: str):
             raise UserError(f"{flag} {text}: must be > 0")
         return v
     return parse
+
+
+SCAN_HEADER = f"{'op':<13} {'impl':<15} {'B':>3} {'T':>6} {'D':>5} {'dtype':>8} {'ms':>10} {'GB/s':>8} {'of copy':>8}"
+
+
+def fmt_scan_row(r: dict) -> str:
+    """One scan cell: time, GB/s and share of the copy bandwidth, or why it failed."""
+    if r.get("ms") is None:
+        tail = f"{'failed':>10}  {r.get('error', '')[:60]}"
+    else:
+        tail = f"{r['ms']:>10.3f} {r['gbps']:>8.2f} {100 * r['frac_of_copy']:>7.1f}%"
+    return f"{r['op']:<13} {r['impl']:<15} {r['B']:>3} {r['T']:>6} {r['D']:>5} {r['dtype']:>8} {tail}"
+
+
+def fmt_steps(step_rows: list[dict]) -> str:
+    """The scratch-step latency table: a row per batch size, a column per implementation."""
+    impls = sorted({r["impl"] for r in step_rows}, reverse=True)
+    lines = [f"scratch_step latency, D={step_rows[0]['D']}, {step_rows[0]['dtype']}",
+             f"{'N':>4} " + " ".join(f"{i + ' us':>12}" for i in impls)]
+    by = {(r["impl"], r["N"]): r["us"] for r in step_rows}
+    for N in STEP_BATCHES:
+        lines.append(f"{N:>4} " + " ".join(f"{by.get((i, N), math.nan):>12.1f}" for i in impls))
+    return "\n".join(lines)
+
+
+def print_head(head: dict, scan: bool) -> None:
+    """The device line, what columns are missing here and why, and the scan table's header."""
+    print(f"device: {head['device']}; copy bandwidth {head['copy_bandwidth_Bps'] / 1e9:.2f} GB/s (read + write); "
+          f"torch {head['torch']}")
+    if not head["cuda"]:
+        print("no CUDA: no Triton column; times are time.perf_counter medians")
+    if head["cuda"] and not head["fla"]:
+        print("fla-core not importable: no fla-hgrn column")
+    if scan:
+        print(SCAN_HEADER)
+
+
+def print_sweep(rec: dict) -> None:
+    """The sweep's winners per shape, then the kernels/scan_plan.py TABLES entry for this device."""
+    for r in rec["rows"]:
+        print(f"{r['B']:>3} {r['T']:>6} {r['D']:>5}  chunk {r['chunk']:>5}  block_d {r['block_d']:>3}  warps {r['num_warps']}  "
+              f"{r['ms']:>9.3f} ms  {r['gbps']:>8.1f} GB/s  {100 * r['frac_of_copy']:>5.1f}% of copy")
+    source = (f"measured: scratchpad bench kernels --sweep, {rec['dtype']} fwd+bwd medians, "
+              f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d}")
+    print("kernels/scan_plan.py TABLES entry for this device:")
+    print(format_table(rec["device"], rec["n_sm"], source, [Row(*(r[k] for k in Row._fields)) for r in rec["rows"]]))
 
 
 def main(argv=None) -> int:
@@ -72,12 +121,18 @@ def main(argv=None) -> int:
         if device.type != "cuda":
             raise UserError("--sweep times the Triton kernels and needs a CUDA device")
         rec = run_sweep(parse_shapes(a.shapes) if a.shapes else SWEEP_SHAPES, a.dtype, device, a.reps or 10,
-                        2 if a.warmup is None else a.warmup, a.budget or 5.0)
+                        2 if a.warmup is None else a.warmup, a.budget or 5.0, on_ready=lambda h: print(
+                            f"sweep on {h['device']} ({h['n_sm']} SMs), {h['dtype']}, forward+backward; copy bandwidth "
+                            f"{h['copy_bandwidth_Bps'] / 1e9:.2f} GB/s (read + write)"), log=print)
+        print_sweep(rec)
         print(json.dumps(rec))
         return 0
     shapes = parse_shapes(a.shapes) if a.shapes else (QUICK_SHAPES if a.quick else FULL_SHAPES)
     rec = run(shapes, a.dtype, device, a.quick, a.reps, a.warmup, a.budget, a.step_d, compile_torch=not a.no_compile,
-              steps=not a.no_steps, scan=not a.no_scan)
+              steps=not a.no_steps, scan=not a.no_scan, on_ready=lambda head: print_head(head, not a.no_scan),
+              on_scan_row=lambda r: print(fmt_scan_row(r), flush=True))
+    if rec["steps"]:
+        print(fmt_steps(rec["steps"]))
     print(json.dumps(rec))
     return 0
 

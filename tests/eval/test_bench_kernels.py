@@ -89,3 +89,37 @@ def test_sweep_needs_cuda():
         pytest.skip("checks the CPU refusal")
     with pytest.raises(UserError, match="needs a CUDA device"):
         main(["--sweep"])
+
+
+def test_run_works_from_python_quietly(capsys):
+    """kernels.bench.run is the bench without the command: it prints nothing; the head reaches
+    on_ready before any cell and every scan cell reaches on_scan_row as it is timed."""
+    import torch
+
+    from kernels.bench import STEP_BATCHES, run
+
+    heads, cells = [], []
+    rec = run([(1, 8, 4)], None, torch.device("cpu"), quick=True, reps=1, warmup=0, step_d=8, compile_torch=False,
+              on_ready=heads.append, on_scan_row=lambda r: cells.append((len(heads), r)))
+    assert capsys.readouterr() == ("", "")
+    assert len(heads) == 1 and heads[0]["cuda"] is False and heads[0]["copy_bandwidth_Bps"] == rec["copy_bandwidth_Bps"]
+    assert [r for _, r in cells] == rec["scan"] and all(n == 1 for n, _ in cells)
+    assert [(r["op"], r["impl"]) for r in rec["scan"]] == [("scan fwd", "torch"), ("scan fwd+bwd", "torch"),
+                                                           ("scan fwd", "hillis-steele"), ("scan fwd+bwd", "hillis-steele")]
+    assert [r["N"] for r in rec["steps"]] == STEP_BATCHES and all(r["us"] > 0 and r["D"] == 8 for r in rec["steps"])
+
+
+def test_sweep_record_prints_a_plan_table_that_loads_back(capsys):
+    """The command renders a sweep's record (kernels.bench.run_sweep, CUDA only) as the winners and
+    a kernels/scan_plan.py TABLES entry that reads back to the same plans."""
+    from eval.bench.kernels import print_sweep
+    from kernels.scan_plan import Plan, Row, Table, plan_from_rows
+
+    rows = [dict(B=8, T=1024, D=512, chunk=256, block_d=64, num_warps=2, ms=0.5, gbps=100.0, frac_of_copy=0.5)]
+    print_sweep({"device": "GPU", "n_sm": 132, "dtype": "float32", "rows": rows})
+    out = capsys.readouterr().out
+    head, entry = out.split("kernels/scan_plan.py TABLES entry for this device:\n")
+    assert "chunk   256  block_d  64  warps 2" in head and "50.0% of copy" in head
+    ns = {"Table": Table, "Row": Row}
+    exec("tables = {\n" + entry + "\n}", ns)
+    assert plan_from_rows(ns["tables"]["GPU"].rows, 8, 1024, 512) == Plan(256, 64, 2)
