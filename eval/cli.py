@@ -19,7 +19,7 @@ COMMANDS = [
     (("data", "build"), "train.corpus.installed", "build a byte corpus (text or code) from installed sources"),
     (("data", "build", "files"), "train.corpus.folder", "build a byte corpus from a folder of your own files"),
     (("show",), "eval.show", "one HTML page: a text byte by byte, its entropy, patches and scratchpads (a τ slider)"),
-    (("eval", "causality"), "eval.causality", "causality audit: future bytes must not move past logits"),
+    (("eval", "causality"), "eval.causality_cli", "causality audit: future bytes must not move past logits"),
     (("eval", "bpb"), "eval.experiments.bpb_cli", "bits per byte on held-out data"),
     (("eval", "sweep"), "eval.experiments.sweep_cli", "entropy-threshold sweep: BPB vs FLOPs and KV per byte"),
     (("eval", "lag"), "eval.experiments.lag_cli", "patch-lag profile, trunk's share, aux head's own BPB"),
