@@ -96,6 +96,7 @@ class GenerateBenchResult:
     cells: dict[tuple[str, int], dict]
 
     def speedup(self, batch: int) -> float:
+        """The SP model's decode bytes/s over the baseline's at this batch size."""
         return self.cells[("sp", batch)]["decode_bytes_per_second"] / self.cells[("byte", batch)]["decode_bytes_per_second"]
 
     def json(self) -> dict:

@@ -18,15 +18,8 @@ from infer.generate import DECODE_THREADS, add_eager_fallback_flag, decode_devic
 from infer.options import parse_threshold
 from scratchpad.accounting import byte_baseline
 from scratchpad.errors import run_cli
-from scratchpad.flags import (
-    THRESHOLD_FLAGS,
-    Parser,
-    add_scratch_every_flag,
-    add_threads_flag,
-    describe,
-    int_flag,
-    set_threads,
-)
+from scratchpad.flags import (THRESHOLD_FLAGS, Parser, add_scratch_every_flag, add_threads_flag, describe, int_flag,
+                              set_threads)
 
 
 def parser() -> Parser:

@@ -23,16 +23,8 @@ from eval.report import out_folder, table, write_report
 from infer.generate import DECODE_THREADS
 from infer.options import parse_threshold
 from scratchpad.errors import UserError, run_cli
-from scratchpad.flags import (
-    THRESHOLD_FLAGS,
-    Parser,
-    add_scratch_every_flag,
-    add_threads_flag,
-    describe,
-    int_flag,
-    parse_duration,
-    set_threads,
-)
+from scratchpad.flags import (THRESHOLD_FLAGS, Parser, add_scratch_every_flag, add_threads_flag, describe, int_flag,
+                              parse_duration, set_threads)
 
 
 def parser() -> Parser:
