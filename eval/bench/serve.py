@@ -73,8 +73,9 @@ def summarize(records, seconds: float) -> dict:
 
 
 @dataclass
-class ServeBenchResult:
-    """rows: one `summarize` row per client count, with its "clients"."""
+class ServerSetup:
+    """What a load or soak run served: the model (source, config name), the engine's batch and
+    byte limits, the trigger, torch threads, and the run's length in seconds."""
     source: str
     config: str
     max_batch: int
@@ -83,6 +84,11 @@ class ServeBenchResult:
     scratch_every: int
     threads: int
     seconds: float
+
+
+@dataclass
+class ServeBenchResult(ServerSetup):
+    """rows: one `summarize` row per client count, with its "clients"."""
     rows: list[dict] = field(default_factory=list)
 
     def json(self) -> dict:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from eval.bench.serve import PROMPTS
+from eval.bench.serve import PROMPTS, ServerSetup
 from scratchpad.trigger import tau_json
 
 # what once crashed the engine or was taken for something else; each must get a 400
@@ -154,16 +154,8 @@ def http_get(host: str, port: int, path: str) -> str:
 
 
 @dataclass
-class SoakResult:
+class SoakResult(ServerSetup):
     """row: the `summarize` row with the server's health after the run; rss: [(t, kB)] every second."""
-    source: str
-    config: str
-    max_batch: int
-    max_tokens: int
-    tau: float
-    scratch_every: int
-    threads: int
-    seconds: float
     warmup: float
     load: tuple[float, float, float]
     row: dict
