@@ -9,13 +9,16 @@ commit vs transient per slot; decoder; head) or `back` (decoder and head). The t
 at exactly the bytes where eager decode runs it. Graphs: front and back per aux mode, trunk_back
 per aux mode and bucket of KV pages read (runner.span_bucket), all in one memory pool. The
 front's outputs stay at the addresses captured, and the later pieces read them there; on CPU
-each piece runs directly and the front's outputs are copied into the same kind of fixed buffers.
+the front's outputs are copied into the same kind of fixed buffers, and each piece runs either
+directly (the stand-in) or compiled by Inductor and replayed on those buffers
+(compiled=True: infer/compiled_step.py, the CPU-compiled decode).
 
 Capturing warms the pieces up (twice; on a side stream on CUDA) against a snapshot of the state,
 restored afterwards, so capturing never changes a sequence in flight. The page pool is
 preallocated to its worst case (one patch per byte in every slot), so its tensors never move.
 A capture that fails raises GraphCaptureError (ModelRunner falls back to eager decode only when
-asked to). Not yet run on a GPU: the CPU stand-in runs the same host logic, warm-up and buffers.
+asked to). Not yet run on a GPU: the CPU stand-in and the compiled replay run the same host logic, warm-up
+and buffers.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from typing import Callable
 
 import torch
 
+from infer.compiled_step import compile_replay
 from scratchpad.errors import UserError
 from scratchpad.step import Front
 
@@ -37,9 +41,10 @@ class GraphCaptureError(UserError):
 
 
 class StepGraphs:
-    def __init__(self, runner, cuda: bool, warmup: int = 2):
-        """cuda=False: the CPU stand-in (pieces run directly, through the same host logic)."""
-        self.runner, self.cuda, self.warmup = runner, cuda, warmup
+    def __init__(self, runner, cuda: bool, warmup: int = 2, compiled: bool = False):
+        """cuda=False: on the CPU, the pieces run directly (the stand-in) or, compiled=True, as
+        Inductor replays; either way through the same host logic."""
+        self.runner, self.cuda, self.warmup, self.compiled = runner, cuda, warmup, compiled
         self.pool = torch.cuda.graph_pool_handle() if cuda else None  # shared by every graph
         self.x = torch.zeros(runner.slots, dtype=torch.long, device=runner.device)
         self.front_out: dict[bool, tuple] = {}  # run_aux -> the front's outputs + any(need) [], fixed buffers
@@ -110,7 +115,7 @@ class StepGraphs:
             for key in missing:  # front first: the others are recorded reading its outputs
                 self.replays[key] = self._record(key, pieces[key[0]])
         except Exception as e:
-            what = "CUDA graphs" if self.cuda else "a static step"
+            what = "CUDA graphs" if self.cuda else "a compiled step" if self.compiled else "a static step"
             reason = (str(e).strip().splitlines() or [""])[0]
             raise GraphCaptureError(f"capturing the decode step as {what} failed ({type(e).__name__}: {reason})") from e
         finally:
@@ -118,8 +123,9 @@ class StepGraphs:
                 t.copy_(s)
 
     def _record(self, key: tuple, piece: Callable[[], object]) -> Callable[[], object]:
-        """A replay of piece(): a CUDA graph in the shared pool, or on CPU the piece itself with
-        the front's outputs copied into fixed buffers. The front's buffers go to front_out."""
+        """A replay of piece(): a CUDA graph in the shared pool, or on CPU the piece (compiled or
+        as it is) with the front's outputs copied into fixed buffers. The front's buffers go to
+        front_out."""
         if self.cuda:
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, pool=self.pool):
@@ -127,13 +133,13 @@ class StepGraphs:
             if key[0] == "front":
                 self.front_out[key[1]] = out
             return graph.replay
-        if key[0] != "front":
-            return piece
-        buffers = self.front_out[key[1]] = tuple(None if t is None else t.clone() for t in piece())
+        if key[0] == "front":
+            buffers = self.front_out[key[1]] = tuple(None if t is None else t.clone() for t in piece())
+            step = piece
 
-        def replay():
-            for buffer, t in zip(buffers, piece()):
-                if buffer is not None:
-                    buffer.copy_(t)
+            def piece():
+                for buffer, t in zip(buffers, step()):
+                    if buffer is not None:
+                        buffer.copy_(t)
 
-        return replay
+        return compile_replay(piece) if self.compiled else piece

@@ -1,12 +1,13 @@
 """The model runner: the model's decode state over fixed slots, and how its per-byte step runs.
 
 The math is the model's (scratchpad/step.py: front, trunk, back; scratchpad/decode.py: the
-state and the prefill hand-off). The runner decides how the pieces run: eagerly, compiled with
-torch.compile (CPU), or captured as CUDA graphs (infer/graphs.py, and its CPU stand-in
-static=True). Per byte it runs `front`, reads back one flag (does any slot commit or scratch?)
-and then `trunk_back` (trunk pass, decoder, head) or `back` (decoder, head) alone: the trunk runs
-only where some slot needs it, in every mode alike (`trunk_passes` counts those steps). A
-compiled or captured step reads the held KV pages rounded up to a bucket (`span_bucket`).
+state and the prefill hand-off). The runner decides how the pieces run: eagerly, captured as
+CUDA graphs (infer/graphs.py), compiled by Inductor and replayed the same way on CPU
+(infer/compiled_step.py), or as the graphs' plain CPU stand-in (static=True). Per byte it runs
+`front`, reads back one flag (does any slot commit or scratch?) and then `trunk_back` (trunk
+pass, decoder, head) or `back` (decoder, head) alone: the trunk runs only where some slot needs
+it, in every mode alike (`trunk_passes` counts those steps). A captured or compiled step reads
+the held KV pages rounded up to a bucket (`span_bucket`).
 """
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ import torch
 from infer.graphs import GraphCaptureError, StepGraphs
 from infer.sampling import SlotSampler
 from scratchpad.decode import DecodeState
-from scratchpad.precision import configure_compile, skip_guard_checks
 from scratchpad.step import ByteStep, Front
 from scratchpad.trigger import Trigger
 
@@ -34,10 +34,11 @@ def span_bucket(n: int) -> int:
 class ModelRunner:
     def __init__(self, model, slots: int, device=None, page: int = 16, compile: bool = False,
                  cuda_graphs: bool = True, static: bool = False, eager_fallback: bool = False):
-        """static=True runs the step on CPU as CUDA graphs replay it (infer/graphs.py: the same
-        pieces, host logic, warm-up and fixed buffers): CPU tests of what graphs replay. A failed
-        capture raises GraphCaptureError unless eager_fallback (then: a note, eager decode, and
-        self.fallback holds the reason)."""
+        """compile=True (without CUDA graphs) compiles each piece of the step with Inductor and
+        replays it on fixed buffers (infer/compiled_step.py); static=True runs the pieces as they
+        are through the same host logic, warm-up and buffers: CPU tests of what graphs replay. A
+        failed capture or compile raises GraphCaptureError unless eager_fallback (then: a note,
+        eager decode, and self.fallback holds the reason)."""
         if model.training:
             raise ValueError("the engine needs a model in eval mode (call model.eval() first): training mode "
                              "drops scratchpads at random; the engine does not change the mode for you")
@@ -46,7 +47,7 @@ class ModelRunner:
         self.device = torch.device(device) if device else p.device
         self.dtype = p.dtype
         cuda = self.device.type == "cuda" and cuda_graphs
-        graphs = cuda or static
+        graphs = cuda or static or compile
         worst = 1 + slots * -(-(model.cfg.max_seq_len + 1) // page)  # every slot one patch per byte
         self.state: DecodeState = model.allocate_state(slots, self.device, self.dtype, page, worst if graphs else None)
         self.step_fn = ByteStep(model)
@@ -55,20 +56,10 @@ class ModelRunner:
         self.kv_bytes_per_position = sum(c.bytes_per_position for c in self.state.pages.caches)
         self.eager_fallback, self.fallback = eager_fallback, None
         self.trunk_passes = 0  # steps that ran the trunk pass (for all slots at once)
-        self.pieces = {"front": self._front, "trunk_back": self._trunk_back, "back": self._back}
-        self._warm: set[tuple] = set()  # compiled pieces already run at a (piece, shape) key
         self.graphs = None
         if graphs:
-            self.graphs = StepGraphs(self, cuda)
+            self.graphs = StepGraphs(self, cuda, compiled=compile and not cuda)
             self._fall_back_on_failure(self.graphs.prepare)
-        elif compile:  # CPU: each piece compiled with fixed shapes. Inductor's C++ wrapper calls a
-            # piece's ~25 kernels and GEMMs without Python in between: 12-20% less CPU time per
-            # byte at batch 1 (every 4th byte; three paired runs, same compile time)
-            configure_compile()
-            self.pieces = {name: torch.compile(f, dynamic=False, options={"cpp_wrapper": True})
-                           for name, f in self.pieces.items()}
-            self._skip_guards = skip_guard_checks()
-        self.compiled = compile and not graphs
 
     @property
     def slots(self) -> int:
@@ -77,9 +68,9 @@ class ModelRunner:
     @property
     def step_kind(self) -> str:
         """How steps run now: cuda-graphs, static (their CPU stand-in), compiled or eager."""
-        if self.graphs is not None:
-            return "cuda-graphs" if self.graphs.cuda else "static"
-        return "compiled" if self.compiled else "eager"
+        if self.graphs is None:
+            return "eager"
+        return "cuda-graphs" if self.graphs.cuda else "compiled" if self.graphs.compiled else "static"
 
     def update_aux(self, entropy_trigger: bool):
         """Whether steps run the aux stack (ModelConfig.aux_runs): for an entropy patcher, a decoder
@@ -87,7 +78,7 @@ class ModelRunner:
         self.run_aux = self.cfg.aux_runs(entropy_trigger)
 
     def round_span(self):
-        """Fix the KV pages a compiled or captured step reads at the held span's bucket."""
+        """Fix the KV pages a captured or compiled step reads at the held span's bucket."""
         pages = self.state.pages
         pages.fixed_span = min(pages.width, span_bucket(pages.held_span))
 
@@ -120,34 +111,12 @@ class ModelRunner:
             return False
 
     def _step(self, x, run_aux: bool):
-        """front, then trunk + back where some slot commits or scratches, else back alone: two
-        calls per byte."""
-        shape = None
-        if self.compiled:  # everything the compiled variants differ by (see _call)
-            self.round_span()
-            shape = (run_aux, self.state.pages.span, self.state.pages.capacity)
-        front = self._call("front", shape, x, run_aux)
+        """Eager: front, then trunk + back where some slot commits or scratches, else back alone."""
+        front = self._front(x, run_aux)
         if bool(front.need.any()):
             self.trunk_passes += 1
-            return self._call("trunk_back", shape, x, run_aux, front)
-        return self._call("back", shape, x, run_aux, front)
-
-    def _call(self, name: str, shape: tuple | None, *args):
-        """Run one piece (shape None: not compiled). A compiled piece that already ran at this
-        shape skips Dynamo's guard checks over its ~100 tensor inputs (batch 1 on one CPU core:
-        +15% bytes/s, median of 12 alternated runs): shape holds everything its compiled variants
-        differ by, so the cached graph is the one the guards would pick (tests/test_engine.py
-        fails when it is not)."""
-        piece = self.pieces[name]
-        if shape is None:
-            return piece(*args)
-        key = (name, *shape)
-        if key not in self._warm:
-            out = piece(*args)
-            self._warm.add(key)
-            return out
-        with self._skip_guards:
-            return piece(*args)
+            return self._trunk_back(x, run_aux, front)
+        return self._back(x, run_aux, front)
 
     # the pieces, over this runner's state ------------------------------------------------------
     def _front(self, x, run_aux: bool) -> Front:

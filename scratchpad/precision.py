@@ -80,25 +80,12 @@ def configure_compile():
     """capture_scalar_outputs lets the scratchpad count become an unbacked size inside the graph
     (no graph break at `compact`); fallback_random makes compiled graphs draw the same random
     numbers as eager (the random subset of scratchpads a training forward keeps), so compiled and
-    eager runs take the same steps. The recompile limit is raised because a compiled decode step
-    is specialised per engine runner (slot count) and per KV-span bucket (infer/runner.py); past
-    the default 8 torch would silently fall back to eager."""
+    eager runs take the same steps."""
     import torch._dynamo
     import torch._inductor.config
 
     torch._dynamo.config.capture_scalar_outputs = True
     torch._inductor.config.fallback_random = True
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
-
-
-def skip_guard_checks():
-    """A reusable context in which compiled functions skip Dynamo's guard checks, evaluating only
-    what tells their cached graphs apart. Only for calls whose exact variant already ran (a new
-    variant would run a wrong graph); the caller keeps that record. A fresh
-    `torch.compiler.set_stance(...)` per call costs tens of microseconds; entering this one ~4."""
-    stance = torch.compiler.set_stance(skip_guard_eval_unsafe=True)  # sets the stance at once...
-    stance.__exit__(None, None, None)  # ...so put it back: what is kept is the context
-    return stance
 
 
 def compile_module(module: torch.nn.Module):

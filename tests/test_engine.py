@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from eval.causality import audit_bytes, calibrate_entropy_patcher
-from infer import Engine
+from infer import Engine, compiled_step
 from infer.runner import span_bucket
 from scratchpad import ModelConfig, build_model
 from scratchpad.kv_pages import PagedCache
@@ -159,39 +159,43 @@ def test_prompt_longer_than_context_keeps_its_tail_and_slides():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["tiny-sp-fixed-p4", "tiny-heavy-p4"])
 def test_compiled_step_equals_parallel_forward(name):
-    """The CPU-compiled step (torch.compile of the per-byte pieces) decodes exactly like eager,
-    also once its pieces skip Dynamo's guards: with 2-position pages the KV span read grows
-    1 -> 2 -> 3 -> 4 -> 6 pages within a row, so every variant is first run guarded, then reused."""
+    """The CPU-compiled step (each piece compiled by Inductor, replayed on fixed buffers) decodes
+    like eager: with 2-position pages the KV span read grows 1 -> 2 -> 3 -> 4 -> 6 pages within a
+    row, so every trunk variant is compiled for its own span."""
     model = model_for(name)
     x = text_bytes(2, 40, seed=4)
     for tau, every in ((0.0, 0), (1.5, 0), (math.inf, 0), (math.inf, 2)):
         engine = Engine(model, compile=True, page=2)
         got = engine.teacher_force(x, tau, prefill=[0, 9], scratch_every=every)
         assert (got - model(x, threshold=tau, scratch_every=every).logits).abs().max() <= 1e-9, f"tau={tau} every={every}"
-        assert {span for _, _, span, _ in engine.last_runner._warm} >= {1, 2, 3, 4, 6}
+        assert engine.last_runner.step_kind == "compiled"
+        assert {key[2] for key in engine.last_runner.graphs.replays if key[0] == "trunk_back"} >= {1, 2, 3, 4, 6}
 
 
 @pytest.mark.parametrize("tau,every", [(1.5, 0), (math.inf, 2)])
-def test_compiled_step_reuses_only_the_variant_that_ran(monkeypatch, tau, every):
-    """The default suite's check of the compiled step's variants (the slow test above runs
-    Inductor): a variant that has run skips Dynamo's guards at its next calls, so a variant key
-    missing something a graph is specialised to (the KV span read: 1 -> 2 -> 3 pages of 2 patches
-    here) would replay a stale graph and change the logits. Dynamo's 'eager' backend keeps the
-    guards and the specialised graphs without Inductor's minutes of C++ compilation."""
-    compiled, real_compile = [], torch.compile
+def test_compiled_step_replays_each_variant_on_its_own_tensors(monkeypatch, tau, every):
+    """The default suite's check of the compiled replay (the slow test above runs Inductor): each
+    piece is traced once per variant and then called directly on the tensors it was traced
+    against, so a variant key missing something a graph is specialised to (the KV span read:
+    1 -> 2 -> 3 pages of 2 patches here), a state tensor that moved, or a graph reused from
+    another runner (two engines over one model below) would change the logits. The backend runs
+    Dynamo's graph as traced, without Inductor's minutes of C++ compilation."""
+    traced = []
 
-    def eager_backend(fn, *, mode=None, options=None, backend=None, **kw):
-        compiled.append(fn)
-        return real_compile(fn, backend="eager", **kw)
+    def as_traced(gm, example_inputs):
+        traced.append(gm)
+        return gm
 
-    monkeypatch.setattr(torch, "compile", eager_backend)
+    monkeypatch.setattr(compiled_step, "inductor", as_traced)
     model = model_for("tiny-sp-fixed-p4")
     x = text_bytes(2, 24, seed=4)
     ref = model(x, threshold=tau, scratch_every=every)
     assert int(ref.commits.min()) > 2 * 2  # each row ends up holding 3 pages: spans 1, 2 and 3 all run
-    got = Engine(model, compile=True, page=2).teacher_force(x, tau, prefill=[0, 5], scratch_every=every)
-    assert compiled, "the engine compiled nothing"
-    assert (got - ref.logits).abs().max() <= 1e-9
+    for prefill in ([0, 5], [7, 3]):
+        engine = Engine(model, compile=True, page=2)
+        got = engine.teacher_force(x, tau, prefill=prefill, scratch_every=every)
+        assert engine.last_runner.step_kind == "compiled" and traced, "the engine compiled nothing"
+        assert (got - ref.logits).abs().max() <= 1e-9
 
 
 def test_span_buckets_read_at_most_half_again_the_pages_held():

@@ -25,17 +25,15 @@ FALLBACK_PRESET = "heavy-p16-aux2"  # the default model's preset
 
 
 class _Cell:
-    """One model at one batch size: its engine (warmed up twice at full length: with --compile the
-    first run grows the KV page pool, the second compiles every (span, pool size) variant the timed
-    runs meet) and its fastest timed run."""
+    """One model at one batch size: its engine (warmed up at full length: with --compile that
+    compiles every KV-span variant the timed runs meet) and its fastest timed run."""
 
     def __init__(self, model, batch: int, max_bytes: int, tau: float, every: int, compile: bool,
                  eager_fallback: bool):
         self.model, self.engine = model, Engine(model, compile=compile, eager_fallback=eager_fallback)
         self.prompts, self.max_bytes, self.tau, self.every = [PROMPT] * batch, max_bytes, tau, every
         self.best = None
-        for _ in range(2 if compile else 1):
-            self.generate(max_bytes)
+        self.generate(max_bytes)
 
     def generate(self, n: int):
         return self.engine.generate(self.prompts, max_bytes=n, threshold=self.tau, temperature=0.0,
