@@ -17,8 +17,8 @@ Capturing warms the pieces up (twice; on a side stream on CUDA) against a snapsh
 restored afterwards, so capturing never changes a sequence in flight. The page pool is
 preallocated to its worst case (one patch per byte in every slot), so its tensors never move.
 A capture that fails raises GraphCaptureError (ModelRunner falls back to eager decode only when
-asked to). Not yet run on a GPU: the CPU stand-in and the compiled replay run the same host logic, warm-up
-and buffers.
+asked to). Not yet run on a GPU: the CPU stand-in and the compiled replay run the same host
+logic, warm-up and buffers.
 """
 from __future__ import annotations
 
