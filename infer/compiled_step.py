@@ -50,10 +50,12 @@ def row_products(rows: int = SMALL_ROWS) -> dict:
 def inductor(gm: torch.fx.GraphModule, example_inputs: list, small_matmuls: bool = True):
     """Inductor with its C++ wrapper (a piece's kernels run without Python between them) and no
     checks of the inputs' sizes and alignment: a replay passes the very tensors compiled against."""
+    import torch._inductor.config as config
     from torch._inductor.compile_fx import compile_fx
     from torch._inductor.decomposition import select_decomp_table
 
-    settings = {"cpp_wrapper": True, "size_asserts": False, "alignment_asserts": False, "scalar_asserts": False}
+    wanted = {"cpp_wrapper": True, "size_asserts": False, "alignment_asserts": False, "scalar_asserts": False}
+    settings = {k: v for k, v in wanted.items() if hasattr(config, k)}  # an older torch lacks some asserts
     decompositions = row_products() if small_matmuls else select_decomp_table()
     return compile_fx(gm, example_inputs, config_patches=settings, decompositions=decompositions)
 
