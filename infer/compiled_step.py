@@ -63,7 +63,8 @@ def inductor(gm: torch.fx.GraphModule, example_inputs: list, small_matmuls: bool
 def compile_replay(piece: Callable[[], object], backend=None) -> Callable[[], object]:
     """Compile piece() once (it runs once, compiled) and return its replay. `backend(gm, inputs)`
     compiles Dynamo's graph (default: `inductor`; tests use one that runs the graph as traced).
-    Raises RuntimeError when the piece does not trace into exactly one graph."""
+    Raises what the backend raised, Dynamo's error for a graph break, or RuntimeError when the
+    piece does not trace into exactly one graph."""
     captured = []
 
     def capture(gm, example_inputs):
@@ -75,7 +76,10 @@ def compile_replay(piece: Callable[[], object], backend=None) -> Callable[[], ob
     # tensors) could be handed back without calling the backend. A fresh code object is compiled.
     fresh = types.FunctionType(piece.__code__.replace(), piece.__globals__, piece.__name__,
                                piece.__defaults__, piece.__closure__)
-    torch.compile(fresh, backend=capture, fullgraph=True, dynamic=False)()
+    try:
+        torch.compile(fresh, backend=capture, fullgraph=True, dynamic=False)()
+    except torch._dynamo.exc.BackendCompilerFailed as e:  # say what the compiler raised, not Dynamo's wrapper
+        raise getattr(e, "inner_exception", e) from e
     if len(captured) != 1:
         raise RuntimeError(f"the step piece traced into {len(captured)} graphs, not one")
     compiled, inputs = captured[0]

@@ -209,3 +209,20 @@ def test_failed_graph_capture_is_one_line_unless_eager_fallback(tiny_model, caps
     assert err.count("\n") == 1 and "eager fallback" in err
     code, _, err = run(capsys, "hi", "--model", tiny_model, "--max-bytes", "4", "--stats", "--eager-fallback")
     assert code == 0 and "step eager (graph capture failed: " in err
+
+
+def test_failed_compile_is_one_line_unless_eager_fallback(tiny_model, capsys, monkeypatch):
+    """`--compile` compiles the step's pieces at start-up: Inductor failing there is one line
+    naming the failure (not Dynamo's wrapper) and the way out, or with the flag an eager decode."""
+    from infer import compiled_step
+
+    def broken(gm, example_inputs):
+        raise RuntimeError("injected compile failure\nsecond line")
+
+    monkeypatch.setattr(compiled_step, "inductor", broken)
+    code, _, err = run(capsys, "hi", "--model", tiny_model, "--max-bytes", "4", "--compile")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "as a compiled step failed (RuntimeError: injected compile failure)" in err and "--eager-fallback" in err
+    code, out, err = run(capsys, "hi", "--model", tiny_model, "--max-bytes", "4", "--compile", "--json", "--eager-fallback")
+    stats = json.loads(out)["stats"]
+    assert code == 0 and stats["decode_step"] == "eager" and "injected compile failure" in stats["graph_fallback"]
