@@ -10,7 +10,7 @@ on them. Called through torch.compile instead, each call re-ran Dynamo's frame e
 guard checks and the gathering of ~100 inputs from the state's attributes: about 65 µs of a
 ~120 µs front piece on one core (profiled), twice per byte.
 
-Decode at a few slots multiplies [B, K] rows by weight matrices; `small_matmuls` lets Inductor
+Decode at a few slots multiplies [B, K] rows by weight matrices; `inductor` has Inductor
 write those products as loops fused with the norms and activations around them (`row_products`).
 On this CPU (one core, default model, every 4th byte, alternated in one process) that took batch
 1 from 1,475 to 2,823 bytes/s for SP and from 469 to 1,039 for the byte baseline, and SP at batch
@@ -47,17 +47,16 @@ def row_products(rows: int = SMALL_ROWS) -> dict:
     return {**select_decomp_table(), aten.mm.default: mm, aten.addmm.default: addmm}
 
 
-def inductor(gm: torch.fx.GraphModule, example_inputs: list, small_matmuls: bool = True):
-    """Inductor with its C++ wrapper (a piece's kernels run without Python between them) and no
-    checks of the inputs' sizes and alignment: a replay passes the very tensors compiled against."""
+def inductor(gm: torch.fx.GraphModule, example_inputs: list):
+    """Inductor with its C++ wrapper (a piece's kernels run without Python between them), the
+    small products as fused loops (`row_products`) and no checks of the inputs' sizes and
+    alignment: a replay passes the very tensors compiled against."""
     import torch._inductor.config as config
     from torch._inductor.compile_fx import compile_fx
-    from torch._inductor.decomposition import select_decomp_table
 
     wanted = {"cpp_wrapper": True, "size_asserts": False, "alignment_asserts": False, "scalar_asserts": False}
     settings = {k: v for k, v in wanted.items() if hasattr(config, k)}  # an older torch lacks some asserts
-    decompositions = row_products() if small_matmuls else select_decomp_table()
-    return compile_fx(gm, example_inputs, config_patches=settings, decompositions=decompositions)
+    return compile_fx(gm, example_inputs, config_patches=settings, decompositions=row_products())
 
 
 def compile_replay(piece: Callable[[], object], backend=None) -> Callable[[], object]:

@@ -135,11 +135,12 @@ class StepGraphs:
             return graph.replay
         if key[0] == "front":
             buffers = self.front_out[key[1]] = tuple(None if t is None else t.clone() for t in piece())
-            step = piece
+            front = piece
 
-            def piece():
-                for buffer, t in zip(buffers, step()):
+            def into_buffers():
+                for buffer, t in zip(buffers, front()):
                     if buffer is not None:
                         buffer.copy_(t)
 
+            piece = into_buffers
         return compile_replay(piece) if self.compiled else piece
